@@ -1,0 +1,1 @@
+"""Turning speech into frames of a talking avatar; no networking here (see docs/ARCHITECTURE.md)."""

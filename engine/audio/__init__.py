@@ -1,0 +1,1 @@
+"""Audio in: decoding, resampling, voice activity, speech features."""

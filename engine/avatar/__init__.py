@@ -1,0 +1,1 @@
+"""Avatar bundles: the versioned on-disk format, loading with validation, building."""

@@ -1,0 +1,101 @@
+"""`python -m engine ...`: the offline commands. Bad input: one line on stderr, exit status 2."""
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Iterator
+
+import numpy as np
+
+from engine.types import FaceParamsError
+
+BATCH = 8  # frames rendered per call: amortises per-call overhead, bounded memory
+
+
+def _frames(renderer, params, progress: str) -> Iterator[np.ndarray]:
+    from tqdm import tqdm
+
+    with tqdm(total=len(params), desc=progress, unit="frame", disable=None, file=sys.stderr) as bar:
+        for start in range(0, len(params), BATCH):
+            batch = renderer.composite(params[start : start + BATCH]).frames
+            yield from (batch * 255 + 0.5).byte().cpu().numpy()
+            bar.update(len(batch))
+
+
+def animate(args: argparse.Namespace) -> None:
+    from engine.audio.decode import load_audio
+    from engine.avatar.bundle import load
+    from engine.pipeline.demo import demo_sequence
+    from engine.render.renderer import AvatarRenderer
+    from engine.types import FaceParams
+    from engine.video import check_writable, write_mp4
+
+    check_writable(args.out)
+    avatar = load(args.avatar)
+    params = demo_sequence(avatar.reference_params) if args.demo else FaceParams.load(args.params)
+    if len(params) == 0:
+        raise FaceParamsError(f"{args.params}: the sequence has no frames")
+    audio = load_audio(args.audio) if args.audio else None
+    renderer = AvatarRenderer(avatar, args.size, args.device)
+    write_mp4(args.out, _frames(renderer, params, "animate"), audio)
+    print(f"wrote {args.out}: {len(params)} frames at {args.size}x{args.size}", file=sys.stderr)
+
+
+def build_avatar(args: argparse.Namespace) -> None:
+    from pathlib import Path
+
+    from PIL import Image, UnidentifiedImageError
+
+    from engine.avatar import build
+
+    if args.builtin:
+        avatar = build.builtin(args.out)
+    else:
+        try:
+            image = np.asarray(Image.open(args.image).convert("RGB"))
+        except (OSError, UnidentifiedImageError) as e:
+            raise ValueError(f"{args.image}: not a readable image ({e})") from None
+        avatar = build.from_image(image, args.out, name=args.name or Path(args.out).name, resolution=args.resolution, source=str(args.image))
+    print(f"wrote avatar '{avatar.name}' to {args.out}", file=sys.stderr)
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m engine", description="FACIAL talking-avatar engine: offline commands.")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    a = sub.add_parser("animate", help="render a FaceParams sequence (or the demo) to an MP4")
+    a.add_argument("--avatar", default="default", help="a name under avatars/ or a bundle directory")
+    source = a.add_mutually_exclusive_group(required=True)
+    source.add_argument("--params", help=".npz with 'params' [N, 7+K] in engine/types.py's column order")
+    source.add_argument("--demo", action="store_true", help="a scripted sequence: every rig shape, blinks, head motion")
+    a.add_argument("--out", required=True, help="output .mp4")
+    a.add_argument("--audio", help="audio (any format PyAV reads) to mux in, trimmed to the video")
+    a.add_argument("--size", type=int, default=256, choices=[128, 256, 384, 512], help="frame size in pixels")
+    a.add_argument("--device", default="cpu", help="torch device: cpu or cuda")
+    a.set_defaults(run=animate)
+
+    b = sub.add_parser("build-avatar", help="build an avatar bundle from a photo")
+    origin = b.add_mutually_exclusive_group(required=True)
+    origin.add_argument("--image", help="a photo with one face")
+    origin.add_argument("--builtin", action="store_true", help="the built-in avatar from a public-domain portrait")
+    b.add_argument("--out", required=True, help="bundle directory, e.g. avatars/NAME")
+    b.add_argument("--name", help="avatar name (default: the folder's name)")
+    b.add_argument("--resolution", type=int, default=256, choices=[256, 512])
+    b.set_defaults(run=build_avatar)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    from engine.audio.decode import AudioDecodeError
+    from engine.avatar.bundle import AvatarError
+    from engine.face.track import NoFaceError
+
+    args = parser().parse_args(argv)
+    try:
+        args.run(args)
+    except (FaceParamsError, AvatarError, NoFaceError, AudioDecodeError, OSError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    return 0

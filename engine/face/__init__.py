@@ -1,0 +1,1 @@
+"""The face: mesh topology, expression rig, pose, identity, fitting and tracking."""

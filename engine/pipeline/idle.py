@@ -1,0 +1,67 @@
+"""The avatar alive with nothing to say: natural blinks, small head motion, mouth at rest.
+
+Motion is a pure function of the frame index (for a given seed), so any frame can be drawn on
+its own, in any order, by any number of sessions sharing one renderer.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from engine.avatar.bundle import Avatar, MotionStats, load
+from engine.render.renderer import AvatarRenderer
+from engine.types import BLINK_COL, FPS, FaceParams
+
+HEAD_WAVES = 4  # sinusoids summed per pose axis
+HEAD_PERIODS = (3.0, 12.0)  # seconds: slow sway, no jitter
+MIN_BLINK_GAP = 1.2  # seconds between blinks, at least
+SCHEDULE_BLINKS = 4096  # blinks planned ahead; the schedule repeats after that (hours)
+
+
+def blink_curve(phase: np.ndarray) -> np.ndarray:
+    """Eyelid closure over one blink, phase 0..1: a quick close and a slower reopening."""
+    closing = np.clip(phase / 0.35, 0, 1)
+    opening = np.clip((1 - phase) / 0.65, 0, 1)
+    return np.where(phase < 0.35, np.sin(closing * np.pi / 2), np.sin(opening * np.pi / 2) ** 1.5) * ((phase >= 0) & (phase <= 1))
+
+
+class IdleMotion:
+    """Idle FaceParams around a rest pose, from the person's motion statistics."""
+
+    def __init__(self, rest: FaceParams, motion: MotionStats, seed: int | None = None):
+        rng = np.random.default_rng(seed)
+        self.rest = rest.array[0]
+        self.blink_seconds = motion.blink_seconds
+        # Each axis: waves with random periods and phases, scaled so the sum has the person's spread.
+        self.periods = rng.uniform(*HEAD_PERIODS, size=(HEAD_WAVES, 6))
+        self.phases = rng.uniform(0, 2 * np.pi, size=(HEAD_WAVES, 6))
+        self.amplitude = np.asarray(motion.pose_std) * np.sqrt(2.0 / HEAD_WAVES)
+        mean_gap = 60.0 / motion.blinks_per_minute
+        gaps = MIN_BLINK_GAP + rng.exponential(mean_gap - MIN_BLINK_GAP, SCHEDULE_BLINKS)
+        self.blink_starts = np.cumsum(gaps) - gaps[0] / 2
+        self.schedule_length = self.blink_starts[-1] + gaps[0]
+
+    def params(self, frames: np.ndarray | int) -> FaceParams:
+        """FaceParams for video frame indices [N]."""
+        t = np.atleast_1d(np.asarray(frames, np.float64)) / FPS
+        out = np.tile(self.rest, (len(t), 1))
+        waves = np.sin(2 * np.pi * t[:, None, None] / self.periods + self.phases)  # [N, W, 6]
+        out[:, :6] += (waves * self.amplitude).sum(1)
+        local = t % self.schedule_length
+        last = np.searchsorted(self.blink_starts, local, side="right") - 1
+        since = local - np.where(last >= 0, self.blink_starts[np.maximum(last, 0)], -np.inf)
+        out[:, BLINK_COL] = blink_curve(since / self.blink_seconds)
+        return FaceParams(out)
+
+
+class IdleAvatar:
+    """A frame source for the live server: frame(index) -> [size, size, 3] uint8 of the idle avatar."""
+
+    def __init__(self, avatar: str | Avatar = "default", size: int = 256, device: str = "cpu", seed: int | None = None):
+        avatar = load(avatar) if not isinstance(avatar, Avatar) else avatar
+        self.size = size
+        self.renderer = AvatarRenderer(avatar, size, device)
+        self.motion = IdleMotion(avatar.reference_params, avatar.motion, seed)
+
+    def frame(self, index: int) -> np.ndarray:
+        frames = self.renderer.composite(self.motion.params(index)).frames
+        return (frames[0] * 255 + 0.5).byte().cpu().numpy()

@@ -1,0 +1,148 @@
+"""Drawing an avatar: FaceParams -> frames, on CPU or CUDA.
+
+Three outputs from one rasterization of the avatar's mesh (engine/render/mesh.py):
+- `composite`: the direct compositor. A full frame made from the reference photo: inside the face
+  each pixel samples the photo where its surface point was at rest (the interior shows its own
+  colours where the photo has nothing); outside, the face boundary's displacement is extended
+  smoothly and fades with distance, so hair and neck follow the head and the background stays.
+- `face`: the textured, shaded face alone on black, the R2V network's input.
+- `attention`: the eye attention map, each eye's region carrying that eye's closure (FACIAL's AU45).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import Tensor
+from torch.nn.functional import interpolate as resize
+
+from engine.avatar.bundle import Avatar
+from engine.face import topology
+from engine.render.mesh import RenderMesh
+from engine.render.raster import Fragments, interpolate, rasterize, sample_texture
+from engine.types import FaceParams
+
+WARP_GRID = 32  # the smooth outside displacement is solved on a coarse grid, then upsampled
+WARP_BLEND = 0.04  # how far along the face boundary its motion is averaged (fraction of the frame)
+WARP_REACH = 0.16  # distance over which that motion fades to a still background (fraction)
+FEATHER = 9  # pixels (at 256) over which the face's edge blends into the outside motion
+EYE_REGION_SCALE = 1.8  # attention region: the eye contour scaled about its centre
+LIGHT = (0.0, -0.3, -1.0)  # toward the light from the face: in front, a little above
+AMBIENT = 0.45
+
+
+@dataclass
+class Drawn:
+    """One batch of frames: [N, S, S, 3] float in 0..1 and the rasterized fragments."""
+
+    frames: Tensor
+    frags: Fragments
+
+
+class AvatarRenderer:
+    """One avatar drawn at `size` x `size` on `device`."""
+
+    def __init__(self, avatar: Avatar, size: int = 256, device: str | torch.device = "cpu"):
+        self.avatar = avatar
+        self.size = size
+        self.device = torch.device(device)
+        self.mesh = RenderMesh(avatar)
+        self.camera = avatar.identity.camera.resized(size, size)
+        self.faces = torch.as_tensor(self.mesh.faces, device=self.device)
+        as_tensor = lambda a: torch.as_tensor(np.asarray(a, np.float32), device=self.device)  # noqa: E731
+        self.photo = as_tensor(avatar.reference).permute(2, 0, 1) / 255.0  # [3, R, R]
+        self.uv = as_tensor(self.mesh.uv)
+        # Per-vertex attributes interpolated in one pass: uv (2), photo weight (1), colour (3).
+        self.attrs = torch.cat([self.uv, as_tensor(self.mesh.photo)[:, None], as_tensor(self.mesh.color)], 1)
+        self.oval = torch.as_tensor(topology.regions().face_oval, device=self.device)
+        grid = (torch.arange(WARP_GRID, device=self.device) + 0.5) / WARP_GRID
+        self.grid = torch.stack(torch.meshgrid(grid, grid, indexing="xy"), -1).reshape(-1, 2)  # [G*G, 2] (u, v)
+        pixel = (torch.arange(size, device=self.device) + 0.5) / size
+        self.pixels = torch.stack(torch.meshgrid(pixel, pixel, indexing="xy"), -1)  # [S, S, 2]
+        self._eye_regions = _eye_regions(self.mesh)
+
+    def screen(self, params: FaceParams) -> Tensor:
+        """[N, V, 3]: pixel x, y and camera depth of every mesh vertex."""
+        vertices = self.mesh.vertices(params)
+        return torch.as_tensor(self.camera.project(vertices), dtype=torch.float32, device=self.device)
+
+    @torch.no_grad()
+    def composite(self, params: FaceParams) -> Drawn:
+        """Full frames of the person from the reference photo: [N, S, S, 3]."""
+        screen = self.screen(params)
+        frags = rasterize(screen, self.faces, self.size, self.size)
+        inside = interpolate(self.attrs, frags, self.faces)  # [N, S, S, 6]
+        outside = self.pixels + self._outside_motion(screen)
+        alpha = self._feather(frags.mask)[..., None]
+        photo = sample_texture(self.photo, alpha * inside[..., :2] + (1 - alpha) * outside)
+        weight = torch.where(frags.mask, inside[..., 2], 1.0)[..., None]
+        frames = weight * photo + (1 - weight) * inside[..., 3:]
+        return Drawn(frames.clamp(0, 1), frags)
+
+    @torch.no_grad()
+    def face(self, params: FaceParams) -> Drawn:
+        """The textured, Lambert-shaded face (eyes and mouth interior included) on black: [N, S, S, 3]."""
+        screen = self.screen(params)
+        frags = rasterize(screen, self.faces, self.size, self.size)
+        normals = _vertex_normals(torch.as_tensor(self.mesh.vertices(params), dtype=torch.float32, device=self.device), self.faces)
+        light = torch.tensor(LIGHT, device=self.device)
+        shade = AMBIENT + (1 - AMBIENT) * (normals @ (light / light.norm())).abs()[..., None]  # [N, V, 1]
+        attrs = torch.cat([self.attrs.expand(len(screen), -1, -1), shade], -1)
+        inside = interpolate(attrs, frags, self.faces)
+        photo = sample_texture(self.photo, inside[..., :2])
+        frames = (inside[..., 2:3] * photo + (1 - inside[..., 2:3]) * inside[..., 3:6]) * inside[..., 6:7]
+        return Drawn(frames.clamp(0, 1) * frags.mask[..., None], frags)
+
+    @torch.no_grad()
+    def attention(self, params: FaceParams) -> Tensor:
+        """[N, S, S] eye attention: each eye's region holds its closure (0 open ... 1 closed)."""
+        points, faces, which_eye = self._eye_regions
+        r, t = self.mesh.model.head_transform(params)
+        screen = self.camera.project(np.einsum("nij,vj->nvi", r, points) + t[:, None])
+        closure = self.mesh.model.eye_closure(params)  # [N, 2]
+        values = torch.as_tensor(closure[:, which_eye][..., None], dtype=torch.float32, device=self.device)
+        screen_t = torch.as_tensor(screen, dtype=torch.float32, device=self.device)
+        faces_t = torch.as_tensor(faces, device=self.device)
+        return interpolate(values, rasterize(screen_t, faces_t, self.size, self.size), faces_t)[..., 0]
+
+    def _feather(self, mask: Tensor) -> Tensor:
+        """[N, S, S] 1 inside the face, ramping to 0 over the last pixels before its edge."""
+        k = FEATHER * self.size // 256 | 1
+        inner = torch.nn.functional.avg_pool2d(mask[:, None].float(), k, stride=1, padding=k // 2, count_include_pad=False)[:, 0]
+        return ((inner - 0.5) * 2).clamp(0, 1) * mask
+
+    def _outside_motion(self, screen: Tensor) -> Tensor:
+        """[N, S, S, 2] backward displacement in uv outside the face: the motion of the nearest
+        part of the face boundary (a Gaussian-weighted average along it), fading with distance."""
+        now = screen[:, self.oval, :2] / self.size  # [N, B, 2] where the boundary is
+        motion = self.uv[self.oval] - now  # where its pixels come from, relative to now
+        d2 = ((self.grid[None, :, None] - now[:, None]) ** 2).sum(-1)  # [N, G*G, B]
+        nearest = d2.min(-1, keepdim=True).values
+        k = torch.exp(-0.5 * (d2 - nearest) / WARP_BLEND**2)  # shifted by the nearest: no underflow
+        fade = torch.exp(-0.5 * nearest / WARP_REACH**2)
+        field = fade * (k @ motion) / k.sum(-1, keepdim=True)  # [N, G*G, 2]
+        field = field.reshape(-1, WARP_GRID, WARP_GRID, 2).permute(0, 3, 1, 2)
+        return resize(field, size=(self.size, self.size), mode="bilinear", align_corners=False).permute(0, 2, 3, 1)
+
+
+def _eye_regions(mesh: RenderMesh) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Model-space fans around each eye (rest shape, scaled up): points, faces, eye index a point."""
+    rest = mesh.model.identity.vertices
+    points, faces, which = [], [], []
+    for eye, side in enumerate(("left", "right")):  # the order of FaceModel.eye_closure
+        ring = rest[topology.regions().eye_hole(side)]
+        centre = ring.mean(0)
+        n, offset = len(ring), sum(len(p) for p in points)
+        points.append(np.concatenate([centre[None], centre + EYE_REGION_SCALE * (ring - centre)]))
+        faces.append(offset + np.stack([np.zeros(n, int), 1 + np.arange(n), 1 + (np.arange(n) + 1) % n], 1))
+        which += [eye] * (n + 1)
+    return np.concatenate(points), np.concatenate(faces), np.array(which)
+
+
+def _vertex_normals(vertices: Tensor, faces: Tensor) -> Tensor:
+    """[N, V, 3] unit normals: area-weighted sums of the adjacent faces' normals."""
+    a, b, c = (vertices[:, faces[:, i]] for i in range(3))
+    face_normals = torch.cross(b - a, c - a, dim=-1)
+    normals = torch.zeros_like(vertices).index_add_(1, faces.reshape(-1), face_normals.repeat_interleave(3, dim=1))
+    return normals / normals.norm(dim=-1, keepdim=True).clamp_min(1e-9)

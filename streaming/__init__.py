@@ -1,0 +1,1 @@
+"""Serving the avatar live: aiohttp app, WebRTC tracks, sessions and their media clock."""

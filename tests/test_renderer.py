@@ -1,0 +1,110 @@
+"""The avatar renderer: composite, face render and eye attention, checked on the built-in avatar."""
+import numpy as np
+import pytest
+import torch
+
+from engine.face import topology
+from engine.pipeline.demo import demo_sequence
+from engine.pipeline.idle import IdleAvatar, IdleMotion, blink_curve
+from engine.render.renderer import AvatarRenderer
+from engine.types import BLINK_COL, EXP_START, EXPRESSION_NAMES, FPS, FaceParams
+
+
+@pytest.fixture(scope="module")
+def renderer(avatar):
+    return AvatarRenderer(avatar, 256)
+
+
+def with_(avatar, **values) -> FaceParams:
+    row = avatar.reference_params.array.copy()
+    for name, value in values.items():
+        column = BLINK_COL if name == "blink" else EXP_START + EXPRESSION_NAMES.index(name) if name in EXPRESSION_NAMES else ["pitch", "yaw", "roll", "tx", "ty", "tz"].index(name)
+        row[0, column] = value if column >= BLINK_COL else row[0, column] + value
+    return FaceParams(row)
+
+
+def mouth_box(avatar, margin=6):
+    lips = avatar.uv[topology.regions().lips] * 256
+    (x0, y0), (x1, y1) = lips.min(0).astype(int) - margin, lips.max(0).astype(int) + margin
+    return slice(y0, y1), slice(x0, x1)
+
+
+def test_rest_frame_is_the_reference_photo(avatar, renderer):
+    frame = renderer.composite(avatar.reference_params).frames[0].numpy() * 255
+    assert np.abs(frame - avatar.reference).mean() < 0.5  # grey levels
+
+
+def test_open_jaw_opens_a_dark_mouth_and_leaves_the_background(avatar, renderer):
+    rest = renderer.composite(avatar.reference_params).frames[0]
+    open_ = renderer.composite(with_(avatar, jawOpen=1.0)).frames[0]
+    ys, xs = mouth_box(avatar)
+    assert (open_[ys, xs].mean(-1) < 0.25).sum() > (rest[ys, xs].mean(-1) < 0.25).sum() + 60  # a visible cavity
+    assert torch.equal(open_[:20, :20], rest[:20, :20]) and torch.equal(open_[:20, -20:], rest[:20, -20:])  # corners still
+
+
+def test_head_turn_moves_face_and_hair_but_not_corners(avatar, renderer):
+    rest = renderer.composite(avatar.reference_params).frames[0]
+    turned = renderer.composite(with_(avatar, yaw=0.3)).frames[0]
+    ys, xs = mouth_box(avatar)
+    assert (turned[ys, xs] - rest[ys, xs]).abs().mean() > 0.05
+    assert (turned[:8, :8] - rest[:8, :8]).abs().mean() < 0.01  # the background barely moves
+
+
+def test_face_render_is_black_outside_the_mesh(avatar, renderer):
+    drawn = renderer.face(with_(avatar, jawOpen=0.5))
+    outside = ~drawn.frags.mask[0]
+    assert drawn.frames[0][outside].abs().max() == 0
+    assert drawn.frames[0][drawn.frags.mask[0]].mean() > 0.2
+
+
+def test_attention_carries_each_eyes_closure(avatar, renderer):
+    both = renderer.attention(with_(avatar, blink=0.7))[0]
+    assert both.max() == pytest.approx(0.7, abs=1e-5) and (both > 0).sum() > 100
+    open_ = renderer.attention(avatar.reference_params)[0]
+    assert open_.abs().max() == 0
+    wink = renderer.attention(with_(avatar, eyeBlink_L=1.0))[0]
+    left_eye_x = avatar.uv[topology.regions().eye_hole("left"), 0].mean() * 256
+    xs = torch.nonzero(wink > 0.5)[:, 1].float()
+    assert len(xs) > 50 and (xs - left_eye_x).abs().max() < 25  # only the left eye (image right)
+
+
+def test_batch_matches_single_frames(avatar, renderer):
+    params = demo_sequence(avatar.reference_params)[::100]
+    batch = renderer.composite(params).frames
+    single = torch.cat([renderer.composite(params[i]).frames for i in range(len(params))])
+    assert torch.allclose(batch, single, atol=1e-5)
+
+
+def test_demo_shows_every_shape_blinks_and_pose(avatar):
+    demo = demo_sequence(avatar.reference_params)
+    assert (demo.exp.max(0) > 0.99).all()
+    assert demo.blink.max() > 0.99
+    swing = demo.pose.max(0) - demo.pose.min(0)
+    assert (swing[:3] > 0.3).all() and (swing[3:] > 1.5).all()
+    assert 15 * FPS < len(demo) < 60 * FPS
+
+
+def test_idle_motion_blinks_at_a_natural_rate(avatar):
+    motion = IdleMotion(avatar.reference_params, avatar.motion, seed=7)
+    params = motion.params(np.arange(5 * 60 * FPS))
+    closed = params.blink > 0.5
+    blinks = np.count_nonzero(closed[1:] & ~closed[:-1]) / 5
+    assert 10 <= blinks <= 25  # per minute
+    steps = np.abs(np.diff(params.pose, axis=0)).max(0)
+    assert (steps[:3] < 0.01).all()  # smooth head: under 0.6 degrees a frame
+    assert (params.pose.std(0) > 0.3 * np.asarray(avatar.motion.pose_std)).all()  # but it does move
+    assert np.array_equal(motion.params(1234).array, params[1234].array)  # a pure function of the index
+
+
+def test_blink_curve_shape():
+    phase = np.linspace(-0.5, 1.5, 401)
+    curve = blink_curve(phase)
+    assert curve.min() == 0 and curve.max() == pytest.approx(1, abs=1e-3)
+    assert curve[(phase < 0) | (phase > 1)].max() == 0
+
+
+def test_idle_avatar_is_a_frame_source(avatar):
+    source = IdleAvatar(avatar, size=128, seed=1)
+    frame = source.frame(10)
+    assert source.size == 128 and frame.shape == (128, 128, 3) and frame.dtype == np.uint8
+    assert np.array_equal(frame, source.frame(10))

@@ -1,0 +1,81 @@
+"""AvatarVideoTrack: frames paced by the session's media clock, skipping ahead when late."""
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+from aiortc.mediastreams import VIDEO_CLOCK_RATE, VIDEO_TIME_BASE, MediaStreamError
+
+from engine.types import FPS, SAMPLE_RATE, frame_pts
+from streaming.clock import MediaClock
+from streaming.tracks import AvatarVideoTrack, frame_at
+
+SIZE = 32
+FRAME_S = 1 / FPS
+# asyncio.sleep may wake a little early or late; no more than this.
+TIMER_SLACK_S = 0.01
+
+
+class RecordingSource:
+    """Black frames; remembers which indices were asked for and takes `render_s` to make one."""
+
+    def __init__(self, render_s: float = 0.0) -> None:
+        self.size = SIZE
+        self.render_s = render_s
+        self.indices: list[int] = []
+
+    def frame(self, index: int) -> np.ndarray:
+        self.indices.append(index)
+        time.sleep(self.render_s)
+        return np.zeros((SIZE, SIZE, 3), np.uint8)
+
+
+def test_frame_at_inverts_frame_pts() -> None:
+    for index in range(3 * FPS):
+        start = frame_pts(index)
+        assert frame_at(start) == index
+        assert frame_at(frame_pts(index + 1) - 1) == index
+
+
+async def test_frames_go_out_on_the_clock_with_90khz_pts() -> None:
+    source = RecordingSource()
+    clock = MediaClock()
+    track = AvatarVideoTrack(source, clock)
+    for _ in range(FPS // 2):
+        frame = await track.recv()
+        index = source.indices[-1]
+        assert clock.delay_until(frame_pts(index)) < TIMER_SLACK_S  # not early
+        assert (frame.width, frame.height) == (SIZE, SIZE)
+        assert frame.pts == frame_pts(index) * VIDEO_CLOCK_RATE // SAMPLE_RATE
+        assert frame.time_base == VIDEO_TIME_BASE
+    # forward only (consecutive unless a stalled test machine made the track skip ahead)
+    assert source.indices[0] == 0 and (np.diff(source.indices) >= 1).all()
+
+
+async def test_a_late_start_begins_at_the_live_frame() -> None:
+    clock = MediaClock(start=time.monotonic() - 10)
+    source = RecordingSource()
+    await AvatarVideoTrack(source, clock).recv()
+    assert abs(source.indices[0] - 10 * FPS) <= 1
+
+
+async def test_a_slow_source_skips_frames_instead_of_bursting() -> None:
+    render_s = 2.5 * FRAME_S
+    source = RecordingSource(render_s)
+    clock = MediaClock()
+    track = AvatarVideoTrack(source, clock)
+    for _ in range(8):
+        frame = await track.recv()
+        # never more than the render and one frame behind the clock
+        lag_s = -clock.delay_until(frame.pts * SAMPLE_RATE // VIDEO_CLOCK_RATE)
+        assert lag_s < render_s + FRAME_S + TIMER_SLACK_S
+    steps = np.diff(source.indices)
+    assert (steps >= 1).all() and (steps > 1).any(), source.indices
+
+
+async def test_a_stopped_track_ends() -> None:
+    track = AvatarVideoTrack(RecordingSource(), MediaClock())
+    track.stop()
+    with pytest.raises(MediaStreamError):
+        await track.recv()
