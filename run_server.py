@@ -8,6 +8,7 @@ import sys
 import uvloop
 from aiohttp import web
 
+from engine.runtime import tune_allocator
 from streaming.app import ServerConfig, create_app
 
 
@@ -29,6 +30,7 @@ def parse_config(argv: list[str] | None = None) -> ServerConfig:
 
 def main() -> None:
     config = parse_config()
+    tune_allocator()
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("streaming").setLevel(logging.INFO)
     try:

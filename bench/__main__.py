@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from bench.report import RESULTS_DIR
+from engine.runtime import tune_allocator
 
 # Benchmark name -> module defining `run(args)`. Adding a benchmark is one line here.
 BENCHMARKS = {
@@ -20,6 +21,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="fewer repeats: a smoke run, not figures")
     parser.add_argument("--results-dir", type=Path, default=RESULTS_DIR, help="where reports go")
     args = parser.parse_args(argv)
+    tune_allocator()
     names = list(BENCHMARKS) if args.name == "all" else [args.name]
     failed = []
     for name in names:

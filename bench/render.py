@@ -1,102 +1,90 @@
-"""Render benchmark: milliseconds per frame of the rasterizer on a face-sized mesh.
+"""Render benchmark: milliseconds per frame for the built-in avatar, on one CPU thread (the live
+path's budget; target: rasterize + composite <= 8 ms at 256x256) and on CUDA when present.
 
-Cases are factories `(size, device) -> fn` timed per image size and device, on one CPU thread (the
-live path's budget) and on CUDA when present. Adding a case, e.g. rasterize + composite, is one
-factory and one entry in CASES.
+Cases, each a factory `(renderer) -> fn` timed at every size and device, on idle-motion frames:
+- rasterize: the avatar's whole mesh (face, eyeballs, mouth interior) -> fragments;
+- rasterize + composite: the direct compositor's full frame, vertices included;
+- face + attention: the R2V network's inputs.
+With CUDA, the CPU and CUDA composites of the same frames are compared and the largest
+difference reported.
 """
 from __future__ import annotations
 
 import argparse
-import math
 from collections.abc import Callable
 
 import torch
 from matplotlib.figure import Figure
 
 from bench.report import plot_timings, time_case, write_report
+from engine.avatar.bundle import load
+from engine.pipeline.idle import IdleMotion
 from engine.render.raster import rasterize
+from engine.render.renderer import AvatarRenderer
 
 SIZES = (256, 512)
+FRAMES = 64  # distinct idle-motion frames cycled through while timing
 
 
-def face_mesh(size: int, device: str = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
-    """A face-like stand-in: an ellipsoid cap (15 cm wide, 18 cm tall, 9 cm deep, 45 cm from a
-    pinhole camera) of 928 triangles, about 0.47 x 0.55 of the image: 120 x 140 px at 256^2.
-    Returns screen-space verts [1, V, 3] and faces [F, 3]."""
-    rings, sectors = 15, 32
-    radius = torch.arange(1, rings + 1) / rings  # ring k at radius k / rings of the cap
-    angle = torch.arange(sectors) * (2 * math.pi / sectors)
-    r = torch.cat([torch.zeros(1), radius.repeat_interleave(sectors)])
-    theta = torch.cat([torch.zeros(1), angle.repeat(rings)])
-    half_width, half_height, bulge, distance = 7.5, 9.0, 9.0, 45.0
-    x = half_width * r * torch.cos(theta)
-    y = half_height * r * torch.sin(theta)
-    z = distance - bulge * torch.sqrt(1 - 0.9 * r**2)  # the cap stops short of the silhouette
-    focal = 1.3 * size
-    verts = torch.stack([focal * x / z + size / 2, focal * y / z + size / 2, z], -1)
+def _cycle(renderer: AvatarRenderer, step: Callable) -> Callable[[], object]:
+    motion = IdleMotion(renderer.avatar.reference_params, renderer.avatar.motion, seed=0)
+    frames = [motion.params(i * 7) for i in range(FRAMES)]
+    state = {"i": 0}
 
-    def ring(k: int) -> torch.Tensor:  # vertex ids of ring k (1-based), one per sector
-        return 1 + (k - 1) * sectors + torch.arange(sectors)
+    def fn() -> object:
+        state["i"] = (state["i"] + 1) % FRAMES
+        return step(frames[state["i"]])
 
-    fan = torch.stack([torch.zeros(sectors, dtype=torch.long), ring(1), ring(1).roll(-1)], -1)
-    bands = []
-    for k in range(1, rings):  # each band between rings k and k+1 is a strip of quads
-        inner, outer = ring(k), ring(k + 1)
-        bands += [torch.stack([inner, outer, outer.roll(-1)], -1)]
-        bands += [torch.stack([inner, outer.roll(-1), inner.roll(-1)], -1)]
-    faces = torch.cat([fan, *bands])
-    return verts[None].to(device), faces.to(device)
+    return fn
 
 
-def rasterize_case(size: int, device: str) -> Callable[[], object]:
-    verts, faces = face_mesh(size, device)
-    return lambda: rasterize(verts, faces, size, size)
+def rasterize_case(r: AvatarRenderer) -> Callable[[], object]:
+    return _cycle(r, lambda p: rasterize(r.screen(p), r.faces, r.size, r.size))
 
 
-# Case name -> factory(size, device) returning the function to time.
-CASES: dict[str, Callable[[int, str], Callable[[], object]]] = {
+def composite_case(r: AvatarRenderer) -> Callable[[], object]:
+    return _cycle(r, r.composite)
+
+
+def r2v_inputs_case(r: AvatarRenderer) -> Callable[[], object]:
+    return _cycle(r, lambda p: (r.face(p), r.attention(p)))
+
+
+CASES: dict[str, Callable[[AvatarRenderer], Callable[[], object]]] = {
     "rasterize": rasterize_case,
+    "rasterize + composite": composite_case,
+    "face + attention": r2v_inputs_case,
 }
 
 
 def run(args: argparse.Namespace) -> None:
+    avatar = load("default")
     devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
-    repeats = 10 if args.quick else 100
-    covered = {size: rasterize(*face_mesh(size), size, size).mask.sum().item() for size in SIZES}
-    rows = [
-        time_case(
-            f"{name} {size}x{size}",
-            make(size, device),
-            device=device,
-            threads=1 if device == "cpu" else None,
-            repeats=repeats,
-            size=size,
-            covered_px=covered[size],
-        )
-        for device in devices
-        for name, make in CASES.items()
-        for size in SIZES
-    ]
-    verts, faces = face_mesh(256)
-    preview = rasterize(verts, faces, 256, 256)
+    repeats = 10 if args.quick else 200
+    rows = []
+    for device in devices:
+        for size in SIZES:
+            renderer = AvatarRenderer(avatar, size, device)
+            for name, make in CASES.items():
+                threads = 1 if device == "cpu" else None
+                rows.append(time_case(f"{name} {size}", make(renderer), device=device, threads=threads, repeats=repeats, size=size))
+    notes = (
+        f"Built-in avatar, mesh of {len(renderer.mesh.faces)} triangles (face, eyeballs, mouth interior), "
+        f"{FRAMES} idle-motion frames cycled; CPU cases on one torch thread. Command: python -m bench render"
+    )
+    if "cuda" in devices:
+        params = IdleMotion(avatar.reference_params, avatar.motion, seed=0).params(range(0, 300, 10))
+        cpu = AvatarRenderer(avatar, 256, "cpu").composite(params).frames
+        gpu = AvatarRenderer(avatar, 256, "cuda").composite(params).frames.cpu()
+        notes += f". CPU vs CUDA composite, 30 frames at 256: max abs difference {(cpu - gpu).abs().max().item():.2e} (0..1 scale)"
+    preview = AvatarRenderer(avatar, 256).composite(avatar.reference_params).frames[0]
 
     def plot(fig: Figure) -> None:
         timings, image = fig.subplots(1, 2, width_ratios=[2, 1])
         plot_timings(timings, rows)
-        image.imshow(preview.depth[0].numpy(), cmap="viridis_r")
-        image.set_title("the mesh's depth at 256x256", fontsize=8)
+        image.imshow(preview.numpy())
+        image.set_title("composite at 256x256", fontsize=8)
         image.set_xticks([])
         image.set_yticks([])
 
-    notes = (
-        f"Synthetic face mesh (ellipsoid cap, {faces.shape[0]} triangles); "
-        "CPU cases on one torch thread, the live path's budget."
-    )
-    write_report(
-        "render",
-        rows,
-        title="Rasterizer: ms per frame",
-        notes=notes,
-        plot=plot,
-        results_dir=args.results_dir,
-    )
+    write_report("render", rows, title="Avatar rendering: ms per frame", notes=notes, plot=plot, results_dir=args.results_dir)

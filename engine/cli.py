@@ -89,8 +89,10 @@ def main(argv: list[str] | None = None) -> int:
     from engine.audio.decode import AudioDecodeError
     from engine.avatar.bundle import AvatarError
     from engine.face.track import NoFaceError
+    from engine.runtime import tune_allocator
 
     args = parser().parse_args(argv)
+    tune_allocator()
     try:
         args.run(args)
     except (FaceParamsError, AvatarError, NoFaceError, AudioDecodeError, OSError, ValueError) as e:

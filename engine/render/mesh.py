@@ -40,7 +40,7 @@ class Part:
 
 class RenderMesh:
     """The avatar's full drawable mesh: vertices(params) [N, V, 3] camera space, faces [F, 3],
-    per-vertex uv [V, 2], photo weight [V] and colour [V, 3]."""
+    per-vertex uv [V, 2], photo weight [V], colour [V, 3] and `inner` [V] (0 on the outline)."""
 
     def __init__(self, avatar: Avatar):
         self.model = FaceModel(avatar.identity)
@@ -53,6 +53,10 @@ class RenderMesh:
         self.surface_faces = len(topology.triangles())
         self.color = np.concatenate([np.ones((topology.NUM_LANDMARKS, 3))] + [p.color for p in parts])
         self.photo = np.concatenate([np.ones(topology.NUM_LANDMARKS)] + [p.photo for p in parts])
+        # 0 on the face's outline, 1 inside: across the outermost ring of triangles the face
+        # blends into the motion of its surroundings, so the edge never shows as a seam.
+        self.inner = np.ones(len(self.color))
+        self.inner[topology.regions().face_oval] = 0.0
 
         # Texture coordinates: where each vertex appears in the reference photo.
         camera = avatar.identity.camera

@@ -26,7 +26,6 @@ from engine.types import FaceParams
 WARP_GRID = 32  # the smooth outside displacement is solved on a coarse grid, then upsampled
 WARP_BLEND = 0.04  # how far along the face boundary its motion is averaged (fraction of the frame)
 WARP_REACH = 0.16  # distance over which that motion fades to a still background (fraction)
-FEATHER = 9  # pixels (at 256) over which the face's edge blends into the outside motion
 EYE_REGION_SCALE = 1.8  # attention region: the eye contour scaled about its centre
 LIGHT = (0.0, -0.3, -1.0)  # toward the light from the face: in front, a little above
 AMBIENT = 0.45
@@ -53,8 +52,8 @@ class AvatarRenderer:
         as_tensor = lambda a: torch.as_tensor(np.asarray(a, np.float32), device=self.device)  # noqa: E731
         self.photo = as_tensor(avatar.reference).permute(2, 0, 1) / 255.0  # [3, R, R]
         self.uv = as_tensor(self.mesh.uv)
-        # Per-vertex attributes interpolated in one pass: uv (2), photo weight (1), colour (3).
-        self.attrs = torch.cat([self.uv, as_tensor(self.mesh.photo)[:, None], as_tensor(self.mesh.color)], 1)
+        # Per-vertex attributes interpolated in one pass: uv (2), photo weight (1), colour (3), inner (1).
+        self.attrs = torch.cat([self.uv, as_tensor(self.mesh.photo)[:, None], as_tensor(self.mesh.color), as_tensor(self.mesh.inner)[:, None]], 1)
         self.oval = torch.as_tensor(topology.regions().face_oval, device=self.device)
         grid = (torch.arange(WARP_GRID, device=self.device) + 0.5) / WARP_GRID
         self.grid = torch.stack(torch.meshgrid(grid, grid, indexing="xy"), -1).reshape(-1, 2)  # [G*G, 2] (u, v)
@@ -72,12 +71,12 @@ class AvatarRenderer:
         """Full frames of the person from the reference photo: [N, S, S, 3]."""
         screen = self.screen(params)
         frags = rasterize(screen, self.faces, self.size, self.size)
-        inside = interpolate(self.attrs, frags, self.faces)  # [N, S, S, 6]
+        inside = interpolate(self.attrs, frags, self.faces)  # [N, S, S, 7], zero outside the mesh
         outside = self.pixels + self._outside_motion(screen)
-        alpha = self._feather(frags.mask)[..., None]
+        alpha = inside[..., 6:7]
         photo = sample_texture(self.photo, alpha * inside[..., :2] + (1 - alpha) * outside)
         weight = torch.where(frags.mask, inside[..., 2], 1.0)[..., None]
-        frames = weight * photo + (1 - weight) * inside[..., 3:]
+        frames = weight * photo + (1 - weight) * inside[..., 3:6]
         return Drawn(frames.clamp(0, 1), frags)
 
     @torch.no_grad()
@@ -91,7 +90,7 @@ class AvatarRenderer:
         attrs = torch.cat([self.attrs.expand(len(screen), -1, -1), shade], -1)
         inside = interpolate(attrs, frags, self.faces)
         photo = sample_texture(self.photo, inside[..., :2])
-        frames = (inside[..., 2:3] * photo + (1 - inside[..., 2:3]) * inside[..., 3:6]) * inside[..., 6:7]
+        frames = (inside[..., 2:3] * photo + (1 - inside[..., 2:3]) * inside[..., 3:6]) * inside[..., 7:8]
         return Drawn(frames.clamp(0, 1) * frags.mask[..., None], frags)
 
     @torch.no_grad()
@@ -105,12 +104,6 @@ class AvatarRenderer:
         screen_t = torch.as_tensor(screen, dtype=torch.float32, device=self.device)
         faces_t = torch.as_tensor(faces, device=self.device)
         return interpolate(values, rasterize(screen_t, faces_t, self.size, self.size), faces_t)[..., 0]
-
-    def _feather(self, mask: Tensor) -> Tensor:
-        """[N, S, S] 1 inside the face, ramping to 0 over the last pixels before its edge."""
-        k = FEATHER * self.size // 256 | 1
-        inner = torch.nn.functional.avg_pool2d(mask[:, None].float(), k, stride=1, padding=k // 2, count_include_pad=False)[:, 0]
-        return ((inner - 0.5) * 2).clamp(0, 1) * mask
 
     def _outside_motion(self, screen: Tensor) -> Tensor:
         """[N, S, S, 2] backward displacement in uv outside the face: the motion of the nearest
