@@ -7,7 +7,7 @@ from engine.face import topology
 from engine.pipeline.demo import demo_sequence
 from engine.pipeline.idle import IdleAvatar, IdleMotion, blink_curve
 from engine.render.renderer import AvatarRenderer
-from engine.types import BLINK_COL, EXP_START, EXPRESSION_NAMES, FPS, FaceParams
+from engine.types import FPS, PARAM_NAMES, POSE_NAMES, FaceParams
 
 
 @pytest.fixture(scope="module")
@@ -16,10 +16,11 @@ def renderer(avatar):
 
 
 def with_(avatar, **values) -> FaceParams:
+    """The reference frame with rig weights or blink set, or the pose moved by an offset."""
     row = avatar.reference_params.array.copy()
     for name, value in values.items():
-        column = BLINK_COL if name == "blink" else EXP_START + EXPRESSION_NAMES.index(name) if name in EXPRESSION_NAMES else ["pitch", "yaw", "roll", "tx", "ty", "tz"].index(name)
-        row[0, column] = value if column >= BLINK_COL else row[0, column] + value
+        column = PARAM_NAMES.index(name)
+        row[0, column] = row[0, column] + value if name in POSE_NAMES else value
     return FaceParams(row)
 
 

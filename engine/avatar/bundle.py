@@ -99,7 +99,7 @@ def load(avatar: str | os.PathLike) -> Avatar:
             raise AvatarError(f"{path}: missing {key} file {file.name}")
     arrays = _read_npz(files["identity"], {"vertices": (NUM_LANDMARKS, 3), "home": (3,), "uv": (NUM_LANDMARKS, 2)})
     try:
-        reference = np.asarray(Image.open(files["reference"]).convert("RGB"))
+        reference = np.array(Image.open(files["reference"]).convert("RGB"))
         reference_params = FaceParams.load(str(files["reference_params"]))
     except (OSError, FaceParamsError) as e:
         raise AvatarError(f"{path}: {e}") from None

@@ -27,6 +27,7 @@ WARP_GRID = 32  # the smooth outside displacement is solved on a coarse grid, th
 WARP_BLEND = 0.04  # how far along the face boundary its motion is averaged (fraction of the frame)
 WARP_REACH = 0.16  # distance over which that motion fades to a still background (fraction)
 EYE_REGION_SCALE = 1.8  # attention region: the eye contour scaled about its centre
+UV, PHOTO, COLOR, INNER, SHADE = slice(0, 2), slice(2, 3), slice(3, 6), slice(6, 7), slice(7, 8)  # attribute columns
 LIGHT = (0.0, -0.3, -1.0)  # toward the light from the face: in front, a little above
 AMBIENT = 0.45
 
@@ -49,11 +50,10 @@ class AvatarRenderer:
         self.mesh = RenderMesh(avatar)
         self.camera = avatar.identity.camera.resized(size, size)
         self.faces = torch.as_tensor(self.mesh.faces, device=self.device)
-        as_tensor = lambda a: torch.as_tensor(np.asarray(a, np.float32), device=self.device)  # noqa: E731
-        self.photo = as_tensor(avatar.reference).permute(2, 0, 1) / 255.0  # [3, R, R]
-        self.uv = as_tensor(self.mesh.uv)
-        # Per-vertex attributes interpolated in one pass: uv (2), photo weight (1), colour (3), inner (1).
-        self.attrs = torch.cat([self.uv, as_tensor(self.mesh.photo)[:, None], as_tensor(self.mesh.color), as_tensor(self.mesh.inner)[:, None]], 1)
+        self.photo = self._tensor(avatar.reference).permute(2, 0, 1) / 255.0  # [3, R, R]
+        self.uv = self._tensor(self.mesh.uv)
+        # Per-vertex attributes interpolated in one pass, in the order of UV, PHOTO, COLOR, INNER.
+        self.attrs = self._tensor(np.concatenate([self.mesh.uv, self.mesh.photo[:, None], self.mesh.color, self.mesh.inner[:, None]], 1))
         self.oval = torch.as_tensor(topology.regions().face_oval, device=self.device)
         grid = (torch.arange(WARP_GRID, device=self.device) + 0.5) / WARP_GRID
         self.grid = torch.stack(torch.meshgrid(grid, grid, indexing="xy"), -1).reshape(-1, 2)  # [G*G, 2] (u, v)
@@ -63,8 +63,10 @@ class AvatarRenderer:
 
     def screen(self, params: FaceParams) -> Tensor:
         """[N, V, 3]: pixel x, y and camera depth of every mesh vertex."""
-        vertices = self.mesh.vertices(params)
-        return torch.as_tensor(self.camera.project(vertices), dtype=torch.float32, device=self.device)
+        return self._tensor(self.camera.project(self.mesh.vertices(params)))
+
+    def _tensor(self, array: np.ndarray) -> Tensor:
+        return torch.as_tensor(array, dtype=torch.float32, device=self.device)
 
     @torch.no_grad()
     def composite(self, params: FaceParams) -> Drawn:
@@ -73,24 +75,26 @@ class AvatarRenderer:
         frags = rasterize(screen, self.faces, self.size, self.size)
         inside = interpolate(self.attrs, frags, self.faces)  # [N, S, S, 7], zero outside the mesh
         outside = self.pixels + self._outside_motion(screen)
-        alpha = inside[..., 6:7]
-        photo = sample_texture(self.photo, alpha * inside[..., :2] + (1 - alpha) * outside)
-        weight = torch.where(frags.mask, inside[..., 2], 1.0)[..., None]
-        frames = weight * photo + (1 - weight) * inside[..., 3:6]
+        alpha = inside[..., INNER]
+        photo = sample_texture(self.photo, alpha * inside[..., UV] + (1 - alpha) * outside)
+        weight = torch.where(frags.mask[..., None], inside[..., PHOTO], 1.0)
+        frames = weight * photo + (1 - weight) * inside[..., COLOR]
         return Drawn(frames.clamp(0, 1), frags)
 
     @torch.no_grad()
     def face(self, params: FaceParams) -> Drawn:
         """The textured, Lambert-shaded face (eyes and mouth interior included) on black: [N, S, S, 3]."""
-        screen = self.screen(params)
+        vertices = self.mesh.vertices(params)
+        screen = self._tensor(self.camera.project(vertices))
         frags = rasterize(screen, self.faces, self.size, self.size)
-        normals = _vertex_normals(torch.as_tensor(self.mesh.vertices(params), dtype=torch.float32, device=self.device), self.faces)
+        normals = _vertex_normals(self._tensor(vertices), self.faces)
         light = torch.tensor(LIGHT, device=self.device)
         shade = AMBIENT + (1 - AMBIENT) * (normals @ (light / light.norm())).abs()[..., None]  # [N, V, 1]
         attrs = torch.cat([self.attrs.expand(len(screen), -1, -1), shade], -1)
         inside = interpolate(attrs, frags, self.faces)
-        photo = sample_texture(self.photo, inside[..., :2])
-        frames = (inside[..., 2:3] * photo + (1 - inside[..., 2:3]) * inside[..., 3:6]) * inside[..., 7:8]
+        photo = sample_texture(self.photo, inside[..., UV])
+        weight = inside[..., PHOTO]
+        frames = (weight * photo + (1 - weight) * inside[..., COLOR]) * inside[..., SHADE]
         return Drawn(frames.clamp(0, 1) * frags.mask[..., None], frags)
 
     @torch.no_grad()
@@ -100,10 +104,9 @@ class AvatarRenderer:
         r, t = self.mesh.model.head_transform(params)
         screen = self.camera.project(np.einsum("nij,vj->nvi", r, points) + t[:, None])
         closure = self.mesh.model.eye_closure(params)  # [N, 2]
-        values = torch.as_tensor(closure[:, which_eye][..., None], dtype=torch.float32, device=self.device)
-        screen_t = torch.as_tensor(screen, dtype=torch.float32, device=self.device)
-        faces_t = torch.as_tensor(faces, device=self.device)
-        return interpolate(values, rasterize(screen_t, faces_t, self.size, self.size), faces_t)[..., 0]
+        values = self._tensor(closure[:, which_eye][..., None])
+        faces = torch.as_tensor(faces, device=self.device)
+        return interpolate(values, rasterize(self._tensor(screen), faces, self.size, self.size), faces)[..., 0]
 
     def _outside_motion(self, screen: Tensor) -> Tensor:
         """[N, S, S, 2] backward displacement in uv outside the face: the motion of the nearest
