@@ -51,9 +51,10 @@ def gradient_factory(size: int, avatars: tuple[str, ...] = ("default",)) -> Sour
 
 
 @asynccontextmanager
-async def live_server(config: ServerConfig) -> AsyncIterator[str]:
-    """Runs the app with gradient avatars on config.host (port 0: a free one); yields its URL."""
-    runner = web.AppRunner(create_app(config, gradient_factory(config.size)))
+async def live_server(config: ServerConfig, factory: SourceFactory | None = None) -> AsyncIterator[str]:
+    """Runs the app on config.host (port 0: a free one) with gradient avatars, or the sources
+    `factory` makes; yields its URL."""
+    runner = web.AppRunner(create_app(config, factory or gradient_factory(config.size)))
     await runner.setup()
     try:
         site = web.TCPSite(runner, config.host, config.port)

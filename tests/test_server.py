@@ -7,14 +7,16 @@ from collections.abc import AsyncIterator
 
 import aioice.ice
 import aiohttp
+import numpy as np
 import pytest
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import VIDEO_CLOCK_RATE
 from av import VideoFrame
+from PIL import Image
 from live_server import live_server, read_index
 
 from engine.types import FPS, SAMPLE_RATE, frame_pts
-from streaming.app import ServerConfig
+from streaming.app import ServerConfig, idle_avatar_factory
 
 SIZE = 128
 FRAMES = 30
@@ -91,6 +93,26 @@ async def test_viewer_receives_live_video_at_fps(server: str, http: aiohttp.Clie
     # 30 frames after the first one take one second at FPS; loose bounds for a loaded 2-core CI.
     elapsed = arrivals[FRAMES] - arrivals[0]
     assert 0.7 * FRAMES / FPS < elapsed < 2.5 * FRAMES / FPS, elapsed
+
+
+async def test_viewer_sees_the_builtin_avatar_alive(http: aiohttp.ClientSession, avatar) -> None:
+    """The real idle avatar (no injected source): it looks like the photo, and it moves."""
+    config = ServerConfig(port=0, size=SIZE)
+    async with live_server(config, idle_avatar_factory(config)) as url:
+        pc = await viewer()
+        tracks: asyncio.Queue = asyncio.Queue()
+        pc.on("track", tracks.put_nowait)
+        try:
+            answer = await post_offer(http, url, pc)
+            await pc.setRemoteDescription(RTCSessionDescription(sdp=answer["sdp"], type=answer["type"]))
+            async with asyncio.timeout(RECEIVE_TIMEOUT_S + 10):  # + loading the avatar
+                track = await tracks.get()
+                frames = [(await track.recv()).to_ndarray(format="rgb24").astype(np.float32) for _ in range(2 * FPS)]
+        finally:
+            await pc.close()
+    photo = np.asarray(Image.fromarray(avatar.reference).resize((SIZE, SIZE), Image.Resampling.BILINEAR), np.float32)
+    assert np.abs(frames[-1] - photo).mean() < 10  # grey levels: the avatar, through a lossy codec
+    assert max(np.abs(f - frames[0]).mean() for f in frames[FPS:]) > 1.0  # head sway, blinks
 
 
 async def test_health_counts_sessions(server: str, http: aiohttp.ClientSession) -> None:
