@@ -9,10 +9,12 @@ Sides: "right"/"left" are the person's own (MediaPipe's naming): the right eye i
 """
 from __future__ import annotations
 
+import importlib.util
 import itertools
 from collections import Counter, defaultdict
 from dataclasses import dataclass
 from functools import cache
+from pathlib import Path
 
 import numpy as np
 
@@ -59,10 +61,18 @@ class Regions:
         return np.concatenate([self.eye_upper[side], self.eye_lower[side][::-1][1:-1]])
 
 
+@cache
 def _connections():
-    from mediapipe.python.solutions import face_mesh_connections  # pure-python constants
-
-    return face_mesh_connections
+    """MediaPipe's face-mesh edge lists. The module is plain Python data, loaded from its file so
+    that mediapipe's package (its native graph runtime) is not imported just for the topology."""
+    package = importlib.util.find_spec("mediapipe")
+    if package is None or not package.submodule_search_locations:
+        raise ImportError("the face-mesh topology comes from the mediapipe package, which is not installed")
+    path = Path(package.submodule_search_locations[0]) / "python" / "solutions" / "face_mesh_connections.py"
+    spec = importlib.util.spec_from_file_location("face_mesh_connections", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def _edges(connections) -> set[tuple[int, int]]:
