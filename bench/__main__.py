@@ -12,6 +12,7 @@ from engine.runtime import tune_allocator
 # Benchmark name -> module defining `run(args)`. Adding a benchmark is one line here.
 BENCHMARKS = {
     "render": "bench.render",
+    "features": "bench.features",
 }
 
 

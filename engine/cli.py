@@ -82,6 +82,10 @@ def parser() -> argparse.ArgumentParser:
     b.add_argument("--name", help="avatar name (default: the folder's name)")
     b.add_argument("--resolution", type=int, default=256, choices=[256, 512])
     b.set_defaults(run=build_avatar)
+
+    from engine.audio import cli_features
+
+    cli_features.add_parser(sub)
     return p
 
 
