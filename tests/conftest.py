@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import pytest
+import torch
 
 from engine.avatar.bundle import load
 from engine.face.model import FaceModel
@@ -15,3 +16,12 @@ def avatar():
 @pytest.fixture(scope="session")
 def face_model(avatar):
     return FaceModel(avatar.identity)
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Small models and many small calls: one thread, so the shared cores are not oversubscribed."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -4,7 +4,6 @@ import argparse
 
 import numpy as np
 import pytest
-import torch
 from audio_signals import speech_like, write_wav_float, write_wav_int
 from deepspeech_files import write_pb, write_pbmm
 
@@ -14,12 +13,7 @@ from engine.audio.features import extractor
 from engine.types import SAMPLE_RATE
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def parse(*argv):

@@ -13,13 +13,7 @@ from models.deepspeech import DeepSpeech, DeepSpeechConfig
 V093_CELL = "cudnn_lstm/rnn/multi_rnn_cell/cell_0/cudnn_compatible_lstm_cell/"
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    """Small models and many small calls: one thread, so the shared cores are not oversubscribed."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def sigmoid(x):

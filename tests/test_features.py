@@ -24,13 +24,7 @@ from engine.types import FPS, SAMPLE_RATE, AudioChunk, frame_pts
 CHUNKS = (160, 320, 533, 1600, 7919)  # 10 ms, 20 ms, one frame, 100 ms, an odd size
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    """Small models and many small calls: one thread, so the shared cores are not oversubscribed."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 class FrameEnergy(FeatureExtractor):
