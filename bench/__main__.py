@@ -13,6 +13,7 @@ from engine.runtime import tune_allocator
 BENCHMARKS = {
     "render": "bench.render",
     "features": "bench.features",
+    "quality-features": "bench.features_quality",
 }
 
 

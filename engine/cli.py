@@ -84,8 +84,10 @@ def parser() -> argparse.ArgumentParser:
     b.set_defaults(run=build_avatar)
 
     from engine.audio import cli_features
+    from engine.train import train_features
 
     cli_features.add_parser(sub)
+    train_features.add_parser(sub)
     return p
 
 

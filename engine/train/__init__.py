@@ -1,0 +1,1 @@
+"""Speech data, datasets and training loops."""
