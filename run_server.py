@@ -1,7 +1,8 @@
-"""Serve the live avatar: python run_server.py [--host --port --avatar --device --size --max-sessions]."""
+"""Serve the live avatar: python run_server.py [--host --port --avatar --device --backend --max-sessions ...]."""
 from __future__ import annotations
 
 import argparse
+import asyncio
 import logging
 import sys
 
@@ -9,33 +10,66 @@ import uvloop
 from aiohttp import web
 
 from engine.runtime import tune_allocator
+from streaming.access import AVATARS
 from streaming.app import ServerConfig, create_app
 
 
-def parse_config(argv: list[str] | None = None) -> ServerConfig:
+def parse_args(argv: list[str] | None = None) -> tuple[ServerConfig, int]:
     default = ServerConfig()
     parser = argparse.ArgumentParser(description="Serve the talking avatar live over WebRTC; open the printed URL in a browser.")
     parser.add_argument("--host", default=default.host, help="address to listen on (default: %(default)s, this machine only)")
     parser.add_argument("--port", type=int, default=default.port, help="TCP port (default: %(default)s; 0 picks a free one)")
     parser.add_argument("--avatar", default=default.avatar, help="avatar name under avatars/ or a bundle directory (default: %(default)s)")
-    parser.add_argument("--device", default=default.device, help="torch device that renders the frames (default: %(default)s)")
-    parser.add_argument("--size", type=int, default=default.size, help="video frame size in pixels (default: %(default)s)")
+    parser.add_argument("--device", choices=("cpu", "cuda"), default=default.device, help="torch device for the models and rendering (default: %(default)s)")
+    parser.add_argument("--backend", default=default.backend, help="R2V inference backend: eager, compile, onnx, tensorrt (default: %(default)s)")
+    parser.add_argument("--renderer", choices=("auto", "r2v", "composite"), default=default.renderer, help="auto: R2V when the avatar has weights, else the direct compositor (default: %(default)s)")
     parser.add_argument("--max-sessions", type=int, default=default.max_sessions, help="viewers served at once (default: %(default)s)")
+    parser.add_argument("--size", type=int, default=default.size, help="video frame size in pixels (default: %(default)s)")
+    parser.add_argument("--lookahead", type=int, default=default.lookahead, help="FACIAL-GAN look-ahead in frames: smoother lips, 33 ms more latency each (default: %(default)s)")
+    parser.add_argument("--stride", type=int, default=default.stride, help="FACIAL-GAN update stride in frames: less compute, 33 ms more latency each (default: %(default)s)")
+    parser.add_argument("--margin-ms", type=int, default=default.margin_ms, help="compute time allowed in the pipeline latency (default: %(default)s)")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads per render or model call; sessions run in parallel threads (default: %(default)s)")
     args = parser.parse_args(argv)
+    if args.threads < 1:
+        parser.error("--threads must be at least 1")
     try:
-        return ServerConfig(args.host, args.port, args.avatar, args.device, args.size, args.max_sessions)
+        config = ServerConfig(
+            args.host, args.port, args.avatar, args.device, args.size, args.max_sessions,
+            backend=args.backend, renderer=args.renderer, lookahead=args.lookahead, stride=args.stride, margin_ms=args.margin_ms,
+        )
     except ValueError as e:
         parser.error(str(e))  # exits with status 2
+    return config, args.threads
+
+
+async def serve(config: ServerConfig) -> None:
+    app = create_app(config)
+    runner = web.AppRunner(app)
+    await runner.setup()  # loads the default avatar: a bad --avatar fails here
+    try:
+        await web.TCPSite(runner, config.host, config.port).start()
+        host, port = runner.addresses[0][:2]
+        avatar = await app[AVATARS].get(config.avatar)
+        speech = f"speech input: {avatar.speech.description}" if avatar.speech else f"WARNING: {avatar.speech_error}; the avatar idles"
+        print(f"run_server: avatar '{avatar.name}' live at http://{host}:{port}/ (open it in Chromium or Firefox); {speech}", flush=True)
+        await asyncio.Event().wait()  # until Ctrl-C
+    finally:
+        await runner.cleanup()
 
 
 def main() -> None:
-    config = parse_config()
+    config, threads = parse_args()
     tune_allocator()
+    import torch
+
+    torch.set_num_threads(threads)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("streaming").setLevel(logging.INFO)
     try:
-        # The avatar loads at startup, so a bad --avatar fails here rather than at the first viewer.
-        web.run_app(create_app(config), host=config.host, port=config.port, loop=uvloop.new_event_loop())
+        with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+            runner.run(serve(config))
+    except KeyboardInterrupt:
+        pass
     except (ImportError, LookupError, ValueError, OSError) as e:
         print(f"run_server: error: {e}", file=sys.stderr)
         sys.exit(2)

@@ -14,6 +14,10 @@ BENCHMARKS = {
     "render": "bench.render",
     "features": "bench.features",
     "quality-features": "bench.features_quality",
+    "quality": "bench.quality",
+    "r2v": "bench.r2v",
+    "latency": "bench.latency",
+    "sessions": "bench.sessions",
 }
 
 

@@ -12,13 +12,16 @@ from engine.types import FaceParamsError
 BATCH = 8  # frames rendered per call: amortises per-call overhead, bounded memory
 
 
-def _frames(renderer, params, progress: str) -> Iterator[np.ndarray]:
+def _frames(source, params, progress: str) -> Iterator[np.ndarray]:
+    """uint8 frames of a whole sequence from an engine.pipeline.frames.FrameSource, in batches;
+    each batch also hands over the frames after it that R2V's input stack looks ahead to."""
     from tqdm import tqdm
 
     with tqdm(total=len(params), desc=progress, unit="frame", disable=None, file=sys.stderr) as bar:
         for start in range(0, len(params), BATCH):
-            batch = renderer.composite(params[start : start + BATCH]).frames
-            yield from (batch * 255 + 0.5).byte().cpu().numpy()
+            end = start + BATCH
+            batch = source.render(params[start:end], lookahead=params[end : end + source.future])
+            yield from batch
             bar.update(len(batch))
 
 
@@ -26,7 +29,7 @@ def animate(args: argparse.Namespace) -> None:
     from engine.audio.decode import load_audio
     from engine.avatar.bundle import load
     from engine.pipeline.demo import demo_sequence
-    from engine.render.renderer import AvatarRenderer
+    from engine.pipeline.frames import FrameSource
     from engine.types import FaceParams
     from engine.video import check_writable, write_mp4
 
@@ -36,9 +39,10 @@ def animate(args: argparse.Namespace) -> None:
     if len(params) == 0:
         raise FaceParamsError(f"{args.params}: the sequence has no frames")
     audio = load_audio(args.audio) if args.audio else None
-    renderer = AvatarRenderer(avatar, args.size, args.device)
-    write_mp4(args.out, _frames(renderer, params, "animate"), audio)
-    print(f"wrote {args.out}: {len(params)} frames at {args.size}x{args.size}", file=sys.stderr)
+    source = FrameSource(avatar, renderer=args.renderer, backend=args.backend, size=args.size, device=args.device)
+    write_mp4(args.out, _frames(source, params, "animate"), audio)
+    how = f"R2V lite ({args.backend})" if source.uses_r2v else "the direct compositor"
+    print(f"wrote {args.out}: {len(params)} frames at {source.size}x{source.size} through {how}", file=sys.stderr)
 
 
 def build_avatar(args: argparse.Namespace) -> None:
@@ -72,6 +76,9 @@ def parser() -> argparse.ArgumentParser:
     a.add_argument("--audio", help="audio (any format PyAV reads) to mux in, trimmed to the video")
     a.add_argument("--size", type=int, default=256, choices=[128, 256, 384, 512], help="frame size in pixels")
     a.add_argument("--device", default="cpu", help="torch device: cpu or cuda")
+    a.add_argument("--renderer", choices=["auto", "r2v", "composite"], default="auto",
+                   help="auto: R2V when the avatar has lite weights for this size, else the direct compositor")  # fmt: skip
+    a.add_argument("--backend", choices=["eager", "compile", "onnxruntime", "tensorrt"], default="eager", help="R2V inference backend")
     a.set_defaults(run=animate)
 
     b = sub.add_parser("build-avatar", help="build an avatar bundle from a photo")
@@ -83,11 +90,12 @@ def parser() -> argparse.ArgumentParser:
     b.add_argument("--resolution", type=int, default=256, choices=[256, 512])
     b.set_defaults(run=build_avatar)
 
+    from engine import speak_cli
     from engine.audio import cli_features
-    from engine.train import train_features
+    from engine.train import gan_cli, r2v_cli, train_features
 
-    cli_features.add_parser(sub)
-    train_features.add_parser(sub)
+    for command in (speak_cli, cli_features, train_features, gan_cli, r2v_cli):
+        command.add_parser(sub)
     return p
 
 

@@ -5,6 +5,7 @@ however long the session runs (engine/types.py: video frame i starts at sample f
 """
 from __future__ import annotations
 
+import asyncio
 import time
 from dataclasses import dataclass, field
 
@@ -25,3 +26,10 @@ class MediaClock:
     def delay_until(self, samples: int) -> float:
         """Seconds from now until `samples` is due; negative when it is already past."""
         return self.start + samples / self.sample_rate - time.monotonic()
+
+    async def sleep_until(self, samples: int) -> None:
+        """Returns when `samples` is due (at once when it is past). The target is absolute, so
+        timer errors never accumulate over a session."""
+        delay = self.delay_until(samples)
+        if delay > 0:
+            await asyncio.sleep(delay)

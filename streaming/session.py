@@ -1,4 +1,5 @@
-"""Live sessions: one viewer's peer connection and the media clock all its tracks share."""
+"""Live sessions: one viewer's peer connection, the media clock all its tracks share, its face
+timeline and scheduled audio, and its speech chain (when the avatar can speak)."""
 from __future__ import annotations
 
 import asyncio
@@ -6,53 +7,181 @@ import logging
 import secrets
 import time
 import uuid
-from dataclasses import dataclass, field
+from collections import Counter
+from collections.abc import Callable, Coroutine, Iterator
 
+import numpy as np
+from aiohttp import WSCloseCode, web
 from aiortc import RTCPeerConnection
 
+from engine.pipeline.idle import IdleMotion
+from engine.types import SAMPLE_RATE
+from streaming.avatars import FaceRenderer, LiveAvatar
 from streaming.clock import MediaClock
+from streaming.metrics import TrackStats
+from streaming.pipeline import Pipeline, PipelineConfig
+from streaming.speech_audio import ScheduledAudio
+from streaming.timeline import ParamsTimeline
+from streaming.tracks import AvatarVideoTrack, SpeechAudioTrack, frame_at
 
 log = logging.getLogger(__name__)
 
+INPUTS = ("websocket", "mic")
 
-@dataclass
+
+class SessionFrames:
+    """A session's video frames: the timeline's parameters, drawn by the avatar's renderer."""
+
+    def __init__(self, renderer: FaceRenderer, timeline: ParamsTimeline) -> None:
+        self.renderer, self.timeline = renderer, timeline
+        self.size = renderer.size
+
+    def frame(self, index: int) -> np.ndarray:
+        window = self.timeline.params(range(index - self.renderer.past, index + 1))
+        return self.renderer.render(index, window)
+
+
 class Session:
-    id: str
-    token: str  # the bearer token that lets its viewer close it
-    pc: RTCPeerConnection
-    clock: MediaClock = field(default_factory=MediaClock)
-    created: float = field(default_factory=time.time)  # wall-clock seconds
+    """`on_error` is called when the session's media fails; the server then closes it."""
 
-    @classmethod
-    def open(cls, pc: RTCPeerConnection) -> Session:
-        return cls(id=uuid.uuid4().hex, token=secrets.token_urlsafe(), pc=pc)
+    def __init__(
+        self,
+        pc: RTCPeerConnection,
+        avatar: LiveAvatar,
+        input: str = "websocket",
+        echo: bool = False,
+        pipeline: PipelineConfig = PipelineConfig(),
+        on_error: Callable[[BaseException], None] = lambda error: None,
+    ) -> None:
+        if input not in INPUTS:
+            raise ValueError(f"input must be one of {INPUTS}, got {input!r}")
+        self.id = uuid.uuid4().hex
+        self.token = secrets.token_urlsafe()  # the bearer token that lets its viewer feed or close it
+        self.pc = pc
+        self.avatar = avatar
+        self.input = input
+        self.echo = echo  # microphone input is played back to the viewer
+        self.created = time.time()  # wall-clock seconds
+        self.clock = MediaClock()
+        self.timeline = ParamsTimeline(IdleMotion(avatar.rest, avatar.motion, seed=secrets.randbits(32)))
+        self.audio = ScheduledAudio()
+        self.stats = TrackStats()
+        self.pipeline = Pipeline(avatar.speech, self.clock, self.timeline, self.audio, pipeline, on_error) if avatar.speech else None
+        self.video = AvatarVideoTrack(SessionFrames(avatar.renderer, self.timeline), self.clock, self.stats, on_error)
+        self.audio_track = SpeechAudioTrack(self.audio, self.clock, self.stats)
+        self.tasks: set[asyncio.Task] = set()  # its own background work, cancelled when it closes
+        self.websocket: web.WebSocketResponse | None = None  # its websocket input: one at a time
+        self.failed = False
 
     def authorizes(self, token: str) -> bool:
         return secrets.compare_digest(token, self.token)
 
+    def run(self, work: Coroutine[object, object, None]) -> None:
+        """Runs a coroutine as the session's background work."""
+        task = asyncio.create_task(work)
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+    def interrupt(self) -> None:
+        if self.pipeline:
+            self.pipeline.interrupt()
+
+    def speaking(self) -> bool:
+        """Speech is queued, or drawn or played from now on."""
+        now = self.clock.now_samples()
+        queued = self.pipeline.queued() if self.pipeline else 0
+        return bool(queued) or self.timeline.speech_until() >= frame_at(now) or self.audio.ahead(now) > 0
+
+    def counters(self) -> dict[str, float]:
+        """What this session has counted so far (the server sums them over its sessions)."""
+        return {
+            "frames_sent": self.stats.frames_sent,
+            "frames_dropped": self.stats.frames_dropped,
+            "render_seconds": self.stats.render_seconds,
+            "audio_packets_sent": self.stats.audio_packets_sent,
+            "speech_frames_late": self.timeline.late_frames,
+            "audio_seconds_late": self.audio.late_samples / SAMPLE_RATE,
+            "interrupts": self.pipeline.interrupts if self.pipeline else 0,
+        }
+
+    def status(self) -> dict:
+        """The session's figures for its viewer."""
+        latency = self.pipeline.latency if self.pipeline else 0
+        return {
+            "session_id": self.id,
+            "avatar": self.avatar.name,
+            "input": self.input,
+            "connection": self.pc.connectionState,
+            "speech": self.avatar.speech is not None,
+            "speaking": self.speaking(),
+            "latency_ms": 1000 * latency / SAMPLE_RATE,
+            "audio_queue_ms": 1000 * self.audio.ahead(self.clock.now_samples()) / SAMPLE_RATE,
+            **self.counters(),
+        }
+
+    async def close(self) -> None:
+        current = asyncio.current_task()
+        for task in list(self.tasks):
+            if task is not current:  # a task closing its own session must not cancel itself
+                task.cancel()
+        if self.pipeline:
+            await self.pipeline.close()
+        if self.websocket is not None:
+            await self.websocket.close(code=WSCloseCode.GOING_AWAY, message=b"the session closed")
+        self.video.stop()
+        self.audio_track.stop()
+        await self.pc.close()
+
 
 class SessionRegistry:
     """The server's live sessions by id. Closing is idempotent: a session closes once, whether
-    its viewer, its connection state or the server's shutdown gets there first."""
+    its viewer, its connection state, an error or the server's shutdown gets there first."""
 
     def __init__(self) -> None:
         self._sessions: dict[str, Session] = {}
+        self.closed_counters: Counter[str] = Counter()  # summed over the sessions that closed
+        self.opened = 0
+        self.rejected = 0  # offers refused: the server was full
+        self.errors = 0  # sessions closed by an error in their media
+        self._closing: set[asyncio.Task] = set()
 
     def __len__(self) -> int:
         return len(self._sessions)
+
+    def __iter__(self) -> Iterator[Session]:
+        return iter(list(self._sessions.values()))
 
     def get(self, session_id: str) -> Session | None:
         return self._sessions.get(session_id)
 
     def add(self, session: Session) -> None:
         self._sessions[session.id] = session
+        self.opened += 1
+
+    def totals(self) -> Counter[str]:
+        """Every counter summed over the sessions that closed and those still open."""
+        totals = Counter(self.closed_counters)
+        for session in self._sessions.values():
+            totals.update(session.counters())
+        return totals
+
+    def fail(self, session_id: str) -> None:
+        """A session's media failed: it closes (soon, from its own task); the others go on."""
+        session = self._sessions.get(session_id)
+        if session and not session.failed:
+            session.failed = True
+            self.errors += 1
+            task = asyncio.get_running_loop().create_task(self.close(session_id))
+            self._closing.add(task)
+            task.add_done_callback(self._closing.discard)
 
     async def close(self, session_id: str) -> None:
         session = self._sessions.pop(session_id, None)
         if session is None:
             return
+        self.closed_counters.update(session.counters())
         try:
-            await session.pc.close()
+            await session.close()
         except Exception:  # aiortc can fail to close a connection whose negotiation broke half way
             log.exception("closing session %s", session_id)
         log.info("session %s closed after %.1f s", session_id, time.time() - session.created)

@@ -1,26 +1,39 @@
 """WebRTC media tracks of a session, paced by the session's media clock.
 
-Tracks are pulled: aiortc calls recv() for the next frame, and all pacing lives there.
+Tracks are pulled: aiortc calls recv() for the next frame, and all pacing lives there. Both tracks
+of a session count on the same clock: a video frame with pts p (in samples) and the audio packet
+starting at p go out at the same moment, and their RTP timestamps are p on each track's clock.
 """
 from __future__ import annotations
 
 import asyncio
+import fractions
+import logging
+import time
+from collections.abc import Callable
 from typing import Protocol
 
 import numpy as np
-from aiortc import VideoStreamTrack
+from aiortc import MediaStreamTrack, VideoStreamTrack
 from aiortc.mediastreams import VIDEO_CLOCK_RATE, VIDEO_TIME_BASE, MediaStreamError
-from av import VideoFrame
+from av import AudioFrame, VideoFrame
 
 from engine.types import FPS, SAMPLE_RATE, frame_pts
 from streaming.clock import MediaClock
+from streaming.metrics import TrackStats
+from streaming.speech_audio import ScheduledAudio
+
+log = logging.getLogger(__name__)
+
+AUDIO_PACKET = SAMPLE_RATE // 50  # 20 ms, WebRTC's usual audio packet
+AUDIO_TIME_BASE = fractions.Fraction(1, SAMPLE_RATE)
+ENCODER_DELAY = AUDIO_PACKET  # samples
 
 
 class FrameSource(Protocol):
-    """Renders an avatar's video frames (engine.pipeline.idle.IdleAvatar is the real one).
+    """Renders a session's video frames (streaming.session.SessionFrames is the real one).
 
-    The server makes one source per avatar and every session of that avatar pulls from it, each
-    from its own worker thread: frame() must be safe to call from several threads at once."""
+    frame() is called from worker threads, possibly several at once."""
 
     size: int  # frames are size x size pixels
 
@@ -39,14 +52,23 @@ def frame_at(samples: int) -> int:
 
 class AvatarVideoTrack(VideoStreamTrack):
     """The avatar's video at FPS: frame i goes out when the session clock reaches frame_pts(i),
-    so a track that starts late starts at the live frame, and one that falls behind drops frames."""
+    so a track that starts late starts at the live frame, and one that falls behind drops frames.
+    A failing source ends the track and calls `on_error`."""
 
-    def __init__(self, source: FrameSource, clock: MediaClock) -> None:
+    def __init__(
+        self,
+        source: FrameSource,
+        clock: MediaClock,
+        stats: TrackStats | None = None,
+        on_error: Callable[[BaseException], None] = lambda error: None,
+    ) -> None:
         super().__init__()
         if clock.sample_rate != SAMPLE_RATE:
             raise ValueError(f"the session clock must count samples at {SAMPLE_RATE} Hz as frame_pts does")
         self.source = source
         self.clock = clock
+        self.stats = stats or TrackStats()
+        self._on_error = on_error
         self._next_index = 0
 
     async def recv(self) -> VideoFrame:
@@ -55,14 +77,62 @@ class AvatarVideoTrack(VideoStreamTrack):
         # The next frame, unless its time on screen is already over: then the frame on screen now.
         # A late track skips to the present rather than bursting out the past.
         index = max(self._next_index, frame_at(self.clock.now_samples()))
+        if self._next_index:
+            self.stats.frames_dropped += index - self._next_index
         self._next_index = index + 1
         pts_samples = frame_pts(index)
 
         # Render in a worker thread (blocking numpy/torch work) while waiting for the frame's time;
         # the sleep is to an absolute time on the clock, so its errors never accumulate.
-        rendering = asyncio.get_running_loop().run_in_executor(None, self.source.frame, index)
-        await asyncio.sleep(max(0.0, self.clock.delay_until(pts_samples)))
-        frame = VideoFrame.from_ndarray(await rendering, format="rgb24")
+        rendering = asyncio.get_running_loop().run_in_executor(None, self._render, index)
+        await self.clock.sleep_until(pts_samples)
+        try:
+            rgb = await rendering
+        except Exception as error:  # the session's problem, not aiortc's: end this track cleanly
+            log.exception("rendering frame %d failed", index)
+            self.stop()
+            self._on_error(error)
+            raise MediaStreamError from error
+        frame = VideoFrame.from_ndarray(rgb, format="rgb24")
         frame.pts = pts_samples * VIDEO_CLOCK_RATE // SAMPLE_RATE
         frame.time_base = VIDEO_TIME_BASE
+        self.stats.frames_sent += 1
+        return frame
+
+    def _render(self, index: int) -> np.ndarray:
+        start = time.perf_counter()
+        rgb = self.source.frame(index)
+        self.stats.render_seconds += time.perf_counter() - start
+        return rgb
+
+
+class SpeechAudioTrack(MediaStreamTrack):
+    """The audio the avatar speaks: 20 ms packets of the session's ScheduledAudio, packet k (pts
+    k * AUDIO_PACKET samples) leaves when the clock reaches it; silence when nothing is scheduled."""
+
+    kind = "audio"
+
+    def __init__(self, audio: ScheduledAudio, clock: MediaClock, stats: TrackStats | None = None) -> None:
+        super().__init__()
+        self.audio = audio
+        self.clock = clock
+        self.stats = stats or TrackStats()
+        self._next_packet = 0
+
+    async def recv(self) -> AudioFrame:
+        if self.readyState != "live":
+            raise MediaStreamError
+        packet = max(self._next_packet, self.clock.now_samples() // AUDIO_PACKET + 1)  # late: skip to now
+        self._next_packet = packet + 1
+        pts = packet * AUDIO_PACKET
+        # aiortc's Opus encoder sends each packet one packet late (its resampler holds the first
+        # one back), so packets are handed over one packet early to leave at their pts, with video.
+        await self.clock.sleep_until(pts - ENCODER_DELAY)
+        pcm = self.audio.read(pts, AUDIO_PACKET)
+        pcm16 = (np.clip(pcm, -1, 1) * 32767).astype(np.int16)
+        frame = AudioFrame.from_ndarray(pcm16[None, :], format="s16", layout="mono")
+        frame.sample_rate = SAMPLE_RATE
+        frame.pts = pts
+        frame.time_base = AUDIO_TIME_BASE
+        self.stats.audio_packets_sent += 1
         return frame

@@ -1,23 +1,29 @@
-"""The viewer page in headless Chromium plays the avatar's video from the real server.
+"""The page in headless Chromium against the real server: it plays the avatar, speaks typed text,
+interrupts, and lip-syncs a (fake) microphone playing a speech WAV made with espeak-ng.
 
-The test saves a screenshot of the page: run pytest with -s to see its path, then open the PNG in
-any image viewer (pytest keeps the files of its last three runs under /tmp/pytest-of-$USER/).
+The first test saves a screenshot of the page: run pytest with -s to see its path, then open the
+PNG in any image viewer (pytest keeps the files of its last three runs under /tmp/pytest-of-$USER/).
 """
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import signal
+import wave
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import aiohttp
+import numpy as np
 import pytest
 from cdp import CdpPage
-from live_server import live_server
+from live_server import GradientRenderer, live_server
 
+from engine.face import topology
+from engine.types import EXP_START, EXPRESSION_NAMES, SAMPLE_RATE, FaceParams
 from streaming.app import ServerConfig
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -51,13 +57,18 @@ pytestmark = [
 
 
 @contextlib.asynccontextmanager
-async def chromium(url: str, profile: Path) -> AsyncIterator[int]:
-    """Headless Chromium showing `url`; yields its DevTools port. Killed on exit, always."""
+async def chromium(url: str, profile: Path, microphone: Path | None = None) -> AsyncIterator[int]:
+    """Headless Chromium showing `url`, its microphone playing the WAV `microphone` (on a loop);
+    yields its DevTools port. Killed on exit, always."""
     profile.mkdir()
     log = profile / "chromium.log"
+    fake_microphone = (
+        ("--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream", f"--use-file-for-fake-audio-capture={microphone}")
+        if microphone else ()
+    )
     with log.open("wb") as output:
         browser = await asyncio.create_subprocess_exec(
-            CHROMIUM, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", url,
+            CHROMIUM, *CHROMIUM_FLAGS, *fake_microphone, f"--user-data-dir={profile}", url,
             stdout=output, stderr=output, start_new_session=True,
         )
     try:
@@ -107,3 +118,155 @@ async def test_page_plays_the_avatar(tmp_path: Path) -> None:
         screenshot = tmp_path / "avatar_page.png"
         await page.screenshot(screenshot)
         print(f"screenshot of the page: {screenshot}")
+
+
+# ---- speech in the page -----------------------------------------------------------------------
+
+SPEECH_TIMEOUT_S = 15
+MOUTH_WATCH_S = 5.0
+MIN_FPS = 25
+SENTENCE = "Hello there. I am the avatar, and I am speaking to you now."
+
+# Installed in the page: on every video frame shown, the mouth (read from the frame drawn to a
+# canvas) and the level of the audio playing (the voice sent back), with the time.
+WATCH_MOUTH = """
+(box, mode) => {
+  const video = document.getElementById('avatar');
+  const canvas = document.createElement('canvas');
+  canvas.width = video.videoWidth; canvas.height = video.videoHeight;
+  const context = canvas.getContext('2d', {willReadFrequently: true});
+  const audio = new AudioContext();
+  const analyser = audio.createAnalyser();
+  analyser.fftSize = 1024;
+  audio.createMediaStreamSource(video.srcObject).connect(analyser);
+  const wave = new Float32Array(analyser.fftSize);
+  window.mouthSamples = [];
+  const onFrame = () => {
+    context.drawImage(video, 0, 0);
+    const pixels = context.getImageData(box[0], box[1], box[2] - box[0], box[3] - box[1]).data;
+    let sum = 0, dark = 0;
+    for (let i = 0; i < pixels.length; i += 4) {
+      const luma = (pixels[i] + pixels[i + 1] + pixels[i + 2]) / 3;
+      sum += luma; dark += luma < 64;
+    }
+    const n = pixels.length / 4;
+    analyser.getFloatTimeDomainData(wave);
+    const level = Math.sqrt(wave.reduce((a, x) => a + x * x, 0) / wave.length);
+    window.mouthSamples.push([performance.now() / 1000, mode === 'grey' ? sum / n / 255 : dark / n, level]);
+    video.requestVideoFrameCallback(onFrame);
+  };
+  video.requestVideoFrameCallback(onFrame);
+  return audio.state;
+}
+"""
+
+
+def speech_wav(path: Path, silence_s: float = 2.0) -> Path:
+    """espeak-ng saying SENTENCE, then silence: 16-bit mono at SAMPLE_RATE."""
+    from engine.pipeline.speak import text_to_speech
+
+    audio = np.concatenate([text_to_speech(SENTENCE), np.zeros(int(silence_s * SAMPLE_RATE), np.float32)])
+    with wave.open(str(path), "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(SAMPLE_RATE)
+        out.writeframes((np.clip(audio, -1, 1) * 32767).astype("<i2").tobytes())
+    return path
+
+
+async def watch_mouth(page: CdpPage, box: tuple[int, int, int, int], mode: str) -> np.ndarray:
+    """[N, 3] (seconds, mouth, audio level) for every frame shown over MOUTH_WATCH_S."""
+    await page.evaluate(f"({WATCH_MOUTH})({list(box)}, {json.dumps(mode)})")
+    await asyncio.sleep(MOUTH_WATCH_S)
+    return np.array(await page.evaluate("window.mouthSamples"))
+
+
+def check_lip_sync(samples: np.ndarray, closed: float, opened: float) -> None:
+    """Video at MIN_FPS or more; where the voice plays the mouth moves, where the voice has been
+    and stays silent (0.3 s either side) the mouth is closed."""
+    seconds, mouth, level = samples.T
+    assert len(samples) / (seconds[-1] - seconds[0]) >= MIN_FPS
+    speaking = level > 0.02
+    near = np.abs(seconds[:, None] - seconds[None, :]) < 0.3
+    silent = ~(near & speaking[None, :]).any(axis=1)
+    assert speaking.sum() > 10 and silent.sum() > 10, (speaking.sum(), silent.sum())
+    assert mouth[speaking].max() > opened and mouth[speaking].std() > 0.1 * (opened - closed)
+    assert mouth[silent].max() < closed
+
+
+@pytest.mark.slow
+async def test_typed_text_is_spoken_and_the_interrupt_button_stops_it(tmp_path: Path) -> None:
+    size = 128
+    jaw = GradientRenderer(size)._jaw_patch()
+    box = (jaw[1].start + 4, jaw[0].start + 4, jaw[1].stop - 4, jaw[0].stop - 4)
+    async with (
+        live_server(ServerConfig(port=0, size=size)) as url,
+        chromium(f"{url}/?autostart=1", tmp_path / "profile") as port,
+        aiohttp.ClientSession() as http,
+        CdpPage.connect(http, port) as page,
+    ):
+        async with asyncio.timeout(SPEECH_TIMEOUT_S):
+            await until(page, "window.avatarStats?.framesDecoded >= 10 && window.avatarStats.speech")
+            await page.evaluate(f"(document.getElementById('say-text').value = {json.dumps(SENTENCE)}, document.getElementById('say').click())")
+            await page.evaluate(f"({WATCH_MOUTH})({list(box)}, 'grey')")
+            await until(page, "window.mouthSamples.some(([t, jaw]) => jaw > 0.5)")  # the avatar speaks
+            await until(page, "window.avatarStats.server?.speaking")
+            await page.evaluate("document.getElementById('interrupt').click()")
+            await until(page, "window.avatarStats.server && !window.avatarStats.server.speaking")
+            await asyncio.sleep(0.3)
+            recent = await page.evaluate("window.mouthSamples.slice(-5).map(([t, jaw]) => jaw)")
+            assert max(recent) < 0.1  # closed again
+            assert (await page.evaluate("document.getElementById('latency').textContent")).endswith(" ms")
+            assert float(await page.evaluate("document.getElementById('fps').textContent")) > 0
+
+
+@pytest.mark.slow
+async def test_the_microphone_moves_the_mouth_and_silence_keeps_it_closed(tmp_path: Path) -> None:
+    """The page's own microphone path (getUserMedia -> WebRTC -> the server's speech chain) with
+    the probe speech model, so it runs without trained weights; the jaw is read from the frames."""
+    size = 128
+    jaw = GradientRenderer(size)._jaw_patch()
+    box = (jaw[1].start + 4, jaw[0].start + 4, jaw[1].stop - 4, jaw[0].stop - 4)
+    async with (
+        live_server(ServerConfig(port=0, size=size)) as url,
+        chromium(f"{url}/?autostart=1&mic=1&echo=1", tmp_path / "profile", speech_wav(tmp_path / "speech.wav")) as port,
+        aiohttp.ClientSession() as http,
+        CdpPage.connect(http, port) as page,
+    ):
+        async with asyncio.timeout(SPEECH_TIMEOUT_S):
+            await until(page, "window.avatarStats?.framesDecoded >= 10")
+        samples = await watch_mouth(page, box, "grey")
+    check_lip_sync(samples, closed=0.1, opened=0.5)
+
+
+@pytest.mark.slow
+async def test_the_real_avatar_lip_syncs_the_microphone(tmp_path: Path, avatar) -> None:
+    """The default avatar with its trained speech models: the mouth opens (dark pixels in the
+    lips' box) while the speech plays and stays closed in silence, at 25 fps or more."""
+    from engine.render.renderer import AvatarRenderer
+    from streaming.avatars import engine_avatar_factory
+    from streaming.speech import SpeechModel, SpeechUnavailable
+
+    config = ServerConfig(port=0, size=SIZE)
+    try:
+        SpeechModel.load(avatar, config.lookahead, config.stride)
+    except SpeechUnavailable as e:
+        pytest.skip(f"needs the trained speech models: {e}")
+    lips = avatar.uv[topology.regions().lips] * SIZE
+    (x0, y0), (x1, y1) = lips.min(0).astype(int) - 6, lips.max(0).astype(int) + 6
+    renderer = AvatarRenderer(avatar, SIZE)
+    rest = renderer.composite(avatar.reference_params).frames[0].numpy()[y0:y1, x0:x1].mean(-1)
+    open_params = avatar.reference_params.array.copy()
+    open_params[0, EXP_START + EXPRESSION_NAMES.index("jawOpen")] = 0.5
+    opened = renderer.composite(FaceParams(open_params)).frames[0].numpy()[y0:y1, x0:x1].mean(-1)
+    closed_dark, open_dark = (rest < 0.25).mean(), (opened < 0.25).mean()
+    async with (
+        live_server(config, engine_avatar_factory(config.engine)) as url,
+        chromium(f"{url}/?autostart=1&mic=1&echo=1", tmp_path / "profile", speech_wav(tmp_path / "speech.wav")) as port,
+        aiohttp.ClientSession() as http,
+        CdpPage.connect(http, port) as page,
+    ):
+        async with asyncio.timeout(PLAY_TIMEOUT_S):
+            await until(page, "window.avatarStats?.framesDecoded >= 10")
+        samples = await watch_mouth(page, (x0, y0, x1, y1), "dark")
+    check_lip_sync(samples, closed=closed_dark + 0.25 * (open_dark - closed_dark), opened=closed_dark + 0.5 * (open_dark - closed_dark))

@@ -1,22 +1,28 @@
-"""The live server end to end on loopback: a real aiortc viewer receives the avatar's video."""
+"""The live server end to end on loopback: real aiortc viewers receive the avatar's video and
+voice, fed by websocket PCM or their microphone; sessions are isolated, capped and expire."""
 from __future__ import annotations
 
 import asyncio
+import fractions
 import time
 from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
 
 import aioice.ice
 import aiohttp
 import numpy as np
 import pytest
-from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
+from aiortc import MediaStreamTrack, RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import VIDEO_CLOCK_RATE
-from av import VideoFrame
+from av import AudioFrame, VideoFrame
+from live_server import gradient_factory, live_server, read_index, read_jaw
 from PIL import Image
-from live_server import live_server, read_index
 
-from engine.types import FPS, SAMPLE_RATE, frame_pts
-from streaming.app import ServerConfig, idle_avatar_factory
+from engine.types import FPS, SAMPLE_RATE, FaceParams, frame_pts
+from streaming.app import ServerConfig
+from streaming.avatars import engine_avatar_factory
+from streaming.speech import SpeechModel
+from streaming.probe import LoudnessExtractor, loudness_speech
 
 SIZE = 128
 FRAMES = 30
@@ -50,8 +56,8 @@ async def viewer() -> RTCPeerConnection:
     return pc
 
 
-async def post_offer(http: aiohttp.ClientSession, url: str, pc: RTCPeerConnection) -> dict:
-    async with http.post(f"{url}/offer", json={"sdp": pc.localDescription.sdp, "type": "offer"}) as response:
+async def post_offer(http: aiohttp.ClientSession, url: str, pc: RTCPeerConnection, **offer: object) -> dict:
+    async with http.post(f"{url}/offer", json={"sdp": pc.localDescription.sdp, "type": "offer", **offer}) as response:
         assert response.status == 200, await response.text()
         return await response.json()
 
@@ -98,7 +104,7 @@ async def test_viewer_receives_live_video_at_fps(server: str, http: aiohttp.Clie
 async def test_viewer_sees_the_builtin_avatar_alive(http: aiohttp.ClientSession, avatar) -> None:
     """The real idle avatar (no injected source): it looks like the photo, and it moves."""
     config = ServerConfig(port=0, size=SIZE)
-    async with live_server(config, idle_avatar_factory(config)) as url:
+    async with live_server(config, engine_avatar_factory(config.engine)) as url:
         pc = await viewer()
         tracks: asyncio.Queue = asyncio.Queue()
         pc.on("track", tracks.put_nowait)
@@ -111,7 +117,7 @@ async def test_viewer_sees_the_builtin_avatar_alive(http: aiohttp.ClientSession,
         finally:
             await pc.close()
     photo = np.asarray(Image.fromarray(avatar.reference).resize((SIZE, SIZE), Image.Resampling.BILINEAR), np.float32)
-    assert np.abs(frames[-1] - photo).mean() < 10  # grey levels: the avatar, through a lossy codec
+    assert np.abs(frames[-1] - photo).mean() < 20  # grey levels (a grey frame: ~66): the avatar, through VP8 at a bitrate that drops under load
     assert max(np.abs(f - frames[0]).mean() for f in frames[FPS:]) > 1.0  # head sway, blinks
 
 
@@ -162,6 +168,8 @@ async def test_bad_request_is_400_with_a_json_error(server: str, http: aiohttp.C
         pytest.param({"avatar": "nobody"}, id="unknown-avatar"),
         pytest.param({"avatar": "../default"}, id="avatar-path"),
         pytest.param({"avatar": 7}, id="avatar-not-a-string"),
+        pytest.param({"input": "telepathy"}, id="unknown-input"),
+        pytest.param({"echo": "yes"}, id="echo-not-a-bool"),
     ],
 )
 async def test_bad_offer_is_400_with_a_json_error(server: str, http: aiohttp.ClientSession, change: dict) -> None:
@@ -241,3 +249,266 @@ def test_server_config_rejects_impossible_values() -> None:
     for bad in ({"port": 70000}, {"size": 255}, {"size": 0}, {"max_sessions": 0}):
         with pytest.raises(ValueError):
             ServerConfig(**bad)
+
+
+# ---- speech end to end ------------------------------------------------------------------------
+
+TONE_RATE = 16_000
+LOUD = 0.05  # RMS of received audio that counts as sound
+OPEN = 0.5  # jawOpen read from a received frame that counts as an open mouth
+
+
+@pytest.fixture
+def audio_without_prefetch(monkeypatch: pytest.MonkeyPatch) -> None:
+    """aiortc's receiver holds 4 audio packets (80 ms) before releasing any; a browser syncs its
+    playout to the video instead. Without the hold, arrival times compare audio with video."""
+    from aiortc import jitterbuffer, rtcrtpreceiver
+
+    monkeypatch.setattr(rtcrtpreceiver, "JitterBuffer", lambda capacity, prefetch=0, is_video=False: jitterbuffer.JitterBuffer(capacity, 0, is_video))
+
+
+def tone_with_pauses(pause_s: float, tone_s: float, rate: int = TONE_RATE) -> np.ndarray:
+    t = np.arange(int(tone_s * rate)) / rate
+    pause = np.zeros(int(pause_s * rate))
+    return (np.concatenate([pause, 0.3 * np.sin(2 * np.pi * 220 * t), pause]) * 32767).astype("<i2")
+
+
+class Microphone(MediaStreamTrack):
+    """A viewer's microphone playing `pcm` (int16 at 48 kHz) on a loop, in real time."""
+
+    kind = "audio"
+
+    def __init__(self, pcm: np.ndarray) -> None:
+        super().__init__()
+        self.pcm, self.sent, self.start = pcm, 0, None
+
+    async def recv(self) -> AudioFrame:
+        self.start = self.start or time.monotonic()
+        await asyncio.sleep(max(0.0, self.start + self.sent / 48_000 - time.monotonic()))
+        block = np.take(self.pcm, np.arange(self.sent, self.sent + 960), mode="wrap")
+        frame = AudioFrame.from_ndarray(block[None], format="s16", layout="mono")
+        frame.sample_rate, frame.pts, frame.time_base = 48_000, self.sent, fractions.Fraction(1, 48_000)
+        self.sent += 960
+        return frame
+
+
+@dataclass
+class Received:
+    video: list[tuple[float, int, float]] = field(default_factory=list)  # arrival, frame index, jawOpen
+    audio: list[tuple[float, float]] = field(default_factory=list)  # arrival, RMS level
+
+    def first_open(self) -> float:
+        return next(t for t, _, jaw in self.video if jaw > OPEN)
+
+    def first_sound(self) -> float:
+        return next(t for t, level in self.audio if level > LOUD)
+
+
+class Viewer:
+    """An aiortc viewer of one session: video and audio in, optionally a microphone out."""
+
+    def __init__(self, microphone: MediaStreamTrack | None = None) -> None:
+        self.pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+        self.pc.addTransceiver("video", direction="recvonly")
+        if microphone:
+            self.pc.addTrack(microphone)
+        else:
+            self.pc.addTransceiver("audio", direction="recvonly")
+        self.tracks: dict[str, asyncio.Future] = {kind: asyncio.get_running_loop().create_future() for kind in ("video", "audio")}
+        self.pc.on("track", lambda track: self.tracks[track.kind].set_result(track))
+        self.received = Received()
+        self.session: dict = {}
+
+    async def connect(self, http: aiohttp.ClientSession, url: str, **offer: object) -> dict:
+        await self.pc.setLocalDescription(await self.pc.createOffer())
+        self.session = await post_offer(http, url, self.pc, **offer)
+        await self.pc.setRemoteDescription(RTCSessionDescription(sdp=self.session["sdp"], type="answer"))
+        return self.session
+
+    async def record(self, seconds: float) -> Received:
+        """Receives both tracks for `seconds` (from the call), noting arrival times."""
+        video, audio = await asyncio.gather(self.tracks["video"], self.tracks["audio"])
+        deadline = time.monotonic() + seconds
+
+        async def frames(track, note) -> None:
+            while time.monotonic() < deadline:
+                note(await track.recv())
+
+        def note_video(frame: VideoFrame) -> None:
+            rgb = frame.to_ndarray(format="rgb24")
+            self.received.video.append((time.monotonic(), read_index(rgb), read_jaw(rgb)))
+
+        def note_audio(frame: AudioFrame) -> None:
+            level = float(np.sqrt(np.mean(np.square(frame.to_ndarray() / 32768.0))))
+            self.received.audio.append((time.monotonic(), level))
+
+        async with asyncio.timeout(seconds + RECEIVE_TIMEOUT_S):
+            await asyncio.gather(frames(video, note_video), frames(audio, note_audio))
+        return self.received
+
+    async def speak(self, http: aiohttp.ClientSession, url: str, pcm: np.ndarray) -> aiohttp.ClientWebSocketResponse:
+        """Sends `pcm` (int16 at TONE_RATE) over the session's websocket, in 20 ms messages."""
+        ws = await http.ws_connect(f"{url}/ws/{self.session['session_id']}?token={self.session['token']}")
+        await ws.send_json({"type": "start", "sample_rate": TONE_RATE})
+        await ws.receive_json()
+        for start in range(0, len(pcm), TONE_RATE // 50):
+            await ws.send_bytes(pcm[start : start + TONE_RATE // 50].tobytes())
+        return ws
+
+
+async def test_websocket_speech_reaches_the_viewer_with_lips_and_sound_together(server, http, audio_without_prefetch):
+    viewer = Viewer()
+    try:
+        await viewer.connect(http, server)
+        await viewer.record(0.3)  # connected and receiving
+        ws = await viewer.speak(http, server, tone_with_pauses(0.3, 0.5))
+        await ws.send_json({"type": "end"})
+        received = await viewer.record(1.5)
+        await ws.close()
+    finally:
+        await viewer.pc.close()
+    opened = [index for _, index, jaw in received.video if jaw > OPEN]
+    assert 0.5 * 0.5 * FPS <= len(opened) <= 0.5 * FPS + 3  # the tone's frames (some may drop on a busy machine)
+    assert received.video[-1][2] < 0.1  # closed again after it
+    loud = [t for t, level in received.audio if level > LOUD]
+    assert 0.4 <= loud[-1] - loud[0] <= 0.7  # 0.5 s of tone, heard
+    # The server sends the frame and the audio of one instant together; on loopback they arrive
+    # together too (a loose bound: a busy 2-core machine delays either by a few frames).
+    assert abs(received.first_open() - received.first_sound()) < 0.1
+
+
+async def test_an_interruption_reaches_the_viewer_within_200_ms(server, http, audio_without_prefetch):
+    viewer = Viewer()
+    try:
+        await viewer.connect(http, server)
+        ws = await viewer.speak(http, server, tone_with_pauses(0.0, 3.0))
+        async with asyncio.timeout(RECEIVE_TIMEOUT_S):
+            while not any(jaw > OPEN for _, _, jaw in (await viewer.record(0.1)).video):
+                pass
+        interrupted = time.monotonic()
+        await ws.send_json({"type": "interrupt"})
+        received = await viewer.record(0.8)
+        await ws.close()
+    finally:
+        await viewer.pc.close()
+    settled = interrupted + 0.2 + 0.1  # 200 ms, plus the way through codec and loopback
+    assert all(jaw < 0.1 for t, _, jaw in received.video if t > settled)
+    assert all(level < 0.01 for t, level in received.audio if t > settled)
+    assert any(t > settled + 0.3 for t, _, _ in received.video)  # and the video goes on
+
+
+async def test_microphone_input_moves_the_lips_and_is_echoed_only_when_asked(server, http):
+    pcm = tone_with_pauses(0.3, 0.6, rate=48_000)
+    quiet, echoed = Viewer(Microphone(pcm)), Viewer(Microphone(pcm))
+    try:
+        await quiet.connect(http, server, input="mic")
+        await echoed.connect(http, server, input="mic", echo=True)
+        await asyncio.gather(quiet.record(1.5), echoed.record(1.5))
+    finally:
+        await asyncio.gather(quiet.pc.close(), echoed.pc.close())
+    for viewer in (quiet, echoed):
+        assert max(jaw for _, _, jaw in viewer.received.video) > OPEN
+    assert max(level for _, level in quiet.received.audio) < 0.01  # the viewer's voice is not sent back ...
+    assert max(level for _, level in echoed.received.audio) > LOUD  # ... unless asked
+
+
+class FailingAnimator:
+    def push(self, features: np.ndarray) -> FaceParams:
+        raise RuntimeError("this avatar's animator broke")
+
+    def flush(self) -> FaceParams:
+        return FaceParams.neutral(0)
+
+
+async def test_a_failing_session_closes_alone(http):
+    broken = SpeechModel(LoudnessExtractor(), lambda first, idle: FailingAnimator(), 0)
+    config = ServerConfig(port=0, size=SIZE)
+    async with live_server(config, gradient_factory(SIZE, {"default": loudness_speech(), "broken": broken})) as url:
+        good, bad = Viewer(), Viewer()
+        try:
+            await good.connect(http, url)
+            await bad.connect(http, url, avatar="broken")
+            await asyncio.gather(good.record(0.3), bad.record(0.3))
+            for viewer in (good, bad):
+                await (await viewer.speak(http, url, tone_with_pauses(0.1, 0.5))).close()
+            async with asyncio.timeout(RECEIVE_TIMEOUT_S):
+                while (await health(http, url))["sessions"] != 1:
+                    await asyncio.sleep(0.05)
+            received = await good.record(1.0)
+            async with http.get(f"{url}/metrics") as response:
+                metrics = await response.text()
+        finally:
+            await asyncio.gather(good.pc.close(), bad.pc.close())
+    assert max(jaw for _, _, jaw in received.video) > OPEN  # the other session spoke on
+    assert "avatar_session_errors_total 1\n" in metrics
+
+
+async def test_an_abandoned_offer_expires(http):
+    async with live_server(ServerConfig(port=0, size=SIZE, connect_timeout_s=0.3)) as url:
+        pc = await viewer()
+        await post_offer(http, url, pc)  # and never completes the connection
+        await pc.close()
+        assert (await health(http, url))["sessions"] == 1
+        async with asyncio.timeout(RECEIVE_TIMEOUT_S):
+            while (await health(http, url))["sessions"]:
+                await asyncio.sleep(0.05)
+
+
+async def test_metrics_are_prometheus_text(server, http):
+    viewer_ = Viewer()
+    try:
+        await viewer_.connect(http, server)
+        await viewer_.record(0.5)
+        async with http.get(f"{server}/metrics") as response:
+            assert response.status == 200
+            assert response.headers["Content-Type"].startswith("text/plain; version=0.0.4")
+            text = await response.text()
+    finally:
+        await viewer_.pc.close()
+    samples = {}
+    lines = text.splitlines()
+    for help_line, type_line, sample in zip(lines[::3], lines[1::3], lines[2::3]):
+        name, value = sample.split(" ")
+        assert help_line.startswith(f"# HELP {name} ") and type_line in (f"# TYPE {name} counter", f"# TYPE {name} gauge")
+        assert name.endswith("_total") == type_line.endswith("counter")
+        samples[name] = float(value)
+    assert samples["avatar_sessions"] == 1 and samples["avatar_sessions_opened_total"] == 1
+    assert samples["avatar_frames_sent_total"] >= 5 and samples["avatar_audio_packets_sent_total"] >= 5
+    assert samples["avatar_pipeline_latency_seconds"] > 0
+
+
+async def test_avatars_lists_the_bundles_and_the_default(server, http):
+    async with http.get(f"{server}/avatars") as response:
+        body = await response.json()
+    assert body["default"] == "default" and "default" in body["avatars"]
+
+
+async def test_session_figures_need_the_token(server, http):
+    pc = await viewer()
+    try:
+        answer = await post_offer(http, server, pc)
+        url = f"{server}/sessions/{answer['session_id']}"
+        async with http.get(url) as response:
+            assert response.status == 401
+        async with http.get(url, headers={"Authorization": f"Bearer {answer['token']}"}) as response:
+            figures = await response.json()
+        assert figures["session_id"] == answer["session_id"] and figures["speech"] and not figures["speaking"]
+    finally:
+        await pc.close()
+
+
+async def test_microphone_input_needs_an_avatar_that_can_speak(http):
+    config = ServerConfig(port=0, size=SIZE)
+    async with live_server(config, gradient_factory(SIZE, {"default": None})) as url:
+        pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+        pc.addTransceiver("video", direction="recvonly")
+        pc.addTrack(Microphone(tone_with_pauses(0.1, 0.1, rate=48_000)))
+        await pc.setLocalDescription(await pc.createOffer())
+        try:
+            async with http.post(f"{url}/offer", json={"sdp": pc.localDescription.sdp, "type": "offer", "input": "mic"}) as response:
+                assert response.status == 503
+                assert "speech input is unavailable" in (await response.json())["error"]
+            assert (await health(http, url))["sessions"] == 0
+            await post_offer(http, url, pc)  # watching the idle avatar is fine
+        finally:
+            await pc.close()

@@ -1,4 +1,5 @@
-"""AvatarVideoTrack: frames paced by the session's media clock, skipping ahead when late."""
+"""The session's tracks: AvatarVideoTrack (frames paced by the media clock, skipping ahead when
+late) and SpeechAudioTrack (20 ms packets of the scheduled audio on the same clock)."""
 from __future__ import annotations
 
 import time
@@ -7,9 +8,11 @@ import numpy as np
 import pytest
 from aiortc.mediastreams import VIDEO_CLOCK_RATE, VIDEO_TIME_BASE, MediaStreamError
 
-from engine.types import FPS, SAMPLE_RATE, frame_pts
+from engine.types import FPS, SAMPLE_RATE, AudioChunk, frame_pts
 from streaming.clock import MediaClock
-from streaming.tracks import AvatarVideoTrack, frame_at
+from streaming.metrics import TrackStats
+from streaming.speech_audio import ScheduledAudio
+from streaming.tracks import AUDIO_PACKET, AUDIO_TIME_BASE, ENCODER_DELAY, AvatarVideoTrack, SpeechAudioTrack, frame_at
 
 SIZE = 32
 FRAME_S = 1 / FPS
@@ -72,6 +75,8 @@ async def test_a_slow_source_skips_frames_instead_of_bursting() -> None:
         assert lag_s < render_s + FRAME_S + TIMER_SLACK_S
     steps = np.diff(source.indices)
     assert (steps >= 1).all() and (steps > 1).any(), source.indices
+    assert track.stats.frames_dropped == source.indices[-1] - source.indices[0] + 1 - len(source.indices)
+    assert track.stats.frames_sent == len(source.indices) and track.stats.render_seconds >= 8 * render_s
 
 
 async def test_a_stopped_track_ends() -> None:
@@ -79,3 +84,44 @@ async def test_a_stopped_track_ends() -> None:
     track.stop()
     with pytest.raises(MediaStreamError):
         await track.recv()
+
+
+class BrokenSource(RecordingSource):
+    def frame(self, index: int) -> np.ndarray:
+        raise RuntimeError("renderer broke")
+
+
+async def test_a_failing_source_ends_the_track_and_reports_the_error():
+    errors = []
+    track = AvatarVideoTrack(BrokenSource(), MediaClock(), on_error=errors.append)
+    with pytest.raises(MediaStreamError):
+        await track.recv()
+    assert track.readyState == "ended" and "renderer broke" in str(errors[0])
+
+
+async def test_audio_packets_carry_the_scheduled_audio_at_their_pts():
+    clock = MediaClock()
+    audio = ScheduledAudio()
+    signal = (np.arange(SAMPLE_RATE) % 100 / 100).astype(np.float32)  # 1 s of a known sawtooth
+    audio.write(AudioChunk(signal, 2 * AUDIO_PACKET + 7))  # not on a packet boundary
+    track = SpeechAudioTrack(audio, clock, TrackStats())
+    received = []
+    for _ in range(6):
+        frame = await track.recv()
+        assert clock.delay_until(frame.pts - ENCODER_DELAY) < TIMER_SLACK_S  # not early
+        assert (frame.sample_rate, frame.samples, frame.format.name, frame.layout.name) == (SAMPLE_RATE, AUDIO_PACKET, "s16", "mono")
+        assert frame.time_base == AUDIO_TIME_BASE and frame.pts % AUDIO_PACKET == 0
+        received.append((frame.pts, frame.to_ndarray()[0] / 32767))
+    assert received[0][0] == AUDIO_PACKET and all(b[0] - a[0] == AUDIO_PACKET for a, b in zip(received, received[1:]))
+    pcm = np.concatenate([r[1] for r in received])
+    expected = np.zeros_like(pcm)
+    expected[AUDIO_PACKET + 7 :] = signal[: len(pcm) - AUDIO_PACKET - 7]  # from pts AUDIO_PACKET on
+    assert np.abs(pcm - expected).max() < 1e-4  # 16-bit rounding
+    assert track.stats.audio_packets_sent == 6
+
+
+async def test_a_late_audio_track_starts_at_the_live_packet():
+    clock = MediaClock(start=time.monotonic() - 10)
+    frame = await SpeechAudioTrack(ScheduledAudio(), clock).recv()
+    assert abs(frame.pts - 10 * SAMPLE_RATE) <= 2 * AUDIO_PACKET
+    assert not frame.to_ndarray().any()  # nothing scheduled: silence

@@ -7,7 +7,8 @@
     reference.png          the reference frame [R, R, 3]: the photo or a frame of the video
     reference_params.npz   its FaceParams (one frame)
     motion.json            the person's pose/blink statistics (idle motion, personal style)
-    (later issues add fine-tuned GAN weights and r2v_lite.* / r2v_full.* per variant)
+    r2v_lite.pt, ...       extra files listed in avatar.json's `files`: weights added by later
+                           stages (`add_files`), e.g. R2V weights per variant
 
 Loading validates every file and raises AvatarError with one clear sentence. Saving is atomic:
 the bundle is written into a temporary sibling directory which then replaces the target.
@@ -155,6 +156,32 @@ def save(avatar: Avatar, out: str | os.PathLike) -> Path:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return out
+
+
+def add_files(avatar: str | os.PathLike, files: dict[str, str | os.PathLike]) -> Avatar:
+    """Adds or replaces extra files of a bundle, e.g. weights {"r2v_lite": "out/run/model.pt"},
+    each stored as KEY + its suffix (r2v_lite.pt) and listed in avatar.json. Atomic: the bundle is
+    copied aside (other files byte for byte), changed, validated, then swapped in."""
+    path = resolve(avatar)
+    reserved = sorted(set(files) & set(REQUIRED_FILES))
+    if reserved:
+        raise AvatarError(f"{path}: {reserved} are the bundle's own files, not extra files")
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+    try:
+        shutil.copytree(path, tmp, dirs_exist_ok=True)
+        tmp.chmod(0o755)
+        meta = _read_json(tmp / "avatar.json")
+        for key, source in files.items():
+            name = key + Path(source).suffix
+            shutil.copyfile(source, tmp / name)
+            meta["files"][key] = name
+        (tmp / "avatar.json").write_text(json.dumps(meta, indent=2) + "\n")
+        load(tmp)
+        _replace_dir(tmp, path)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return load(path)
 
 
 def _replace_dir(new: Path, target: Path) -> None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 
 from engine.avatar.bundle import Avatar, MotionStats, load
-from engine.render.renderer import AvatarRenderer
+from engine.pipeline.frames import FrameSource
 from engine.types import BLINK_COL, FPS, FaceParams
 
 HEAD_WAVES = 4  # sinusoids summed per pose axis
@@ -54,14 +54,28 @@ class IdleMotion:
 
 
 class IdleAvatar:
-    """A frame source for the live server: frame(index) -> [size, size, 3] uint8 of the idle avatar."""
+    """A frame source for the live server: frame(index) -> [size, size, 3] uint8 of the idle avatar,
+    through R2V when the avatar has lite weights (renderer "auto"), else the direct compositor.
 
-    def __init__(self, avatar: str | Avatar = "default", size: int = 256, device: str = "cpu", seed: int | None = None):
+    frame(index) stays a pure function of the index, safe to call from several threads in any
+    order: idle motion is known for every frame, so each call hands R2V the whole window of
+    frames around `index` its input stack needs (engine.pipeline.frames.FrameSource.windows);
+    faces already rendered for a neighbouring index come from the source's cache."""
+
+    def __init__(
+        self,
+        avatar: str | Avatar = "default",
+        size: int = 256,
+        device: str = "cpu",
+        seed: int | None = None,
+        renderer: str = "auto",
+        backend: str = "eager",
+    ):
         avatar = load(avatar) if not isinstance(avatar, Avatar) else avatar
-        self.size = size
-        self.renderer = AvatarRenderer(avatar, size, device)
+        self.source = FrameSource(avatar, renderer=renderer, backend=backend, size=size, device=device)
+        self.size = self.source.size
         self.motion = IdleMotion(avatar.reference_params, avatar.motion, seed)
 
     def frame(self, index: int) -> np.ndarray:
-        frames = self.renderer.composite(self.motion.params(index)).frames
-        return (frames[0] * 255 + 0.5).byte().cpu().numpy()
+        window = index + np.arange(-self.source.past, self.source.future + 1)
+        return self.source.windows(self.motion.params(window))[0]

@@ -163,7 +163,7 @@ def add_parser(subparsers) -> None:  # noqa: ANN001
     """`python -m engine train-features ...`"""
     parser = subparsers.add_parser("train-features", help="train the built-in phonetic feature model", description=__doc__,
                                    formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
-    _arguments(parser)
+    _arguments(parser).set_defaults(run=run)
 
 
 def main(argv: list[str] | None = None) -> int:

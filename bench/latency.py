@@ -1,0 +1,358 @@
+"""Live latency benchmark: speech in over the websocket, the avatar's video and voice out over
+WebRTC, measured end to end on loopback by a client that decodes both.
+
+The server runs in its own process, as `run_server.py` does (default avatar, 256x256, CPU, one
+torch thread per call), with the avatar's trained speech models. While they are not trained, it
+uses streaming.probe's speech model instead (loudness opens the jaw, no look-ahead): everything
+else (clock, queues, rendering, codecs, transport) is then measured for real, and the report says
+so and gives the pipeline latency the trained models would add.
+
+The client sends UTTERANCES phrases of espeak-ng speech in real time (20 ms messages), each
+followed by silence. Per phrase:
+- send-to-mouth: from sending the message with the speech onset to receiving the first frame
+  whose mouth is open (dark pixels in the lips' box beyond 30% of the way to a half-open jaw);
+- A/V offset: the lag that best aligns the mouth's openness over the phrase with the received
+  audio's loudness (cross-correlation on a 5 ms grid; positive: the video is late). Thresholds
+  on each would measure where the mouth and the loudness cross them, not sync.
+Plus received fps, frame-time jitter (std of frame intervals), frames lost in transport, frames
+the server dropped, and the server process's CPU per session (100% = one core).
+
+Receiver corrections: aiortc's jitter buffer holds 4 audio packets before releasing one (disabled
+here; a browser syncs audio to video instead), and releases a frame only when the next frame's
+first packet arrives: arrivals are taken one frame interval (video 1/FPS, audio 20 ms) earlier.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import dataclasses
+import multiprocessing
+import os
+import time
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import aiohttp
+import numpy as np
+from matplotlib.figure import Figure
+
+from bench.report import write_report
+from engine.types import FPS, SAMPLE_RATE
+
+UTTERANCES = 10
+# Vowel first: the sound and the jaw start together, so the offset measures sync, not articulation.
+PHRASES = ("Ah, I see.", "Oh, always.", "I am awake.", "Open all of it.", "Every answer.")
+SILENCE_S = 1.2
+BLOCK = SAMPLE_RATE // 50  # 20 ms messages, as a live client sends them
+SOUND = 0.02  # RMS that counts as speech, sent or received
+MAX_LAG_S = 0.2  # A/V offsets searched
+SERVER_START_S = 180  # loading the avatar and models in the server process
+
+
+# ---- the server, in its own process -----------------------------------------------------------
+
+
+SPEECH_MODES = {
+    "auto": "the trained models, else the probe",
+    "none": "no speech: the avatar idles",
+    "gan-standin": "the built-in features and a FACIAL-GAN of the real size with random weights: real cost, meaningless lips",
+}
+
+
+def _serve(options: dict, speech: str, connection) -> None:
+    """The server process: the app on a free port, reporting (port, speech description)."""
+    import torch
+    import uvloop
+    from aiohttp import web
+
+    from streaming.access import AVATARS
+    from streaming.app import ServerConfig, create_app
+    from streaming.avatars import engine_avatar_factory
+
+    torch.set_num_threads(1)
+    config = ServerConfig(port=0, **options)
+    engine = engine_avatar_factory(config.engine)
+
+    def factory(name: str):
+        avatar = engine(name)
+        model = _speech(avatar, speech, config)
+        return dataclasses.replace(avatar, speech=model, speech_error="" if model else "no speech in this run")
+
+    async def main() -> None:
+        app = create_app(config, factory)
+        runner = web.AppRunner(app)
+        await runner.setup()
+        await web.TCPSite(runner, config.host, 0).start()
+        avatar = await app[AVATARS].get(config.avatar)
+        connection.send((runner.addresses[0][1], avatar.speech.description if avatar.speech else "none"))
+        await asyncio.Event().wait()
+
+    uvloop.run(main())
+
+
+def _speech(avatar, mode: str, config):
+    """The speech model a benchmark run serves (see SPEECH_MODES)."""
+    from streaming import probe
+
+    if mode == "none":
+        return None
+    if mode == "auto":  # measure the rest of the path with the probe until the models are trained
+        return avatar.speech or probe.loudness_speech(avatar.rest)
+    import torch
+
+    from engine.audio.features import extractor
+    from engine.pipeline.animator import Gan, StreamConfig
+    from engine.types import NUM_PARAMS
+    from models.facial_gan import FacialGAN, FacialGANConfig
+    from streaming.speech import SpeechModel
+
+    features = extractor("builtin")  # the default avatar's kind
+    torch.manual_seed(0)
+    gan = Gan(FacialGAN(FacialGANConfig(feature_dim=features.dim, num_params=NUM_PARAMS)).eval(), features.kind, np.zeros(features.dim, np.float32))
+    model = SpeechModel.facial(features, gan, avatar.rest, StreamConfig(config.lookahead, config.stride))
+    return dataclasses.replace(model, description="stand-in: " + model.description + ", random weights")
+
+
+@dataclasses.dataclass
+class Server:
+    url: str
+    speech: str  # what speaks: the trained models, or the probe
+    pid: int
+
+    def cpu_seconds(self) -> float:
+        """CPU time the server process has used (user + system)."""
+        fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+@contextlib.contextmanager
+def server_process(speech: str = "auto", **options: object) -> Iterator[Server]:
+    """A server in its own process, ServerConfig `options`, speech from SPEECH_MODES."""
+    context = multiprocessing.get_context("spawn")
+    receive, send = context.Pipe(duplex=False)
+    process = context.Process(target=_serve, args=(options, speech, send), daemon=True)
+    process.start()
+    try:
+        deadline = time.monotonic() + SERVER_START_S
+        while not receive.poll(0.5):
+            if not process.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError(f"the server process did not start (exit code {process.exitcode})")
+        port, speech = receive.recv()
+        yield Server(f"http://127.0.0.1:{port}", speech, process.pid)
+    finally:
+        process.terminate()
+        process.join(10)
+
+
+# ---- the client -------------------------------------------------------------------------------
+
+
+def loopback_client() -> None:
+    """This process's aiortc: loopback ICE only, and audio released as it arrives."""
+    import aioice.ice
+    from aiortc import jitterbuffer, rtcrtpreceiver
+
+    aioice.ice.get_host_addresses = lambda use_ipv4, use_ipv6: ["127.0.0.1"]
+    rtcrtpreceiver.JitterBuffer = lambda capacity, prefetch=0, is_video=False: jitterbuffer.JitterBuffer(capacity, 0, is_video)
+
+
+@contextlib.asynccontextmanager
+async def viewer(http: aiohttp.ClientSession, url: str) -> AsyncIterator[tuple[object, dict, dict]]:
+    """A connected aiortc viewer: (peer connection, session from the answer, tracks by kind)."""
+    from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
+
+    pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+    tracks: dict[str, asyncio.Future] = {kind: asyncio.get_running_loop().create_future() for kind in ("video", "audio")}
+    pc.on("track", lambda track: tracks[track.kind].set_result(track))
+    pc.addTransceiver("video", direction="recvonly")
+    pc.addTransceiver("audio", direction="recvonly")
+    await pc.setLocalDescription(await pc.createOffer())
+    try:
+        async with http.post(f"{url}/offer", json={"sdp": pc.localDescription.sdp, "type": "offer"}) as response:
+            session = await response.json()
+            if response.status != 200:
+                raise RuntimeError(f"offer refused: {session.get('error')}")
+        await pc.setRemoteDescription(RTCSessionDescription(sdp=session["sdp"], type="answer"))
+        yield pc, session, {kind: await future for kind, future in tracks.items()}
+    finally:
+        await pc.close()
+
+
+def mouth_meter(size: int):
+    """frame [S, S, 3] uint8 -> dark-pixel fraction in the default avatar's lips box, and the
+    threshold that counts as an open mouth."""
+    from engine.avatar.bundle import load
+    from engine.face import topology
+    from engine.render.renderer import AvatarRenderer
+    from engine.types import EXP_START, EXPRESSION_NAMES, FaceParams
+
+    avatar = load("default")
+    lips = avatar.uv[topology.regions().lips] * size
+    (x0, y0), (x1, y1) = lips.min(0).astype(int) - 6, lips.max(0).astype(int) + 6
+
+    def dark(rgb: np.ndarray) -> float:
+        return float((rgb[y0:y1, x0:x1].mean(-1) < 64).mean())
+
+    renderer = AvatarRenderer(avatar, size)
+    half_open = avatar.reference_params.array.copy()
+    half_open[0, EXP_START + EXPRESSION_NAMES.index("jawOpen")] = 0.5
+    closed, opened = (dark((renderer.composite(FaceParams(p)).frames[0].numpy() * 255).astype(np.uint8)) for p in (avatar.reference_params.array, half_open))
+    return dark, closed + 0.3 * (opened - closed)
+
+
+def speech_script(utterances: int) -> tuple[np.ndarray, list[int]]:
+    """int16 PCM at SAMPLE_RATE: phrases with silence after each, and each phrase's onset: the
+    first sample of its first 20 ms block with sound."""
+    from engine.pipeline.speak import text_to_speech
+    from streaming.probe import rms
+
+    parts, onsets, length = [np.zeros(int(0.5 * SAMPLE_RATE), np.float32)], [], int(0.5 * SAMPLE_RATE)
+    for k in range(utterances):
+        speech = text_to_speech(PHRASES[k % len(PHRASES)])
+        levels = [rms(speech[i : i + BLOCK]) for i in range(0, len(speech), BLOCK)]
+        onsets.append(length + BLOCK * next(i for i, level in enumerate(levels) if level > SOUND))
+        parts += [speech, np.zeros(int(SILENCE_S * SAMPLE_RATE), np.float32)]
+        length += len(speech) + int(SILENCE_S * SAMPLE_RATE)
+    return (np.concatenate(parts) * 32767).astype("<i2"), onsets
+
+
+async def measure(server: Server, utterances: int, size: int) -> dict:
+    from streaming.probe import rms
+
+    dark, open_threshold = mouth_meter(size)
+    pcm, onsets = speech_script(utterances)
+    video, audio, sent = [], [], []  # (arrival, pts, mouth) / (arrival, level) / send time per block
+    async with aiohttp.ClientSession() as http, viewer(http, server.url) as (pc, session, tracks):
+        done = asyncio.Event()
+
+        async def receive(track, note) -> None:
+            while not done.is_set():
+                note(await track.recv())
+
+        def note_video(frame) -> None:
+            video.append((time.monotonic() - 1 / FPS, frame.pts, dark(frame.to_ndarray(format="rgb24"))))
+
+        def note_audio(frame) -> None:
+            audio.append((time.monotonic() - 0.02, rms(frame.to_ndarray() / 32768.0)))
+
+        receivers = [asyncio.create_task(receive(tracks["video"], note_video)), asyncio.create_task(receive(tracks["audio"], note_audio))]
+        await asyncio.sleep(1.0)  # connected and settled
+        cpu_before, wall_before = server.cpu_seconds(), time.monotonic()
+        async with http.ws_connect(f"{server.url}/ws/{session['session_id']}?token={session['token']}") as ws:
+            await ws.send_json({"type": "start", "sample_rate": SAMPLE_RATE})
+            ready = await ws.receive_json()
+            start = time.monotonic()
+            for k in range(0, len(pcm), BLOCK):  # real time: block k leaves once it has been "captured"
+                await asyncio.sleep(max(0.0, start + (k + BLOCK) / SAMPLE_RATE - time.monotonic()))
+                await ws.send_bytes(pcm[k : k + BLOCK].tobytes())
+                sent.append(time.monotonic())
+            await ws.send_json({"type": "end"})
+        await asyncio.sleep(1.0)
+        cpu = (server.cpu_seconds() - cpu_before) / (time.monotonic() - wall_before)
+        async with http.get(f"{server.url}/sessions/{session['session_id']}", headers={"Authorization": f"Bearer {session['token']}"}) as response:
+            figures = await response.json()
+        done.set()
+        await asyncio.wait(receivers, timeout=2)
+    return analyse(np.array(video), np.array(audio), [sent[onset // BLOCK] for onset in onsets], open_threshold, cpu, figures, ready)
+
+
+def best_lag(video_t: np.ndarray, mouth: np.ndarray, audio_t: np.ndarray, level: np.ndarray, start: float, end: float) -> float:
+    """Seconds the mouth trace lags the loudness trace over [start, end): the cross-correlation peak."""
+    step, reach = 0.005, int(MAX_LAG_S / 0.005)
+    grid = np.arange(start, end, step)
+    a, v = (np.interp(grid, t, x) for t, x in ((audio_t, level), (video_t, mouth)))
+    a, v = (x - x.mean() for x in (a, v))
+    lags = np.arange(-reach, reach + 1)
+    score = [np.dot(a[max(0, -lag) : len(a) - max(0, lag)], v[max(0, lag) : len(v) - max(0, -lag)]) for lag in lags]
+    return float(lags[int(np.argmax(score))] * step)
+
+
+def analyse(video: np.ndarray, audio: np.ndarray, onsets_sent: list[float], open_threshold: float, cpu: float, figures: dict, ready: dict) -> dict:
+    arrivals, pts, mouth = video.T
+    to_mouth, offsets = [], []
+    for k, sent in enumerate(onsets_sent):
+        until = onsets_sent[k + 1] if k + 1 < len(onsets_sent) else arrivals[-1]
+        opened = arrivals[(arrivals > sent - 0.1) & (arrivals < until) & (mouth > open_threshold)]
+        if len(opened):
+            to_mouth.append(opened[0] - sent)
+            offsets.append(best_lag(arrivals, mouth, audio[:, 0], audio[:, 1], sent - 0.1, until))
+    if not to_mouth:
+        raise RuntimeError("no utterance was seen with an open mouth and heard: check the mouth threshold")
+    intervals = np.diff(arrivals)
+    steps = np.round(np.diff(pts) / (90_000 / FPS))
+    ms = lambda seconds, q: float(1000 * np.percentile(seconds, q))  # noqa: E731
+    return {
+        "utterances": f"{len(to_mouth)}/{len(onsets_sent)}",
+        "send_to_mouth_p50_ms": ms(to_mouth, 50),
+        "send_to_mouth_p95_ms": ms(to_mouth, 95),
+        "av_offset_p50_ms": ms(offsets, 50),
+        "av_offset_abs_p95_ms": ms(np.abs(offsets), 95),
+        "pipeline_latency_ms": float(ready["latency_ms"]),
+        "fps": float((len(arrivals) - 1) / (arrivals[-1] - arrivals[0])),
+        "frame_jitter_ms": float(1000 * intervals.std()),
+        "frames_lost": int((steps - 1).clip(0).sum()),
+        "frames_dropped_server": int(figures["frames_dropped"]),
+        "speech_frames_late": int(figures["speech_frames_late"]),
+        "cpu_per_session_pct": 100 * cpu,
+        "_to_mouth": to_mouth,
+        "_offsets": offsets,
+    }
+
+
+def trained_latency_note() -> str:
+    """What the trained models' look-ahead would add to the pipeline latency, at the server's defaults."""
+    from engine.audio.features import FeatureError, extractor
+    from engine.pipeline.animator import StreamConfig
+    from streaming.app import ServerConfig
+
+    config = ServerConfig()
+    try:
+        features = extractor("builtin")
+    except FeatureError as e:
+        return f"; the built-in features cannot be loaded either ({e})"
+    gan = StreamConfig(config.lookahead, config.stride).latency_frames
+    extra_ms = 1000 * (features.lookahead_frames + gan) / FPS
+    return (
+        f". With the built-in features ({features.lookahead_frames} frames of look-ahead) and FACIAL-GAN at the server's "
+        f"defaults (look-ahead {config.lookahead}, stride {config.stride}: {gan} frames), the pipeline latency is {extra_ms:.0f} ms more"
+    )
+
+
+def run(args: argparse.Namespace) -> None:
+    load = os.getloadavg()[0]
+    loopback_client()
+    size = 256
+    with server_process(size=size) as server:
+        print(f"  server: {server.speech}", flush=True)
+        result = asyncio.run(measure(server, 3 if args.quick else UTTERANCES, size))
+    to_mouth, offsets = result.pop("_to_mouth"), result.pop("_offsets")
+    probe = server.speech.startswith("probe")  # streaming.probe's description
+    row = {"case": "probe speech model" if probe else "trained speech models", **result}
+    print("  " + "  ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()), flush=True)
+    notes = (
+        f"Default avatar, direct compositor at {size}x{size}, CPU, server in its own process (one torch thread per call); "
+        f"speech: {server.speech}. aiortc client on loopback, espeak-ng phrases sent in real time over the websocket. "
+        f"Targets: p95 send-to-mouth <= 250 ms, |A/V offset| <= 40 ms. Command: python -m bench latency"
+        f". Machine load when it started: {load:.1f} runnable processes on {os.cpu_count()} cores (other work shares it)"
+    )
+    if probe:
+        notes += ". The trained models are not there yet: this measures the probe (loudness opens the jaw, no look-ahead)" + trained_latency_note()
+
+    def plot(fig: Figure) -> None:
+        left, right = fig.subplots(1, 2)
+        x = np.arange(len(to_mouth))
+        left.bar(x - 0.2, 1000 * np.array(to_mouth), 0.4, label="send to mouth")
+        left.bar(x + 0.2, 1000 * np.array(offsets), 0.4, label="A/V offset (video - audio)")
+        left.axhline(250, color="tab:red", linestyle="--", linewidth=1, label="250 ms target")
+        left.set_ylim(min(0, 1100 * min(offsets)), max(300, 1100 * max(to_mouth)))
+        left.set_xlabel("utterance")
+        left.set_ylabel("ms")
+        left.legend(fontsize=8)
+        right.hist(1000 * np.array(offsets), bins=10)
+        right.axvspan(-40, 40, color="tab:green", alpha=0.15, label="+-40 ms")
+        right.set_xlabel("A/V offset, ms")
+        right.set_ylabel("utterances")
+        right.legend(fontsize=8)
+
+    write_report("latency", [row], title="Live speech-to-mouth latency on loopback", notes=notes, plot=plot, results_dir=args.results_dir)

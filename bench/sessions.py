@@ -1,0 +1,151 @@
+"""Sessions benchmark: the largest number of concurrent sessions that each hold >= 29 fps.
+
+The server runs in its own process (bench.latency.server_process: default avatar, 256x256, one
+torch thread per call) on CPU, or on CUDA when there is one. For N = 1, 2, ... sessions: N aiortc
+viewers connect and every session speaks all the time (espeak-ng phrases streamed in real time
+over its websocket, looped); after a warm-up, each viewer counts the frames it receives over
+WINDOW_S. The viewers count encoded frames without decoding them: their decoding is the viewers'
+load, not the server's (they share the machine). A session holds when it receives >= 29 fps.
+The series stops at the first N where one does not (or at MAX_SESSIONS).
+
+Cases, by what speaks: the avatar's trained models when they exist; until then the probe
+(streaming.probe: the cost of everything but the models) and a stand-in of the real models'
+cost (the built-in features and a full-size FACIAL-GAN with random weights); and idle sessions.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import time
+
+import aiohttp
+import numpy as np
+import torch
+from matplotlib.figure import Figure
+
+from bench.latency import BLOCK, PHRASES, Server, loopback_client, server_process, viewer
+from bench.report import write_report
+from engine.types import SAMPLE_RATE
+
+TARGET_FPS = 29
+MAX_SESSIONS = 8
+WARMUP_S = 2.0
+
+
+def count_frames_without_decoding() -> None:
+    """This process's aiortc hands encoded video frames to the tracks undecoded, and drops audio."""
+    from aiortc import rtcrtpreceiver
+
+    class Undecoded:
+        def __init__(self, kind: str) -> None:
+            self.kind = kind
+
+        def decode(self, encoded_frame) -> list:
+            return [encoded_frame] if self.kind == "video" else []
+
+    rtcrtpreceiver.get_decoder = lambda codec: Undecoded(codec.mimeType.split("/")[0])
+
+
+def looped_speech() -> np.ndarray:
+    from engine.pipeline.speak import text_to_speech
+
+    pause = np.zeros(int(0.3 * SAMPLE_RATE), np.float32)
+    return (np.concatenate([part for phrase in PHRASES for part in (text_to_speech(phrase), pause)]) * 32767).astype("<i2")
+
+
+async def session_fps(server: Server, sessions: int, window_s: float, speech: np.ndarray | None) -> dict:
+    """Received fps of each of `sessions` concurrent sessions over window_s, and the server's load."""
+    counts = [0] * sessions
+    counting = asyncio.Event()
+    stop = asyncio.Event()
+
+    async def one(index: int, http: aiohttp.ClientSession) -> None:
+        async with viewer(http, server.url) as (pc, session, tracks):
+            feeding = asyncio.create_task(feed(http, session)) if speech is not None else None
+            try:
+                while not stop.is_set():
+                    await tracks["video"].recv()
+                    if counting.is_set():
+                        counts[index] += 1
+            finally:
+                if feeding:
+                    feeding.cancel()
+
+    async def feed(http: aiohttp.ClientSession, session: dict) -> None:
+        async with http.ws_connect(f"{server.url}/ws/{session['session_id']}?token={session['token']}") as ws:
+            await ws.send_json({"type": "start", "sample_rate": SAMPLE_RATE})
+            start, sent = time.monotonic(), 0
+            while True:
+                await asyncio.sleep(max(0.0, start + (sent + BLOCK) / SAMPLE_RATE - time.monotonic()))
+                block = np.take(speech, np.arange(sent, sent + BLOCK), mode="wrap")
+                await ws.send_bytes(block.tobytes())
+                sent += BLOCK
+
+    async with aiohttp.ClientSession() as http:
+        viewers = [asyncio.create_task(one(i, http)) for i in range(sessions)]
+        await asyncio.sleep(WARMUP_S + 0.5 * sessions)  # connected, speaking
+        metrics_before = await dropped_frames(http, server)
+        cpu_before, start = server.cpu_seconds(), time.monotonic()
+        counting.set()
+        await asyncio.sleep(window_s)
+        counting.clear()
+        elapsed = time.monotonic() - start
+        cpu = (server.cpu_seconds() - cpu_before) / elapsed
+        dropped = await dropped_frames(http, server) - metrics_before
+        stop.set()
+        for task in viewers:
+            task.cancel()
+        await asyncio.gather(*viewers, return_exceptions=True)
+    fps = np.array(counts) / elapsed
+    return {"sessions": sessions, "min_fps": float(fps.min()), "mean_fps": float(fps.mean()), "server_cpu_cores": cpu, "frames_dropped": dropped}
+
+
+async def dropped_frames(http: aiohttp.ClientSession, server: Server) -> int:
+    async with http.get(f"{server.url}/metrics") as response:
+        for line in (await response.text()).splitlines():
+            if line.startswith("avatar_frames_dropped_total "):
+                return int(float(line.split()[1]))
+    raise RuntimeError("the server's metrics have no avatar_frames_dropped_total")
+
+
+def run(args: argparse.Namespace) -> None:
+    load = os.getloadavg()[0]
+    loopback_client()
+    count_frames_without_decoding()
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    window_s = 3.0 if args.quick else 8.0
+    speech = looped_speech()
+    rows, held = [], {}
+    for mode in ("auto", "gan-standin", "none"):
+        with server_process(speech=mode, device=device, max_sessions=MAX_SESSIONS) as server:
+            if mode == "gan-standin" and not rows[0]["speech"].startswith("probe"):
+                continue  # the trained models are measured: no stand-in needed
+            held[server.speech] = 0
+            print(f"  server speech: {server.speech}", flush=True)
+            for n in range(1, MAX_SESSIONS + 1):
+                row = {"speech": server.speech, "device": device, **asyncio.run(session_fps(server, n, window_s, speech if mode != "none" else None))}
+                print("  " + "  ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()), flush=True)
+                rows.append(row)
+                if row["min_fps"] < TARGET_FPS:
+                    break
+                held[server.speech] = n
+    summary = "; ".join(f"{speech}: {n}" for speech, n in held.items())
+    notes = (
+        f"Largest number of concurrent sessions each receiving >= {TARGET_FPS} fps ({summary}). Default avatar, direct "
+        f"compositor at 256x256, {device}; every session speaks all the time over its websocket except the idle case. "
+        f"Viewers on the same machine count encoded frames (no decoding). Target: >= 2 on a 2-core CPU. Command: python -m bench sessions"
+        f". Machine load when it started: {load:.1f} runnable processes on {os.cpu_count()} cores (other work shares it)"
+    )
+
+    def plot(fig: Figure) -> None:
+        ax = fig.add_subplot()
+        for speech in held:
+            series = [r for r in rows if r["speech"] == speech]
+            ax.plot([r["sessions"] for r in series], [r["min_fps"] for r in series], marker="o", label=speech[:60])
+        ax.axhline(TARGET_FPS, color="tab:red", linestyle="--", linewidth=1, label=f"{TARGET_FPS} fps")
+        ax.set_xlabel("concurrent sessions")
+        ax.set_ylabel("lowest received fps of a session")
+        ax.legend(fontsize=7)
+
+    write_report("sessions", rows, title="Concurrent live sessions at 29 fps", notes=notes, plot=plot, results_dir=args.results_dir)

@@ -1,0 +1,119 @@
+"""The avatars a server serves: for each, what its sessions share (renderer, rest pose, motion
+statistics, speech models), made once on first use in a worker thread.
+
+An avatar without trained speech models still serves: it idles (blinks, head motion, closed
+mouth), and every speech input is refused with the reason (`speech_error`), never faked.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+
+from engine.avatar.bundle import AVATARS_DIR, MotionStats, load
+from engine.pipeline.animator import StreamConfig
+from engine.pipeline.frames import FrameSource
+from engine.types import FaceParams
+from streaming.speech import SpeechModel, SpeechUnavailable
+
+log = logging.getLogger(__name__)
+
+
+class FaceRenderer(Protocol):
+    """Face parameters -> video frames; shared by the avatar's sessions, called from several
+    worker threads at once."""
+
+    size: int  # frames are size x size pixels
+    past: int  # frames before the current one that its input window holds
+
+    def render(self, index: int, window: FaceParams) -> np.ndarray:
+        """window: params of frames index - past .. index -> [size, size, 3] uint8 RGB of frame `index`."""
+        ...
+
+
+@dataclass(frozen=True)
+class LiveAvatar:
+    name: str
+    renderer: FaceRenderer
+    rest: FaceParams  # one frame: the mouth closed, the head at home
+    motion: MotionStats  # drives the idle motion
+    speech: SpeechModel | None = None
+    speech_error: str = ""  # why `speech` is None
+
+    def __post_init__(self) -> None:
+        if self.speech is None and not self.speech_error:
+            raise ValueError("an avatar without speech models needs the reason in speech_error")
+
+
+AvatarFactory = Callable[[str], LiveAvatar]
+
+
+@dataclass(frozen=True)
+class EngineOptions:
+    size: int = 256
+    device: str = "cpu"
+    renderer: str = "auto"  # engine.pipeline.frames: R2V when the avatar has weights, else the compositor
+    backend: str = "eager"
+    lookahead: int = StreamConfig.lookahead  # FACIAL-GAN streaming look-ahead, frames (latency against smoothness)
+    stride: int = StreamConfig.stride  # FACIAL-GAN streaming update stride, frames (latency against compute)
+
+
+class EngineRenderer:
+    """engine.pipeline.frames.FrameSource in live mode (no future frames) as a FaceRenderer."""
+
+    def __init__(self, source: FrameSource) -> None:
+        self.source = source
+        self.size = source.size
+        self.past = source.past
+
+    def render(self, index: int, window: FaceParams) -> np.ndarray:
+        return self.source.windows(window)[0]
+
+
+def engine_avatar_factory(options: EngineOptions) -> AvatarFactory:
+    """Avatars from bundles (a name under avatars/ or a path): the engine's renderer, and its
+    speech models when they are trained."""
+
+    def make(name: str) -> LiveAvatar:
+        avatar = load(name)
+        source = FrameSource(avatar, renderer=options.renderer, backend=options.backend, size=options.size, device=options.device, live=True)
+        speech, error = None, ""
+        try:
+            speech = SpeechModel.load(avatar, options.lookahead, options.stride)
+        except SpeechUnavailable as e:
+            error = f"speech input is unavailable for avatar '{avatar.name}': {e}"
+            log.warning("%s", error)
+        return LiveAvatar(avatar.name, EngineRenderer(source), avatar.reference_params, avatar.motion, speech, error)
+
+    return make
+
+
+def bundle_names() -> list[str]:
+    """The avatar bundles under avatars/."""
+    return sorted(path.parent.name for path in AVATARS_DIR.glob("*/avatar.json"))
+
+
+class AvatarCache:
+    """One LiveAvatar per name, made on first use in a worker thread (setup is slow and must not
+    stall the sessions already live) and shared by every session of that avatar."""
+
+    def __init__(self, factory: AvatarFactory) -> None:
+        self._factory = factory
+        self._avatars: dict[str, asyncio.Future[LiveAvatar]] = {}
+
+    async def get(self, name: str) -> LiveAvatar:
+        avatar = self._avatars.get(name)
+        if avatar is None:
+            avatar = asyncio.get_running_loop().run_in_executor(None, self._factory, name)
+            self._avatars[name] = avatar
+        try:
+            # shielded: a viewer who gives up must not cancel the setup other viewers wait for
+            return await asyncio.shield(avatar)
+        except Exception:
+            if self._avatars.get(name) is avatar:
+                del self._avatars[name]  # not cached, so the next offer tries again
+            raise

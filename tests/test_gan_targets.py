@@ -1,0 +1,120 @@
+"""Target curves: dominance-model visemes mapped onto the rig, lips that really close."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from engine.face.topology import LOWER_LIP_MID_INNER, UPPER_LIP_MID_INNER
+from engine.train import gan_targets
+from engine.train.gan_targets import TargetConfig, lip_seal, targets, viseme_channels
+from engine.types import EXP_START, EXPRESSION_NAMES, FPS, SAMPLE_RATE, FaceParams
+
+
+def _segments(phones: str, duration: float = 0.1, lead: float = 0.3) -> list[tuple[str, float, float]]:
+    """'SIL M AA P ...' -> segments of `duration` each, with silence around."""
+    out = [("SIL", 0.0, lead)]
+    t = lead
+    for p in phones.split():
+        out.append((p, t, t + duration))
+        t += duration
+    return out + [("SIL", t, t + lead)]
+
+
+def _at(curve: np.ndarray, seconds: float) -> float:
+    return float(curve[int(round(seconds * FPS))])
+
+
+def _exp(params: FaceParams, name: str) -> np.ndarray:
+    return params.array[:, EXP_START + EXPRESSION_NAMES.index(name)]
+
+
+def _speech(seconds: float) -> np.ndarray:
+    """A voiced buzz: enough for the prosody measurements."""
+    t = np.arange(int(seconds * SAMPLE_RATE)) / SAMPLE_RATE
+    return (0.3 * np.sign(np.sin(2 * np.pi * 120 * t)) * (0.6 + 0.4 * np.sin(2 * np.pi * 3 * t))).astype(np.float32)
+
+
+@pytest.mark.parametrize("duration", [0.07, 0.1, 0.15])
+def test_bilabials_reach_closure_at_their_centre_whatever_the_neighbours(duration):
+    segs = _segments("AA M AA B IY P AE M UW B AA", duration=duration)
+    ch = viseme_channels(segs, int(segs[-1][2] * FPS) + 1)
+    for p, start, end in segs:
+        if p in "PBM":
+            assert _at(ch["closure"], (start + end) / 2) > 0.95
+        elif p in ("AA", "AE", "IY") and duration >= 0.1:  # the lips part between them (less in fast speech)
+            assert _at(ch["closure"], (start + end) / 2) < (0.4 if duration < 0.15 else 0.1)
+
+
+def test_lips_meet_on_the_avatar_at_each_bilabial(avatar, face_model):
+    segs = _segments("AA M AA B IY P AE M UW B OW P W", duration=0.12)  # rounded neighbours too
+    audio = _speech(segs[-1][2])
+    params = targets(segs, audio, TargetConfig(lip_seal=lip_seal(avatar.identity)), rest=avatar.reference_params)
+    v = face_model.vertices(params)
+    gap = v[:, LOWER_LIP_MID_INNER, 1] - v[:, UPPER_LIP_MID_INNER, 1]
+    rest = face_model.vertices(avatar.reference_params)[0]
+    rest_gap = rest[LOWER_LIP_MID_INNER, 1] - rest[UPPER_LIP_MID_INNER, 1]
+    assert rest_gap > 0.3  # this avatar's lips are parted at rest: closing them takes work
+    for p, start, end in segs:
+        i = int(round((start + end) / 2 * FPS))
+        if p in "PBM":
+            assert gap[i] < 0.05 * rest_gap
+        elif p == "AA":
+            assert gap[i] > rest_gap
+
+
+def test_lip_seal_closes_the_rest_lips(avatar, face_model):
+    seal = lip_seal(avatar.identity)
+    weights = np.zeros((1, len(EXPRESSION_NAMES)))
+    weights[0, [EXPRESSION_NAMES.index("mouthPress_L"), EXPRESSION_NAMES.index("mouthPress_R")]] = seal
+    v = face_model.shape(weights)[0]
+    assert abs(v[LOWER_LIP_MID_INNER, 1] - v[UPPER_LIP_MID_INNER, 1]) < 1e-6
+
+
+def test_jaw_follows_vowel_height_and_diphthongs_move():
+    segs = _segments("AA SIL EH SIL IY SIL AY", duration=0.2)
+    ch = viseme_channels(segs, int(segs[-1][2] * FPS) + 1)
+    centre = {p: _at(ch["jaw"], (s + e) / 2) for p, s, e in segs if p != "SIL"}
+    assert centre["AA"] > centre["EH"] > centre["IY"]
+    ay = [seg for seg in segs if seg[0] == "AY"][0]
+    assert _at(ch["jaw"], ay[1] + 0.05) > _at(ch["jaw"], ay[2] - 0.05) + 0.1  # AA -> IH
+
+
+def test_rounding_spread_and_tuck():
+    segs = _segments("S T R UW SIL SIL IY SIL F AA", duration=0.1)
+    ch = viseme_channels(segs, int(segs[-1][2] * FPS) + 1)
+    mid = {p: (s + e) / 2 for p, s, e in segs}
+    assert _at(ch["pucker"], mid["UW"]) > 0.5
+    assert _at(ch["pucker"], mid["T"]) > 0.15  # anticipatory rounding across the consonants
+    assert _at(ch["spread"], mid["IY"]) > 0.5 and _at(ch["pucker"], mid["IY"]) < 0.1
+    assert _at(ch["tuck"], mid["F"]) > 0.95 and _at(ch["tuck"], mid["AA"]) < 0.1
+
+
+def test_silence_is_the_rest_mouth():
+    segs = [("SIL", 0.0, 2.0)]
+    params = targets(segs, np.zeros(2 * SAMPLE_RATE, np.float32), TargetConfig(lip_seal=1.0))
+    mouth = [n for n in EXPRESSION_NAMES if n.startswith(("jaw", "mouth"))]
+    assert all(np.abs(_exp(params, n)).max() < 1e-6 for n in mouth)
+
+
+def test_targets_shape_rest_and_errors(avatar):
+    segs = _segments("HH AH L OW", duration=0.12)
+    audio = _speech(1.1)
+    params = targets(segs, audio, TargetConfig(), rest=avatar.reference_params)
+    assert len(params) == int(np.ceil(len(audio) * FPS / SAMPLE_RATE))
+    assert np.allclose(params.array[0, :3], avatar.reference_params.array[0, :3], atol=0.1)
+    again = targets(segs, audio, TargetConfig(), rest=avatar.reference_params)
+    assert np.array_equal(params.array, again.array)  # seeded
+    with pytest.raises(ValueError, match="bad phone"):
+        targets([("XX", 0.0, 0.1)], audio, TargetConfig())
+    with pytest.raises(ValueError, match="bad phone"):
+        targets([("AA", 0.5, 0.1)], audio, TargetConfig())
+
+
+def test_every_phone_has_targets():
+    from engine.audio.phones import PHONES
+
+    for p in PHONES:
+        if p in gan_targets.DIPHTHONGS:
+            continue
+        row = gan_targets.phone_targets(p)
+        assert set(row) == set(gan_targets.CHANNELS)
