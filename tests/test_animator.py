@@ -16,12 +16,7 @@ CONFIG = FacialGANConfig(feature_dim=DIM, num_params=NUM_PARAMS, window=32, widt
 JAW = EXP_START + EXPRESSION_NAMES.index("jawOpen")
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _gan(seed: int = 0) -> Gan:

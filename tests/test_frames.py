@@ -20,12 +20,7 @@ SIZE = 64
 SHIPPED_LIMIT = 5 * 2**20  # bytes: the built-in avatar's lite weights
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _bundle_with_r2v(avatar, tmp_path, future: int):

@@ -37,12 +37,7 @@ class LevelExtractor(FeatureExtractor):
 feature_registry.register(KIND, lambda model: LevelExtractor())
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _run(*argv):

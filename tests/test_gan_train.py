@@ -16,13 +16,7 @@ TINY = FacialGANConfig(feature_dim=6, num_params=NUM_PARAMS, window=32, width=4,
 CONFIG = gan.TrainConfig(window=32, stride=5, batch=8, lr=3e-3, steps=4, checkpoint_every=2)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models: threads only add overhead (and the machine is shared)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _sequences(count=3, frames=100, seed=0):
