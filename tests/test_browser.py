@@ -189,6 +189,9 @@ def check_lip_sync(samples: np.ndarray, closed: float, opened: float) -> None:
     speaking = level > 0.02
     near = np.abs(seconds[:, None] - seconds[None, :]) < 0.3
     silent = ~(near & speaking[None, :]).any(axis=1)
+    # Within 0.3 s of the watch window's ends the voice just outside it is unknown (the fake
+    # microphone loops its file), so those samples cannot be called silent.
+    silent &= (seconds > seconds[0] + 0.3) & (seconds < seconds[-1] - 0.3)
     assert speaking.sum() > 10 and silent.sum() > 10, (speaking.sum(), silent.sum())
     assert mouth[speaking].max() > opened and mouth[speaking].std() > 0.1 * (opened - closed)
     assert mouth[silent].max() < closed
