@@ -58,7 +58,8 @@ def _timed_backends(model: R2V, device: str, precision: str, batch_sizes: tuple[
             backend = backends[name] = make_backend(name, model, device, precision)
         for batch in batch_sizes:
             stack = torch.rand(batch, channels, size, size)
-            row = time_case(f"{label} {name} batch {batch}", lambda: backend(stack), device=device, threads=threads, repeats=repeats, backend=name, batch=batch, precision=precision)
+            case = f"{label} {name} batch {batch}" + (" (per frame)" if batch > 1 else "")
+            row = time_case(case, lambda: backend(stack), device=device, threads=threads, repeats=repeats, backend=name, batch=batch, precision=precision)
             for key in ("median_ms", "p90_ms", "min_ms"):  # per frame
                 row[key] /= batch
             rows.append(row)
@@ -131,7 +132,7 @@ def run(args: argparse.Namespace) -> None:
 
     def plot(fig: Figure) -> None:
         timings, image = fig.subplots(1, 2, width_ratios=[3, 2])
-        plot_timings(timings, rows, label=lambda row: f"{row['case']} ({row['device']})")
+        plot_timings(timings, rows)
         image.imshow(preview)
         image.set_title("input | attention | output | truth", fontsize=8)
         image.set_xticks([])

@@ -35,6 +35,7 @@ class Backend(ABC):
     """Calls return float32 frames [B, 3, S, S] in 0..1 on the backend's device."""
 
     name: str
+    memory_format = torch.channels_last  # of the inputs `run` takes
 
     def __init__(self, model: R2V, device: str | torch.device = "cpu", precision: str = "fp32"):
         self.device = torch.device(device)
@@ -55,7 +56,7 @@ class Backend(ABC):
         c, s = self.config.in_channels, self.config.size
         if stack.dim() != 4 or stack.shape[1:] != (c, s, s):
             raise BackendError(f"input stacks must be [B, {c}, {s}, {s}], got {list(stack.shape)}")
-        return stack.to(self.device, self.dtype).contiguous(memory_format=torch.channels_last)
+        return stack.to(self.device, self.dtype).contiguous(memory_format=self.memory_format)
 
     @torch.no_grad()
     def __call__(self, stack: Tensor) -> Tensor:

@@ -8,7 +8,6 @@ import logging
 import os
 import warnings
 
-import numpy as np
 import torch
 from torch import Tensor
 
@@ -39,6 +38,7 @@ def export_onnx(module: torch.nn.Module, example: Tensor) -> bytes:
 
 class OnnxRuntimeBackend(Backend):
     name = "onnxruntime"
+    memory_format = torch.contiguous_format  # ONNX tensors are plain NCHW arrays
 
     def __init__(self, *args: object, **kwargs: object):
         super().__init__(*args, **kwargs)
@@ -61,11 +61,8 @@ class OnnxRuntimeBackend(Backend):
         providers = ["CUDAExecutionProvider", "CPUExecutionProvider"] if cuda else ["CPUExecutionProvider"]
         self.session = ort.InferenceSession(self.onnx, options, providers=providers)
 
-    def prepare(self, stack: Tensor) -> Tensor:
-        return super().prepare(stack).contiguous()
-
     def run(self, stack: Tensor) -> Tensor:
-        out = self.session.run(None, {"stack": np.ascontiguousarray(stack.cpu().numpy())})[0]
+        out = self.session.run(None, {"stack": stack.cpu().numpy()})[0]
         return torch.from_numpy(out).to(self.device)
 
     def save(self, path: str | os.PathLike) -> None:
