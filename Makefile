@@ -1,7 +1,7 @@
 # `make run` and `make test` work on a fresh machine: both set everything up first.
 PY      := .venv/bin/python
 STAMP   := .venv/.installed
-DEBS    := chromium espeak-ng festival festvox-kallpc16k festvox-us-slt-hts
+DEBS    := chromium firefox-esr espeak-ng festival festvox-kallpc16k festvox-us-slt-hts
 AVATAR  := avatars/default/avatar.json
 
 .PHONY: setup run test bench clean

@@ -18,6 +18,7 @@ BENCHMARKS = {
     "r2v": "bench.r2v",
     "latency": "bench.latency",
     "sessions": "bench.sessions",
+    "avatar-build": "bench.avatar_build",
 }
 
 

@@ -165,7 +165,7 @@ def run(args: argparse.Namespace) -> None:
         rows.append({"metric": metric, "value": round(float(value), 4), "goal": goal, "pass": ok, "note": note})
 
     add("jawOpen correlation (offline)", _corr(pooled["offline"][:, JAW], pooled["target"][:, JAW]), 0.8, None)
-    add("jawOpen correlation (streaming)", _corr(pooled["streaming"][:, JAW], pooled["target"][:, JAW]), None, None, "default look-ahead 2, stride 2")
+    add("jawOpen correlation (streaming)", _corr(pooled["streaming"][:, JAW], pooled["target"][:, JAW]), None, None, f"default look-ahead {StreamConfig.lookahead}, stride {StreamConfig.stride}")
     add("lip closure at p/b/m centres (offline)", _closures(cases, "offline", face, avatar.reference_params), 0.9, None)
     add("lip closure at p/b/m centres (streaming)", _closures(cases, "streaming", face, avatar.reference_params), None, None)
     add("lip closure at p/b/m centres (target)", _closures(cases, "target", face, avatar.reference_params), None, None, "sanity check of the targets")

@@ -48,6 +48,15 @@ def animate(args: argparse.Namespace) -> None:
 def build_avatar(args: argparse.Namespace) -> None:
     from pathlib import Path
 
+    from engine.train import avatar_build
+
+    name = args.name or Path(args.out).name
+    if args.video:
+        options = avatar_build.BuildOptions(Path(args.video), Path(args.out), name, args.preset, args.device, args.force, args.work, args.features)
+        avatar_build.build(options)
+        return
+    if (Path(args.out) / "avatar.json").exists() and not args.force:
+        raise ValueError(f"{args.out} already holds an avatar; pass --force to replace it")
     from PIL import Image, UnidentifiedImageError
 
     from engine.avatar import build
@@ -59,8 +68,10 @@ def build_avatar(args: argparse.Namespace) -> None:
             image = np.asarray(Image.open(args.image).convert("RGB"))
         except (OSError, UnidentifiedImageError) as e:
             raise ValueError(f"{args.image}: not a readable image ({e})") from None
-        avatar = build.from_image(image, args.out, name=args.name or Path(args.out).name, resolution=args.resolution, source=str(args.image))
+        avatar = build.from_image(image, args.out, name=name, resolution=args.resolution, source=str(args.image))
     print(f"wrote avatar '{avatar.name}' to {args.out}", file=sys.stderr)
+    if args.image and args.preset != "none":
+        avatar_build.train_photo_r2v(avatar, args.preset, args.device, args.work)
 
 
 def parser() -> argparse.ArgumentParser:
@@ -81,20 +92,27 @@ def parser() -> argparse.ArgumentParser:
     a.add_argument("--backend", choices=["eager", "compile", "onnxruntime", "tensorrt"], default="eager", help="R2V inference backend")
     a.set_defaults(run=animate)
 
-    b = sub.add_parser("build-avatar", help="build an avatar bundle from a photo")
+    b = sub.add_parser("build-avatar", help="build an avatar bundle from a talking-head video or a photo")
     origin = b.add_mutually_exclusive_group(required=True)
+    origin.add_argument("--video", help="2-3 minutes of one person talking (any common container)")
     origin.add_argument("--image", help="a photo with one face")
     origin.add_argument("--builtin", action="store_true", help="the built-in avatar from a public-domain portrait")
     b.add_argument("--out", required=True, help="bundle directory, e.g. avatars/NAME")
     b.add_argument("--name", help="avatar name (default: the folder's name)")
-    b.add_argument("--resolution", type=int, default=256, choices=[256, 512])
+    b.add_argument("--preset", default="quick", choices=["quick", "full", "tiny", "none"],
+                   help="training sizes: quick (CPU), full (GPU), tiny (smoke tests); none: a photo avatar without R2V")  # fmt: skip
+    b.add_argument("--device", default="cpu", help="torch device for training: cpu or cuda")
+    b.add_argument("--force", action="store_true", help="replace an existing avatar at --out")
+    b.add_argument("--work", help="work directory of a video build (default out/build-avatar/NAME; a rerun resumes)")
+    b.add_argument("--features", default="builtin", help="speech feature kind of the avatar")
+    b.add_argument("--resolution", type=int, default=256, choices=[256, 512], help="photo avatars: frame size")
     b.set_defaults(run=build_avatar)
 
-    from engine import speak_cli
+    from engine import speak_cli, track_cli
     from engine.audio import cli_features
     from engine.train import gan_cli, r2v_cli, train_features
 
-    for command in (speak_cli, cli_features, train_features, gan_cli, r2v_cli):
+    for command in (speak_cli, track_cli, cli_features, train_features, gan_cli, r2v_cli):
         command.add_parser(sub)
     return p
 

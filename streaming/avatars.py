@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
@@ -21,6 +22,11 @@ from engine.types import FaceParams
 from streaming.speech import SpeechModel, SpeechUnavailable
 
 log = logging.getLogger(__name__)
+
+# Live R2V (lite, 256) costs about 0.6 of a CPU core at 30 fps on top of the rest of a session
+# (`python -m bench r2v`: 18.8 ms a streamed frame on one thread); on fewer cores than this the
+# frame rate comes first and "auto" serves the direct compositor (`--renderer r2v` insists).
+LIVE_R2V_MIN_CORES = 4
 
 
 class FaceRenderer(Protocol):
@@ -56,7 +62,7 @@ AvatarFactory = Callable[[str], LiveAvatar]
 class EngineOptions:
     size: int = 256
     device: str = "cpu"
-    renderer: str = "auto"  # engine.pipeline.frames: R2V when the avatar has weights, else the compositor
+    renderer: str = "auto"  # R2V when the avatar has weights (and, on a CPU, LIVE_R2V_MIN_CORES cores), else the compositor
     backend: str = "eager"
     lookahead: int = StreamConfig.lookahead  # FACIAL-GAN streaming look-ahead, frames (latency against smoothness)
     stride: int = StreamConfig.stride  # FACIAL-GAN streaming update stride, frames (latency against compute)
@@ -78,9 +84,14 @@ def engine_avatar_factory(options: EngineOptions) -> AvatarFactory:
     """Avatars from bundles (a name under avatars/ or a path): the engine's renderer, and its
     speech models when they are trained."""
 
+    renderer = options.renderer
+    if renderer == "auto" and options.device == "cpu" and (os.cpu_count() or 1) < LIVE_R2V_MIN_CORES:
+        renderer = "composite"
+        log.info("%d CPU cores: live frames come from the direct compositor (R2V live wants %d; --renderer r2v insists)", os.cpu_count(), LIVE_R2V_MIN_CORES)
+
     def make(name: str) -> LiveAvatar:
         avatar = load(name)
-        source = FrameSource(avatar, renderer=options.renderer, backend=options.backend, size=options.size, device=options.device, live=True)
+        source = FrameSource(avatar, renderer=renderer, backend=options.backend, size=options.size, device=options.device, live=True)
         speech, error = None, ""
         try:
             speech = SpeechModel.load(avatar, options.lookahead, options.stride)

@@ -1,8 +1,10 @@
 """`python -m engine` as a user runs it: real processes, real files, exit codes and messages."""
+import json
 import subprocess
 import sys
 
 import av
+
 import numpy as np
 import pytest
 
@@ -92,9 +94,13 @@ def test_build_avatar_from_photo_and_bad_photos(tmp_path):
     from skimage import data
 
     Image.fromarray(data.astronaut()).save(tmp_path / "me.jpg")
-    result = run("build-avatar", "--image", str(tmp_path / "me.jpg"), "--out", str(tmp_path / "me"))
+    photo = ("build-avatar", "--image", str(tmp_path / "me.jpg"), "--out", str(tmp_path / "me"))
+    result = run(*photo, "--preset", "tiny", "--work", str(tmp_path / "work"))  # R2V on synthesised pairs, a few steps
     assert result.returncode == 0, result.stderr
-    assert (tmp_path / "me" / "avatar.json").is_file()
+    assert "r2v_lite" in json.loads((tmp_path / "me" / "avatar.json").read_text())["files"]
+    result = run(*photo, "--preset", "none")
+    assert result.returncode == 2 and "--force" in result.stderr  # an avatar is never overwritten by accident
+    assert run(*photo, "--preset", "none", "--force").returncode == 0
 
     Image.fromarray(np.full((240, 240, 3), 90, np.uint8)).save(tmp_path / "wall.png")
     (tmp_path / "text.jpg").write_text("not an image")

@@ -86,3 +86,9 @@ def test_causal_windows_see_nothing_after_their_end():
     last = full[1, -1]  # the last frame's local window: its future is the last frame repeated
     assert torch.equal(last[TINY.local_before :], last[TINY.local_before : TINY.local_before + 1].expand(TINY.local_after + 1, -1))
     assert not torch.equal(full[0, -1], full[1, -1])
+
+
+def test_the_learning_rate_decays_to_zero_over_the_last_steps():
+    config = dataclasses.replace(CONFIG, lr=1.0, steps=100, decay_fraction=0.2)
+    assert [gan.learning_rate(config, s) for s in (0, 80, 90, 99)] == pytest.approx([1.0, 1.0, 0.5, 0.05])
+    assert gan.learning_rate(dataclasses.replace(config, decay_fraction=0.0), 99) == 1.0

@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from engine.render.renderer import AvatarRenderer
-from engine.train.r2v import R2VTrainConfig, R2VTrainer, mouth_boxes, quality
+from engine.train.r2v import R2VTrainConfig, R2VTrainer
+from engine.train.r2v_quality import mouth_boxes, quality
 from engine.train.r2v_data import render_segment, sample_params, window_batch
 from models.discriminators import PatchGANConfig
 from models.r2v import R2VConfig

@@ -1,11 +1,13 @@
 """The avatar renderer: composite, face render and eye attention, checked on the built-in avatar."""
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
 
 from engine.face import topology
 from engine.pipeline.demo import demo_sequence
-from engine.pipeline.idle import IdleAvatar, IdleMotion, blink_curve
+from engine.pipeline.idle import BREATH_RISE, IdleAvatar, IdleMotion, blink_curve
 from engine.render.renderer import AvatarRenderer
 from engine.types import FPS, PARAM_NAMES, POSE_NAMES, FaceParams
 
@@ -95,6 +97,17 @@ def test_idle_motion_blinks_at_a_natural_rate(avatar):
     assert (steps[:3] < 0.01).all()  # smooth head: under 0.6 degrees a frame
     assert (params.pose.std(0) > 0.3 * np.asarray(avatar.motion.pose_std)).all()  # but it does move
     assert np.array_equal(motion.params(1234).array, params[1234].array)  # a pure function of the index
+
+
+def test_idle_motion_breathes(avatar):
+    """Without head sway the head still rises and settles with each breath, 12-18 times a minute."""
+    still = replace(avatar.motion, pose_std=(0.0,) * 6)
+    params = IdleMotion(avatar.reference_params, still, seed=3).params(np.arange(60 * FPS))
+    rise = avatar.reference_params.pose[0, 4] - params.pose[:, 4]  # y points down
+    assert rise.min() == pytest.approx(0, abs=1e-6) and rise.max() == pytest.approx(BREATH_RISE, rel=1e-3)
+    inhales = np.count_nonzero((rise[1:] > BREATH_RISE / 2) & (rise[:-1] <= BREATH_RISE / 2))
+    assert 11 <= inhales <= 19
+    assert np.abs(np.diff(rise)).max() < BREATH_RISE / 10  # smooth
 
 
 def test_blink_curve_shape():

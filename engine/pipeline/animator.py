@@ -18,7 +18,7 @@ local window beyond is the last known frame repeated. The previous window also p
 min(S, L) frames being emitted (they were its look-ahead): emitted = a linear cross-fade from its
 prediction to the new one, so window seams never jump. Smoothing is the same Savitzky-Golay and
 Gaussian, each frame's kernel taking the emitted past and the current window's predictions up to
-the look-ahead, never beyond. Added latency: L + S - 1 frames (default 3 = 100 ms) beyond the
+the look-ahead, never beyond. Added latency: L + S - 1 frames (default 1 = 33 ms) beyond the
 feature extractor's own look-ahead, plus the update's compute time.
 
 Silence: the GAN closes the mouth; head sway and blinks fade in from the idle motion
@@ -56,8 +56,8 @@ class AnimatorError(ValueError):
 
 @dataclass(frozen=True)
 class StreamConfig:
-    lookahead: int = 2  # L, frames of features after the newest emitted frame
-    stride: int = 2  # S, frames emitted per update; with S <= L every emitted frame is cross-faded
+    lookahead: int = 1  # L, frames of features after the newest emitted frame
+    stride: int = 1  # S, frames emitted per update; with S <= L every emitted frame is cross-faded
 
     def __post_init__(self) -> None:
         if self.lookahead < 0 or self.stride < 1:

@@ -1,4 +1,4 @@
-"""The avatar alive with nothing to say: natural blinks, small head motion, mouth at rest.
+"""The avatar alive with nothing to say: natural blinks, breathing, small head motion, mouth at rest.
 
 Motion is a pure function of the frame index (for a given seed), so any frame can be drawn on
 its own, in any order, by any number of sessions sharing one renderer.
@@ -15,6 +15,17 @@ HEAD_WAVES = 4  # sinusoids summed per pose axis
 HEAD_PERIODS = (3.0, 12.0)  # seconds: slow sway, no jitter
 MIN_BLINK_GAP = 1.2  # seconds between blinks, at least
 SCHEDULE_BLINKS = 4096  # blinks planned ahead; the schedule repeats after that (hours)
+BREATHS_PER_MINUTE = (12.0, 18.0)  # an adult at rest; each avatar's own rate is drawn from this range
+BREATH_RISE = 0.05  # model units (~cm): the head rises this much on an inhale
+BREATH_PITCH = -0.004  # radians: and the chin lifts a little
+
+
+def breath_curve(phase: np.ndarray) -> np.ndarray:
+    """Chest height over one breath, phase 0..1 -> 0..1: a 40% inhale and a slower exhale, smooth."""
+    phase = phase % 1.0
+    rising = np.sin(np.clip(phase / 0.4, 0, 1) * np.pi / 2) ** 2
+    falling = np.cos(np.clip((phase - 0.4) / 0.6, 0, 1) * np.pi / 2) ** 2
+    return np.where(phase < 0.4, rising, falling)
 
 
 def blink_curve(phase: np.ndarray) -> np.ndarray:
@@ -39,6 +50,8 @@ class IdleMotion:
         gaps = MIN_BLINK_GAP + rng.exponential(mean_gap - MIN_BLINK_GAP, SCHEDULE_BLINKS)
         self.blink_starts = np.cumsum(gaps) - gaps[0] / 2
         self.schedule_length = self.blink_starts[-1] + gaps[0]
+        self.breath_seconds = 60.0 / rng.uniform(*BREATHS_PER_MINUTE)
+        self.breath_phase = rng.uniform()
 
     def params(self, frames: np.ndarray | int) -> FaceParams:
         """FaceParams for video frame indices [N]."""
@@ -46,6 +59,9 @@ class IdleMotion:
         out = np.tile(self.rest, (len(t), 1))
         waves = np.sin(2 * np.pi * t[:, None, None] / self.periods + self.phases)  # [N, W, 6]
         out[:, :6] += (waves * self.amplitude).sum(1)
+        breath = breath_curve(t / self.breath_seconds + self.breath_phase)
+        out[:, 0] += BREATH_PITCH * breath
+        out[:, 4] -= BREATH_RISE * breath  # y points down: rising is negative
         local = t % self.schedule_length
         last = np.searchsorted(self.blink_starts, local, side="right") - 1
         since = local - np.where(last >= 0, self.blink_starts[np.maximum(last, 0)], -np.inf)

@@ -17,7 +17,7 @@ from __future__ import annotations
 import os
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -47,6 +47,7 @@ class TrainConfig:
     steps: int = 20_000
     first_frame: bool = False  # the first-frame term (personal fine-tuning)
     causal_fraction: float = 0.0  # share of windows that see no features after their end (streaming)
+    decay_fraction: float = 0.0  # the learning rate falls linearly to zero over this last share of the steps
     weights: LossWeights = field(default_factory=LossWeights)
     checkpoint_every: int = 200
     seed: int = 0
@@ -57,7 +58,7 @@ class TrainConfig:
 # a streaming update in a few milliseconds.
 PRESETS = {
     "paper": (FacialGANConfig(), TrainConfig()),
-    "cpu-small": (FacialGANConfig(width=16, disc_width=32), TrainConfig(batch=32, lr=2e-4, steps=3000, causal_fraction=0.5)),
+    "cpu-small": (FacialGANConfig(width=16, disc_width=32), TrainConfig(batch=32, lr=2e-4, steps=20_000, causal_fraction=0.5, decay_fraction=0.2)),
 }
 PERSONAL = {"batch": 16, "lr": 1e-5, "first_frame": True}  # fintuning2-trainheadpose.py
 PERSONAL_EPOCHS = 11
@@ -151,6 +152,9 @@ def train(
         while step < config.steps:
             generator.train()
             discriminator.train()
+            for opt in (opt_g, opt_d):
+                for group in opt.param_groups:
+                    group["lr"] = learning_rate(config, step)
             windows, real = data.batch(rng.integers(0, len(data), config.batch), rng.random(config.batch) < config.causal_fraction)
             fake = generator(windows, real[:, 0])
             real_n, fake_n = generator.normalize(real), generator.normalize(fake)
@@ -176,6 +180,12 @@ def train(
                 log("  " + " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in record.items()))
                 state = save()
     return state if state is not None else save()
+
+
+def learning_rate(config: TrainConfig, step: int) -> float:
+    """Constant, then (with decay_fraction) falling linearly to zero at the last step, as pix2pixHD."""
+    decay = config.decay_fraction * config.steps
+    return config.lr * min(1.0, (config.steps - step) / decay) if decay > 0 else config.lr
 
 
 @torch.no_grad()
@@ -205,6 +215,32 @@ def fresh_generator(config: FacialGANConfig, data: Windows) -> FacialGAN:
 
 def resumed_generator(state: dict) -> FacialGAN:
     return generator_from_checkpoint(state).train()
+
+
+def fine_tune(
+    init: dict,
+    features: np.ndarray,
+    offsets: np.ndarray,
+    out: Path,
+    info: dict,
+    steps: int | None = None,
+    batch: int = PERSONAL["batch"],
+    epochs: int = PERSONAL_EPOCHS,
+    resume: bool = False,
+    log=print,  # noqa: ANN001
+) -> dict:
+    """Personal fine-tuning of general weights `init` on one person's features [N, F] and
+    parameter offsets from their rest [N, P]: the paper's lr 1e-5, batch 16, first-frame term,
+    `epochs` passes over the windows unless `steps` is given. Returns the final checkpoint (also
+    in `out`, which --resume continues from)."""
+    generator = resumed_generator(init)
+    if generator.config.feature_dim != features.shape[1]:
+        raise ValueError(f"the general weights take {generator.config.feature_dim}-d features, these are {features.shape[1]}-d")
+    data = Windows([(features, offsets)], generator.config, TrainConfig.stride)
+    steps = steps or max(1, epochs * len(data) // batch)
+    config = replace(TrainConfig(), **{**PERSONAL, "batch": batch, "steps": steps})
+    previous = load(out) if resume and out.exists() else None
+    return train(generator, data, config, out, info, None, previous, log)
 
 
 def save_atomic(state: dict, path: Path) -> None:

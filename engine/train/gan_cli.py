@@ -157,19 +157,12 @@ def _personal(args: argparse.Namespace) -> None:
     if not Path(init).is_file():
         raise ValueError(f"{init}: no general weights to fine-tune (train them with --general)")
     state = gan.load(init)
-    generator = gan.resumed_generator(state)
-    if generator.config.feature_dim != features.shape[1]:
-        raise ValueError(f"{init}: weights for {generator.config.feature_dim}-d features, '{kind}' gives {features.shape[1]}")
-    data = gan.Windows([(features[:frames], offsets)], generator.config, gan.TrainConfig.stride)
-    batch = args.batch or gan.PERSONAL["batch"]
-    steps = args.steps or max(1, gan.PERSONAL_EPOCHS * len(data) // batch)
-    config = dataclasses.replace(gan.TrainConfig(), **{**gan.PERSONAL, "batch": batch, "steps": steps})
     ckpt = args.checkpoint or REPO / "out" / "train-gan" / f"{avatar.name}_{kind}.ckpt"
-    resume = gan.load(ckpt) if args.resume and ckpt.exists() else None
     info = {**state["meta"], **gan.meta(kind, gan.silence_features(extractor)), "avatar": avatar.name, "frames": frames}
-    result = gan.train(generator, data, config, ckpt, info, None, resume, lambda m: print(m, file=sys.stderr))
+    result = gan.fine_tune(state, features[:frames], offsets, ckpt, info, args.steps, args.batch or gan.PERSONAL["batch"],
+                           resume=args.resume, log=lambda m: print(m, file=sys.stderr))  # fmt: skip
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "weights.pt"
         torch.save(gan.shipped(result), path)
         add_files(avatar.path, {f"facial_gan_{kind}": path})
-    print(f"fine-tuned {avatar.name} on {frames / FPS:.0f} s in {steps} steps: {avatar.path}/facial_gan_{kind}.pt", file=sys.stderr)
+    print(f"fine-tuned {avatar.name} on {frames / FPS:.0f} s in {result['step']} steps: {avatar.path}/facial_gan_{kind}.pt", file=sys.stderr)

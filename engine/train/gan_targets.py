@@ -49,8 +49,8 @@ CHANNELS = ("jaw", "closure", "tuck", "funnel", "pucker", "spread")
 # bilabials still opens the lips, and a bilabial between vowels still closes them.
 THETA = {"jaw": (10, 16), "closure": (60, 60), "tuck": (60, 60), "funnel": (8, 12), "pucker": (8, 12), "spread": (12, 14)}
 MUST_REACH = 6.0  # dominance of gestures that must be reached (closure, tuck); vowels' own is 1
-LIP_PRESS = 0.5  # press beyond the seal: lips meet from closure >= seal / (seal + LIP_PRESS) on
-MIN_HOLD_S = 0.08  # a lip closure or tuck holds at least this long (bilabial closures last 60-120 ms)
+LIP_PRESS = 1.0  # press beyond the seal: lips meet from closure >= seal / (seal + LIP_PRESS) on
+MIN_HOLD_S = 0.1  # a lip closure or tuck holds at least this long (bilabial closures last 60-120 ms)
 STRETCH_SCALE = 0.6  # spread 1 -> mouthStretch 0.6 each side
 
 # Jaw opening by vowel height (0 closed ... 1 the rig's widest "ah").

@@ -1,6 +1,7 @@
 """Training R2V for one avatar: generator + multi-scale PatchGAN, pix2pixHD's recipe.
 
-Each step: a batch of input stacks and targets from the frame pool (engine/train/r2v_data.py);
+Each step: a batch of input stacks and targets from the frame pool (engine/train/r2v_data.py), fed
+by the avatar's segment source (sampled parameters for a photo avatar, its tracked video otherwise);
 once the adversarial phase has started (`gan_start`), a discriminator step (LSGAN) on real and
 generated frames, conditioned on the current rendered frame and its attention map; then a
 generator step on GAN + feature matching + MS-SSIM + L1, mouth and eyes weighted
@@ -9,32 +10,28 @@ and decaying linearly to zero over the second, as pix2pixHD does.
 
 The run directory holds `checkpoint.pt` (everything needed to resume, written atomically every
 `checkpoint_every` steps and at the end), `val/step_NNNNNN.png` validation grids (rendered input |
-attention | output | ground truth) and `metrics.jsonl`.
+attention | output | ground truth) and `metrics.jsonl`. Metrics: engine/train/r2v_quality.py.
 """
 from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image
-from torch import Tensor
 
 from engine.avatar.bundle import Avatar
 from engine.render.renderer import AvatarRenderer
-from engine.train.r2v_data import FramePool, Segment, render_segment, sample_params, window_batch
+from engine.train.r2v_data import FramePool, PhotoSource, Segment, SegmentSource, TrainingDataError, render_segment, sample_params
+from engine.train.r2v_quality import Quality, grid, quality, run_segment
 from models.discriminators import MultiScaleDiscriminator, PatchGANConfig
-from models.losses import LossWeights, generator_losses, lsgan_discriminator, region_weights, ssim
+from models.losses import LossWeights, generator_losses, lsgan_discriminator, region_weights
 from models.r2v import R2V, R2VConfig
 
 VAL_SEED_OFFSET = 1_000_003  # validation frames come from their own random stream: held out
-GRID_ROWS = 4
-MOUTH_BOX = 0.25  # quality metrics: the mouth region is a box of this fraction of the frame side
-MIN_MOUTH_BOX = 16  # pixels: room for SSIM's 11x11 window
 
 
 @dataclass(frozen=True)
@@ -62,74 +59,20 @@ class R2VTrainConfig:
         return cls(**{**d, "model": R2VConfig(**d["model"]), "discriminator": PatchGANConfig(**d["discriminator"]), "losses": LossWeights(**d["losses"])})
 
 
-@dataclass(frozen=True)
-class Quality:
-    """Held-out quality: PSNR (dB) and SSIM of whole frames and the mouth box; flicker = mean
-    absolute error of frame-to-frame differences vs the ground truth's, in 8-bit levels."""
-
-    psnr: float
-    ssim: float
-    mouth_psnr: float
-    mouth_ssim: float
-    flicker: float
-
-
-def psnr(x: Tensor, y: Tensor) -> Tensor:
-    """Per-image PSNR [B] in dB of images [B, C, H, W] in 0..1."""
-    return -10 * torch.log10(((x - y) ** 2).mean((1, 2, 3)).clamp_min(1e-10))
-
-
-def mouth_boxes(images: Tensor, mouth: Tensor) -> Tensor:
-    """Crops [B, C, b, b] of images [B, C, S, S], each centred on its mouth mask [B, S, S]."""
-    s = images.shape[-1]
-    b = min(s, max(int(s * MOUTH_BOX), MIN_MOUTH_BOX))
-    crops = []
-    for image, mask in zip(images, mouth):
-        ys, xs = mask.nonzero(as_tuple=True)
-        cy, cx = (int(ys.float().mean()), int(xs.float().mean())) if len(ys) else (s // 2, s // 2)
-        y0, x0 = min(max(cy - b // 2, 0), s - b), min(max(cx - b // 2, 0), s - b)
-        crops.append(image[:, y0 : y0 + b, x0 : x0 + b])
-    return torch.stack(crops)
-
-
-def quality(outputs: Tensor, targets: Tensor, mouth: Tensor) -> Quality:
-    """Consecutive output and target frames [T, 3, S, S] in 0..1, mouth masks [T, S, S]."""
-    out_mouth, gt_mouth = mouth_boxes(outputs, mouth), mouth_boxes(targets, mouth)
-    flicker = ((outputs.diff(dim=0) - targets.diff(dim=0)).abs().mean() * 255).item()
-    return Quality(
-        psnr=psnr(outputs, targets).mean().item(),
-        ssim=ssim(outputs, targets).mean().item(),
-        mouth_psnr=psnr(out_mouth, gt_mouth).mean().item(),
-        mouth_ssim=ssim(out_mouth, gt_mouth).mean().item(),
-        flicker=flicker,
-    )
-
-
-@torch.no_grad()
-def run_segment(generate: Callable[[Tensor], Tensor], segment: Segment, config: R2VConfig, batch: int = 8) -> Tensor:
-    """Outputs [T, 3, S, S] for every frame of a segment, stacks clamped at its ends."""
-    outputs = []
-    for start in range(0, len(segment), batch):
-        ends = list(range(start, min(start + batch, len(segment))))
-        outputs.append(generate(window_batch(segment, ends, config.past, config.future).stack).float().cpu())
-    return torch.cat(outputs)
-
-
-def grid(segment: Segment, outputs: Tensor, rows: int = GRID_ROWS) -> np.ndarray:
-    """uint8 image: one row per frame, rendered input | attention | output | ground truth."""
-    picks = np.linspace(0, len(segment) - 1, rows).round().astype(int)
-    lines = []
-    for t in picks:
-        attention = segment.attention[t][..., None].expand(-1, -1, 3)
-        output = (outputs[t].permute(1, 2, 0).clamp(0, 1) * 255 + 0.5).to(torch.uint8)
-        lines.append(torch.cat([segment.face[t], attention, output, segment.target[t]], 1))
-    return torch.cat(lines, 0).numpy()
-
-
 class R2VTrainer:
     """One avatar's R2V training run in `run_dir`; resumes from its checkpoint when there is one."""
 
-    def __init__(self, avatar: Avatar, config: R2VTrainConfig, run_dir: str | os.PathLike, device: str = "cpu"):
+    def __init__(
+        self,
+        avatar: Avatar,
+        config: R2VTrainConfig,
+        run_dir: str | os.PathLike,
+        device: str = "cpu",
+        source: SegmentSource | None = None,
+        validation: Segment | None = None,
+    ):
+        """`source` of training segments (default: the photo avatar's sampled parameters) and the
+        held-out `validation` segment (default: sampled too); a resume is given the same ones."""
         self.run_dir = Path(run_dir)
         self.device = torch.device(device)
         checkpoint_path = self.run_dir / "checkpoint.pt"
@@ -154,14 +97,21 @@ class R2VTrainer:
             self.opt_d.load_state_dict(saved["opt_d"])
             self.step = int(saved["step"])
         self.renderer = AvatarRenderer(avatar, config.model.size, self.device)
+        source = source or PhotoSource(self.renderer)
+        if source.renderer.size != config.model.size:
+            raise TrainingDataError(f"the training source renders {source.renderer.size}x{source.renderer.size} frames, the network is {config.model.size}")
         # A resumed run draws new training frames (seeded by its step), the same held-out ones.
-        self.pool = FramePool(self.renderer, config.pool_segments, config.segment_frames, seed=config.seed + self.step)
+        self.pool = FramePool(source, config.pool_segments, config.segment_frames, config.model.frames, seed=config.seed + self.step)
         if saved is None and self.model.canvas is not None:
             # Start from the person's reference frame: sharp, and what the target is a warp of.
             reference = self.renderer.composite(avatar.reference_params).frames  # [1, S, S, 3]
             self.model.canvas.data.copy_(reference.permute(0, 3, 1, 2))
-        val_params = sample_params(avatar, config.val_frames, np.random.default_rng(config.seed + VAL_SEED_OFFSET))
-        self.val = render_segment(self.renderer, val_params)
+        if validation is None:
+            val_params = sample_params(avatar, config.val_frames, np.random.default_rng(config.seed + VAL_SEED_OFFSET))
+            validation = render_segment(self.renderer, val_params)
+        if validation.face.shape[1] != config.model.size:
+            raise TrainingDataError(f"the validation frames are {validation.face.shape[1]} pixels wide, the network is {config.model.size}")
+        self.val = validation
 
     def learning_rate(self) -> float:
         half = self.config.steps // 2
@@ -203,7 +153,7 @@ class R2VTrainer:
     def validate(self) -> Quality:
         """Held-out quality now; writes the validation grid and appends to metrics.jsonl."""
         self.model.eval()
-        outputs = run_segment(self.model.generate, self.val, self.config.model)
+        outputs = run_segment(lambda stack: self.model.generate(stack.to(self.device)), self.val, self.config.model)
         self.model.train()
         result = quality(outputs, self.val.target.permute(0, 3, 1, 2).float() / 255, self.val.mouth.bool())
         (self.run_dir / "val").mkdir(parents=True, exist_ok=True)

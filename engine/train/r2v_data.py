@@ -1,21 +1,26 @@
-"""R2V training data for a photo avatar: the direct compositor under sampled face parameters.
+"""R2V training data: segments of consecutive frames, each an input (rendered face + attention)
+and a target, from one of two sources.
 
-A photo avatar has no video, so the pairs are made: smooth random trajectories of FaceParams
-(head poses within the person's range, talking-like jaw motion, random rig shapes, blinks and
-winks) are rendered into the R2V input (face + attention) and the target (the direct compositor's
-full frame). Frames come in segments of consecutive frames, so input stacks are real sequences.
+- `PhotoSource`: a photo avatar has no video, so the pairs are made: smooth random trajectories of
+  FaceParams (head poses within the person's range, talking-like jaw motion, random rig shapes,
+  blinks and winks) rendered into the input and the target (the direct compositor's full frame).
+- `VideoSource`: a video avatar's tracked frames: random runs of consecutive usable frames inside
+  a frame range (the train or the held-out part), input rendered from the tracked parameters,
+  target = the real frames. Frames may be an np.memmap: only a segment's frames are ever read.
 
-`FramePool` keeps a fixed number of segments in memory as uint8 and replaces the oldest with a
-freshly sampled one on `refresh()`: an endless stream of new data at a bounded rendering cost.
+`FramePool` keeps a fixed number of segments in memory as uint8 and replaces the oldest with a new
+one from its source on `refresh()`: an endless stream of data at a bounded rendering cost.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 import torch
 from scipy.ndimage import gaussian_filter1d
 from torch import Tensor
+from torch.nn.functional import interpolate
 
 from engine.avatar.bundle import Avatar
 from engine.face import topology
@@ -33,6 +38,10 @@ TALK_SHAPES = [EXPRESSION_NAMES.index(n) for n in EXPRESSION_NAMES if n.startswi
 OTHER_SHAPES = [EXPRESSION_NAMES.index(n) for n in EXPRESSION_NAMES if n.startswith(("brow", "cheek"))]
 WINKS = [EXPRESSION_NAMES.index(n) for n in ("eyeBlink_L", "eyeBlink_R")]
 JAW = EXPRESSION_NAMES.index("jawOpen")
+
+
+class TrainingDataError(ValueError):
+    """Training frames that cannot be used (mismatched arrays, no run of usable frames long enough)."""
 
 
 def _smooth(rng: np.random.Generator, n: int, seconds: float) -> np.ndarray:
@@ -117,13 +126,28 @@ def to_uint8(x: Tensor) -> Tensor:
     return (x * 255 + 0.5).to(torch.uint8).cpu()
 
 
-def render_segment(renderer: AvatarRenderer, params: FaceParams) -> Segment:
+def fit_frames(frames: np.ndarray, size: int) -> Tensor:
+    """Video frames [T, R, R, 3] uint8 -> [T, size, size, 3] uint8 (antialiased when resized)."""
+    x = torch.from_numpy(np.array(frames))  # a copy: frames may be a read-only memmap
+    if x.shape[1:3] == (size, size):
+        return x
+    x = interpolate(x.permute(0, 3, 1, 2).float(), size=(size, size), mode="bilinear", antialias=True, align_corners=False)
+    return (x.clamp(0, 255) + 0.5).to(torch.uint8).permute(0, 2, 3, 1).contiguous()
+
+
+def render_segment(renderer: AvatarRenderer, params: FaceParams, frames: np.ndarray | None = None) -> Segment:
+    """Inputs and masks rendered from `params` [T]; targets = `frames` [T, R, R, 3] uint8 (real
+    video frames, resized to the renderer's size) when given, else the direct compositor's frames."""
     parts: dict[str, list[Tensor]] = {k: [] for k in ("face", "attention", "target", "mouth", "eyes")}
     for start in range(0, len(params), RENDER_BATCH):
         p = params[start : start + RENDER_BATCH]
         mouth, eyes = region_masks(renderer, p)
-        for key, image in (("face", renderer.face(p).frames), ("attention", renderer.attention(p)), ("target", renderer.composite(p).frames)):
-            parts[key].append(to_uint8(image))
+        parts["face"].append(to_uint8(renderer.face(p).frames))
+        parts["attention"].append(to_uint8(renderer.attention(p)))
+        if frames is None:
+            parts["target"].append(to_uint8(renderer.composite(p).frames))
+        else:
+            parts["target"].append(fit_frames(frames[start : start + RENDER_BATCH], renderer.size))
         parts["mouth"].append(mouth.to(torch.uint8).cpu())
         parts["eyes"].append(eyes.to(torch.uint8).cpu())
     return Segment(**{k: torch.cat(v) for k, v in parts.items()})
@@ -151,18 +175,101 @@ def window_batch(segment: Segment, ends: list[int], past: int, future: int) -> B
     return Batch(stack, target, segment.mouth[t].float(), segment.eyes[t].float())
 
 
-class FramePool:
-    """`segments` rendered segments of `length` frames; sample() draws random windows."""
+class SegmentSource(Protocol):
+    """Where a pool's segments come from; the pool's `rng` drives the draws (a resumed run reseeds it)."""
 
-    def __init__(self, renderer: AvatarRenderer, segments: int, length: int, seed: int):
+    renderer: AvatarRenderer
+
+    def segment(self, length: int, min_length: int, rng: np.random.Generator) -> Segment:
+        """Consecutive frames: `length` of them, or fewer but at least `min_length`."""
+        ...
+
+
+class PhotoSource:
+    """Sampled face parameters; targets from the direct compositor (photo avatars)."""
+
+    def __init__(self, renderer: AvatarRenderer):
         self.renderer = renderer
+
+    def segment(self, length: int, min_length: int, rng: np.random.Generator) -> Segment:
+        return render_segment(self.renderer, sample_params(self.renderer.avatar, length, rng))
+
+
+def usable_runs(usable: np.ndarray, frame_range: range) -> list[tuple[int, int]]:
+    """(start, stop) of every run of consecutive True frames of `usable` [N] inside `frame_range`."""
+    inside = np.zeros(len(usable) + 2, np.int8)
+    inside[1 + frame_range.start : 1 + frame_range.stop] = usable[frame_range.start : frame_range.stop]
+    edges = np.flatnonzero(np.diff(inside))  # a run starts at a rise and stops at a fall
+    return [(int(a), int(b)) for a, b in zip(edges[::2], edges[1::2])]
+
+
+class VideoSource:
+    """A tracked video's frames [N, R, R, 3] uint8 (an array or np.memmap), their FaceParams [N]
+    in the avatar's camera and `usable` [N] (face tracked); segments come from the runs of
+    consecutive usable frames inside `frame_range` and never cross a lost frame or its ends."""
+
+    def __init__(self, renderer: AvatarRenderer, frames: np.ndarray, params: FaceParams, usable: np.ndarray, frame_range: tuple[int, int] | range):
+        usable = np.asarray(usable, bool)
+        frame_range = range(*frame_range) if isinstance(frame_range, tuple) else frame_range
+        if frames.ndim != 4 or frames.shape[3] != 3 or frames.dtype != np.uint8:
+            raise TrainingDataError(f"video frames must be uint8 [N, R, R, 3], got {frames.dtype} {list(frames.shape)}")
+        if not len(frames) == len(params) == len(usable):
+            raise TrainingDataError(f"{len(frames)} video frames, {len(params)} face parameters and {len(usable)} usable flags do not match")
+        if frame_range.step != 1 or not 0 <= frame_range.start <= frame_range.stop <= len(frames):
+            raise TrainingDataError(f"frame range ({frame_range.start}, {frame_range.stop}) is not a consecutive range inside the video's {len(frames)} frames")
+        self.renderer = renderer
+        self.frames, self.params, self.usable, self.frame_range = frames, params, usable, frame_range
+        self.runs = usable_runs(usable, frame_range)
+
+    def render(self, start: int, stop: int) -> Segment:
+        """Frames start..stop-1 (the caller keeps them inside one run)."""
+        return render_segment(self.renderer, self.params[start:stop], self.frames[start:stop])
+
+    def runs_of(self, min_length: int) -> list[tuple[int, int]]:
+        """The runs of at least `min_length` frames; TrainingDataError when there is none."""
+        runs = [(a, b) for a, b in self.runs if b - a >= min_length]
+        if not runs:
+            longest = max((b - a for a, b in self.runs), default=0)
+            raise TrainingDataError(
+                f"no run of {min_length} consecutive usable frames in frames {self.frame_range.start}..{self.frame_range.stop - 1} "
+                f"(the longest is {longest}): too few frames where the face was tracked"
+            )
+        return runs
+
+    def segment(self, length: int, min_length: int, rng: np.random.Generator) -> Segment:
+        """A random piece of a random run (longer runs more often, so frames are drawn evenly)."""
+        runs = self.runs_of(min_length)
+        sizes = np.array([b - a for a, b in runs], float)
+        a, b = runs[rng.choice(len(runs), p=sizes / sizes.sum())]
+        n = min(length, b - a)
+        start = a + int(rng.integers(0, b - a - n + 1))
+        return self.render(start, start + n)
+
+
+def video_segment(renderer: AvatarRenderer, frames: np.ndarray, params: FaceParams, usable: np.ndarray, frame_range: tuple[int, int] | range, length: int) -> Segment:
+    """A fixed segment of a video (arguments as VideoSource's), e.g. for validation: up to
+    `length` consecutive frames from the middle of the longest run of usable frames in the range."""
+    source = VideoSource(renderer, frames, params, usable, frame_range)
+    a, b = max(source.runs_of(1), key=lambda run: run[1] - run[0])
+    n = min(length, b - a)
+    start = a + (b - a - n) // 2
+    return source.render(start, start + n)
+
+
+class FramePool:
+    """`segments` segments of `length` frames (at least `min_length`) from `source`; sample()
+    draws random windows. `seed` drives both the source's draws and the windows."""
+
+    def __init__(self, source: SegmentSource, segments: int, length: int, min_length: int, seed: int):
+        self.source = source
         self.length = length
+        self.min_length = min_length
         self.rng = np.random.default_rng(seed)
         self.segments = [self._new() for _ in range(segments)]
         self.oldest = 0
 
     def _new(self) -> Segment:
-        return render_segment(self.renderer, sample_params(self.renderer.avatar, self.length, self.rng))
+        return self.source.segment(self.length, self.min_length, self.rng)
 
     def refresh(self) -> None:
         """Replace the oldest segment with a new one."""
