@@ -40,7 +40,8 @@ def run(args: argparse.Namespace) -> None:
         wall = time.monotonic() - start
         peak_mib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
         metrics = json.loads((tmp / "work" / "report.json").read_text())
-        shutil.copyfile(tmp / "work" / "report_frames.png", args.results_dir / "avatar-build_frames.png")
+        for name in ("frames", "curves"):
+            shutil.copyfile(tmp / "work" / f"report_{name}.png", args.results_dir / f"avatar-build_{name}.png")
     rows = [{"stage": stage, "seconds": seconds_} for stage, seconds_ in metrics["stage_seconds"].items()]
     rows.append({"stage": "whole build (wall)", "seconds": round(wall, 1)})
     notes = (
