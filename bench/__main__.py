@@ -19,6 +19,7 @@ BENCHMARKS = {
     "latency": "bench.latency",
     "sessions": "bench.sessions",
     "avatar-build": "bench.avatar_build",
+    "soak": "bench.soak",
 }
 
 

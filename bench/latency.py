@@ -11,7 +11,7 @@ The client sends UTTERANCES phrases of espeak-ng speech in real time (20 ms mess
 followed by silence. Per phrase:
 - send-to-mouth: from sending the message with the speech onset to receiving the first frame
   whose mouth is open (engine.render.mouth_meter: MediaPipe on the received frames, openness past
-  OPEN, about jawOpen 0.25);
+  OPEN: 30% of the way to a half-open jaw);
 - A/V offset: the lag that best aligns the mouth's openness over the phrase with the received
   audio's loudness (cross-correlation on a 5 ms grid; positive: the video is late). Thresholds
   on each would measure where the mouth and the loudness cross them, not sync.
@@ -48,7 +48,7 @@ SILENCE_S = 1.2
 BLOCK = SAMPLE_RATE // 50  # 20 ms messages, as a live client sends them
 SOUND = 0.02  # RMS that counts as speech, sent or received
 MAX_LAG_S = 0.2  # A/V offsets searched
-OPEN = 0.5  # mouth openness (engine.render.mouth_meter: 0 rest, 1 jaw half open) that counts as open
+OPEN = 0.3  # mouth openness (engine.render.mouth_meter: 0 rest, 1 jaw half open) that counts as open
 SERVER_START_S = 180  # loading the avatar and models in the server process
 
 

@@ -19,9 +19,7 @@ their checkpoints). A work directory made from another video or preset is starte
 """
 from __future__ import annotations
 
-import json
 import os
-import shutil
 import sys
 import time
 from collections.abc import Callable
@@ -33,6 +31,7 @@ import numpy as np
 from engine.avatar.bundle import Avatar, save
 from engine.face.model import Camera
 from engine.train.avatar_video import Crop, crop_frames, motion_stats, stable_crop, write_npy
+from engine.train.work_dir import Work, progress_bar
 from engine.types import FPS, FaceParams
 
 REPO = Path(__file__).resolve().parents[2]
@@ -63,38 +62,6 @@ PRESETS = {
     "full": Preset(resolution=512, r2v_steps=8000, r2v_batch=4, r2v_gan_start=4000, gan_epochs=10),
     "tiny": Preset(resolution=128, r2v_steps=6, r2v_batch=2, r2v_gan_start=3, gan_epochs=1, gan_steps=4, segment_frames=16, pool_segments=2, val_frames=8),  # tests
 }
-
-
-class Work:
-    """The work directory: each stage's outputs, written atomically; `done(stage)` says whether a
-    stage has finished. Its manifest names the video and preset it belongs to."""
-
-    def __init__(self, path: Path, manifest: dict):
-        self.path = path
-        if (path / "manifest.json").is_file() and json.loads((path / "manifest.json").read_text()) != manifest:
-            shutil.rmtree(path)  # another video or preset: nothing here can be reused
-        path.mkdir(parents=True, exist_ok=True)
-        self.write_json("manifest.json", manifest)
-
-    def __truediv__(self, name: str) -> Path:
-        return self.path / name
-
-    def done(self, stage: str) -> bool:
-        return (self.path / f"{stage}.done").is_file()
-
-    def finish(self, stage: str, seconds: float) -> None:
-        self.write_json(f"{stage}.done", {"seconds": round(seconds, 1)})
-
-    def write_json(self, name: str, data: dict) -> None:
-        tmp = self.path / f".{name}.partial"
-        tmp.write_text(json.dumps(data, indent=2) + "\n")
-        os.replace(tmp, self.path / name)
-
-    def read_json(self, name: str) -> dict:
-        return json.loads((self.path / name).read_text())
-
-    def stage_seconds(self) -> dict[str, float]:
-        return {p.stem: json.loads(p.read_text())["seconds"] for p in sorted(self.path.glob("*.done"))}
 
 
 @dataclass
@@ -330,22 +297,3 @@ def train_photo_r2v(avatar: Avatar, preset: str, device: str = "cpu", work: str 
     weights = trainer.export(run_dir / f"r2v_{variant}.pt")
     say(f"added R2V ({variant}, {trainer.step} steps) to avatar '{avatar.name}'")
     return add_files(avatar.path, {f"r2v_{variant}": weights})
-
-
-class progress_bar:
-    """A tqdm bar (with ETA) driven by a `(done, total)` callback."""
-
-    def __init__(self, desc: str, total: int, unit: str):
-        from tqdm import tqdm
-
-        self.bar = tqdm(total=total, desc=desc, unit=unit, file=sys.stderr, disable=None)
-
-    def __call__(self, done: int, total: int) -> None:
-        self.bar.total = total
-        self.bar.update(done - self.bar.n)
-
-    def __enter__(self) -> "progress_bar":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.bar.close()

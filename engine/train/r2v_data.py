@@ -25,6 +25,7 @@ from torch.nn.functional import interpolate
 from engine.avatar.bundle import Avatar
 from engine.face import topology
 from engine.face.model import posed
+from engine.face.video_track import runs
 from engine.pipeline.idle import blink_curve
 from engine.render.raster import rasterize
 from engine.render.renderer import AvatarRenderer
@@ -197,10 +198,8 @@ class PhotoSource:
 
 def usable_runs(usable: np.ndarray, frame_range: range) -> list[tuple[int, int]]:
     """(start, stop) of every run of consecutive True frames of `usable` [N] inside `frame_range`."""
-    inside = np.zeros(len(usable) + 2, np.int8)
-    inside[1 + frame_range.start : 1 + frame_range.stop] = usable[frame_range.start : frame_range.stop]
-    edges = np.flatnonzero(np.diff(inside))  # a run starts at a rise and stops at a fall
-    return [(int(a), int(b)) for a, b in zip(edges[::2], edges[1::2])]
+    start = frame_range.start
+    return [(start + int(a), start + int(b)) for a, b in runs(usable[start : frame_range.stop])]
 
 
 class VideoSource:
