@@ -6,11 +6,13 @@ On the held-out frames (the last 15% of the clip, never trained on):
 - R2V: its frames from the tracked parameters vs the real frames (PSNR/SSIM of the whole frame
   and the mouth box, flicker: engine/train/r2v_quality.py);
 - landmark distance: MediaPipe tracks the generated frames (audio-driven, and reconstructed from
-  the tracked parameters) and the real ones; the mean distance between corresponding landmarks, in
-  % of the inter-ocular distance, over the whole face and the mouth (FACIAL's LMD);
+  the tracked parameters) and the real ones, over the first LANDMARK_FRAMES of the held-out part;
+  the mean distance between corresponding landmarks, in % of the inter-ocular distance, over the
+  whole face and the mouth (FACIAL's LMD);
 - cost: wall time per stage, memory peak.
-Written into the work directory as report.md, report.json (the figures), report_curves.png (tracked vs predicted) and
-report_frames.png (real | reconstructed | audio-driven), which go into the bundle.
+Written into the work directory as report.md, report.json (the figures), report_curves.png
+(tracked vs predicted) and report_frames.png (real | reconstructed | audio-driven); all but
+report.json go into the bundle.
 """
 from __future__ import annotations
 
@@ -26,6 +28,7 @@ from engine.types import BLINK_COL, EXP_START, EXPRESSION_NAMES, FPS, POSE_NAMES
 JAW = EXP_START + EXPRESSION_NAMES.index("jawOpen")
 EYE_CORNERS = (33, 263)
 SAMPLE_ROWS = 4
+LANDMARK_FRAMES = 30 * FPS  # held-out frames rendered and tracked for landmark distances (memory stays bounded)
 RENDER_BATCH = 16
 
 
@@ -85,8 +88,9 @@ def write_report(stages) -> dict:  # noqa: ANN001 (avatar_build.Stages)
     work, avatar = stages.work, stages.trained()
     params, valid = stages.fitted()
     split, n = stages.split, len(valid)
-    real_frames = np.array(stages.frames()[split:n])  # a copy: the held-out part only
     held = slice(split, n)
+    shown = slice(split, min(n, split + LANDMARK_FRAMES))  # the frames tracked for landmark distances
+    real_frames = np.array(stages.frames()[shown])
     tracked = params[held]
     metrics: dict = {"held_out_seconds": round((n - split) / FPS, 1), "tracked_share": float(valid[held].mean())}
 
@@ -108,10 +112,10 @@ def write_report(stages) -> dict:  # noqa: ANN001 (avatar_build.Stages)
     if source.uses_r2v:
         held_out = VideoSource(AvatarRenderer(avatar, avatar.resolution), stages.frames(), params, valid, (split, n))
         metrics["r2v"] = asdict(evaluate_video(R2V.from_checkpoint(r2v_weights(avatar)), held_out))
-    reconstructed = render(source, tracked)
+    reconstructed = render(source, params[shown])
     real_lm = track_frames(real_frames)
     metrics["landmarks_reconstructed"] = landmark_distance(real_lm, track_frames(reconstructed)).__dict__
-    driven = render(source, predicted) if predicted is not None else None
+    driven = render(source, predicted[: len(real_frames)]) if predicted is not None else None
     if driven is not None:
         metrics["landmarks_audio_driven"] = landmark_distance(real_lm, track_frames(driven)).__dict__
     metrics["stage_seconds"] = stages.work.stage_seconds()
