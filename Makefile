@@ -21,7 +21,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 $(AVATAR): | $(STAMP)
-	$(PY) -m engine build-default-avatar --out avatars/default
+	$(PY) -m engine build-avatar --builtin --out avatars/default
 
 run: setup
 	$(PY) run_server.py
