@@ -43,7 +43,7 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class PipelineConfig:
-    margin_ms: int = 50  # compute (a FACIAL-GAN update, rendering one frame ahead) beyond what the models wait for
+    margin_ms: int = 40  # compute (a FACIAL-GAN update, rendering one frame ahead) beyond what the models wait for
     chunk_ms: int = 20  # audio chunk of the chain (and of the input's time granularity)
     max_ahead_s: float = 10.0  # audio scheduled ahead of the clock at most; the input waits beyond
     inbox_frames: int = 64  # per stage
