@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
-import itertools
 import json
 import os
 import shutil
@@ -18,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+from ws_commands import CommandChannel
 
 LAUNCH_TIMEOUT_S = 30  # a cold start on a loaded 2-core machine takes several seconds
 POLL_S = 0.1
@@ -96,13 +96,16 @@ async def bidi_port(port_file: Path, browser: asyncio.subprocess.Process, log: P
             await asyncio.sleep(POLL_S)
 
 
-class BidiPage:
+class BidiPage(CommandChannel):
     """The first top-level browsing context (tab) of a browser, driven over one BiDi session."""
 
-    def __init__(self, ws: aiohttp.ClientWebSocketResponse) -> None:
-        self._ws = ws
-        self._ids = itertools.count(1)
-        self.context = ""
+    error_type = BidiError
+    protocol = "BiDi"
+    context = ""
+
+    @staticmethod
+    def error_message(reply: dict[str, Any]) -> str | None:
+        return f"{reply.get('error')}: {reply.get('message')}" if reply.get("type") == "error" else None
 
     @classmethod
     @contextlib.asynccontextmanager
@@ -114,21 +117,6 @@ class BidiPage:
             tree = await page.send("browsingContext.getTree", maxDepth=0)
             page.context = tree["contexts"][0]["context"]
             yield page
-
-    async def send(self, method: str, **params: Any) -> dict[str, Any]:
-        """Runs one command and returns its result; events that arrive meanwhile are ignored."""
-        command_id = next(self._ids)
-        await self._ws.send_json({"id": command_id, "method": method, "params": params})
-        async for message in self._ws:
-            if message.type != aiohttp.WSMsgType.TEXT:
-                break
-            reply = message.json()
-            if reply.get("id") != command_id:
-                continue
-            if reply.get("type") == "error":
-                raise BidiError(f"{method}: {reply.get('error')}: {reply.get('message')}")
-            return reply["result"]
-        raise BidiError(f"{method}: the BiDi connection closed")
 
     async def navigate(self, url: str) -> None:
         """Opens `url` in the tab and waits until the page has loaded."""

@@ -2,25 +2,28 @@
 from __future__ import annotations
 
 import base64
-import itertools
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 import aiohttp
+from ws_commands import CommandChannel
 
 
 class CdpError(RuntimeError):
     """The browser answered a command with an error, or the page threw."""
 
 
-class CdpPage:
+class CdpPage(CommandChannel):
     """One page target of a browser, driven over its DevTools websocket."""
 
-    def __init__(self, ws: aiohttp.ClientWebSocketResponse) -> None:
-        self._ws = ws
-        self._ids = itertools.count(1)
+    error_type = CdpError
+    protocol = "DevTools"
+
+    @staticmethod
+    def error_message(reply: dict[str, Any]) -> str | None:
+        return reply["error"].get("message") if "error" in reply else None
 
     @classmethod
     @asynccontextmanager
@@ -34,21 +37,6 @@ class CdpPage:
         # max_msg_size=0: screenshots are larger than aiohttp's default message limit
         async with http.ws_connect(page["webSocketDebuggerUrl"], max_msg_size=0) as ws:
             yield cls(ws)
-
-    async def send(self, method: str, **params: Any) -> dict[str, Any]:
-        """Runs one command and returns its result; events that arrive meanwhile are ignored."""
-        command_id = next(self._ids)
-        await self._ws.send_json({"id": command_id, "method": method, "params": params})
-        async for message in self._ws:
-            if message.type != aiohttp.WSMsgType.TEXT:
-                break
-            reply = message.json()
-            if reply.get("id") != command_id:
-                continue
-            if "error" in reply:
-                raise CdpError(f"{method}: {reply['error'].get('message')}")
-            return reply["result"]
-        raise CdpError(f"{method}: the DevTools connection closed")
 
     async def evaluate(self, expression: str) -> Any:
         """The JSON value of a JavaScript expression in the page (promises are awaited)."""

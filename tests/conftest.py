@@ -1,6 +1,10 @@
-"""Shared fixtures: the built-in avatar and its face model, loaded once per test session."""
+"""Shared fixtures: the built-in avatar and its face model (loaded once per test session), one
+torch thread, and for live-server tests an HTTP client session and loopback-only ICE."""
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+
+import aiohttp
 import pytest
 import torch
 
@@ -25,3 +29,17 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture
+def loopback_ice(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The test's aiortc viewers gather ICE candidates on loopback only, like the server."""
+    import aioice.ice
+
+    monkeypatch.setattr(aioice.ice, "get_host_addresses", lambda use_ipv4, use_ipv6: ["127.0.0.1"])
+
+
+@pytest.fixture
+async def http() -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession() as session:
+        yield session

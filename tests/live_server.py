@@ -56,6 +56,12 @@ def read_index(rgb: np.ndarray) -> int:
     return sum(1 << bit for bit, level in enumerate(centres) if level > WHITE / 2)
 
 
+def jaw_box(size: int) -> list[int]:
+    """[x0, y0, x1, y1] inside the patch whose grey level GradientRenderer draws as jawOpen."""
+    ys, xs = GradientRenderer(size)._jaw_patch()
+    return [xs.start + 4, ys.start + 4, xs.stop - 4, ys.stop - 4]
+
+
 def read_jaw(rgb: np.ndarray) -> float:
     """The jawOpen drawn by GradientRenderer (0..1), from the middle of its patch."""
     ys, xs = GradientRenderer(rgb.shape[0])._jaw_patch()

@@ -23,7 +23,7 @@ import numpy as np
 import pytest
 from PIL import Image
 from cdp import CdpPage
-from live_server import GradientRenderer, live_server
+from live_server import jaw_box, live_server
 
 from engine.types import SAMPLE_RATE
 from streaming.app import ServerConfig
@@ -204,11 +204,25 @@ def check_lip_sync(samples: np.ndarray, closed: float, opened: float) -> None:
     assert mouth[silent].max() < closed
 
 
+async def say_and_interrupt(page: Any, box: list[int]) -> None:
+    """On a page playing a GradientRenderer avatar (CdpPage or bidi.BidiPage): types SENTENCE and
+    presses say, the jaw opens and the server speaks; the interrupt button stops it and the jaw
+    closes again."""
+    await page.evaluate(f"(document.getElementById('say-text').value = {json.dumps(SENTENCE)}, document.getElementById('say').click())")
+    await page.evaluate(f"({WATCH_MOUTH})({box}, 'grey')")
+    await until(page, "window.mouthSamples.some(([t, jaw]) => jaw > 0.5)")  # the avatar speaks
+    await until(page, "window.avatarStats.server?.speaking")
+    await page.evaluate("document.getElementById('interrupt').click()")
+    await until(page, "window.avatarStats.server && !window.avatarStats.server.speaking")
+    await asyncio.sleep(0.3)
+    recent = await page.evaluate("window.mouthSamples.slice(-5).map(([t, jaw]) => jaw)")
+    assert max(recent) < 0.1  # closed again
+
+
 @pytest.mark.slow
 async def test_typed_text_is_spoken_and_the_interrupt_button_stops_it(tmp_path: Path) -> None:
     size = 128
-    jaw = GradientRenderer(size)._jaw_patch()
-    box = (jaw[1].start + 4, jaw[0].start + 4, jaw[1].stop - 4, jaw[0].stop - 4)
+    box = jaw_box(size)
     async with (
         live_server(ServerConfig(port=0, size=size)) as url,
         chromium(f"{url}/?autostart=1", tmp_path / "profile") as port,
@@ -217,15 +231,7 @@ async def test_typed_text_is_spoken_and_the_interrupt_button_stops_it(tmp_path: 
     ):
         async with asyncio.timeout(SPEECH_TIMEOUT_S):
             await until(page, "window.avatarStats?.framesDecoded >= 10 && window.avatarStats.speech")
-            await page.evaluate(f"(document.getElementById('say-text').value = {json.dumps(SENTENCE)}, document.getElementById('say').click())")
-            await page.evaluate(f"({WATCH_MOUTH})({list(box)}, 'grey')")
-            await until(page, "window.mouthSamples.some(([t, jaw]) => jaw > 0.5)")  # the avatar speaks
-            await until(page, "window.avatarStats.server?.speaking")
-            await page.evaluate("document.getElementById('interrupt').click()")
-            await until(page, "window.avatarStats.server && !window.avatarStats.server.speaking")
-            await asyncio.sleep(0.3)
-            recent = await page.evaluate("window.mouthSamples.slice(-5).map(([t, jaw]) => jaw)")
-            assert max(recent) < 0.1  # closed again
+            await say_and_interrupt(page, box)
             assert (await page.evaluate("document.getElementById('latency').textContent")).endswith(" ms")
             assert float(await page.evaluate("document.getElementById('fps').textContent")) > 0
 
@@ -235,8 +241,7 @@ async def test_the_microphone_moves_the_mouth_and_silence_keeps_it_closed(tmp_pa
     """The page's own microphone path (getUserMedia -> WebRTC -> the server's speech chain) with
     the probe speech model, so it runs without trained weights; the jaw is read from the frames."""
     size = 128
-    jaw = GradientRenderer(size)._jaw_patch()
-    box = (jaw[1].start + 4, jaw[0].start + 4, jaw[1].stop - 4, jaw[0].stop - 4)
+    box = jaw_box(size)
     async with (
         live_server(ServerConfig(port=0, size=size)) as url,
         chromium(f"{url}/?autostart=1&mic=1&echo=1", tmp_path / "profile", speech_wav(tmp_path / "speech.wav")) as port,

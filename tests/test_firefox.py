@@ -12,7 +12,6 @@ The first test saves a screenshot of the page: run pytest with -s to see its pat
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -21,8 +20,8 @@ from pathlib import Path
 import aiohttp
 import pytest
 from bidi import BidiPage, firefox, firefox_binary
-from live_server import GradientRenderer, live_server
-from test_browser import CLOCK_WATCH_S, MIN_FPS, SENTENCE, VIDEO, WATCH_MOUTH, until
+from live_server import jaw_box, live_server
+from test_browser import CLOCK_WATCH_S, MIN_FPS, VIDEO, WATCH_MOUTH, say_and_interrupt, until
 
 from streaming.app import ServerConfig
 
@@ -63,12 +62,6 @@ async def firefox_page(url: str, profile: Path) -> AsyncIterator[BidiPage]:
         await page.add_preload_script(RECORD_PEER_CONNECTIONS)
         await page.navigate(url)
         yield page
-
-
-def jaw_box(size: int) -> list[int]:
-    """[x0, y0, x1, y1]: inside the patch whose grey level GradientRenderer draws as jawOpen."""
-    ys, xs = GradientRenderer(size)._jaw_patch()
-    return [xs.start + 4, ys.start + 4, xs.stop - 4, ys.stop - 4]
 
 
 async def next_frames_decoded(page: BidiPage) -> tuple[int, float]:
@@ -116,15 +109,7 @@ async def test_typed_text_is_spoken_and_the_interrupt_button_stops_it_in_firefox
         ):
             await until(page, "window.avatarStats.framesDecoded >= 10 && window.avatarStats.speech")
             idle_energy = await page.evaluate(VOICE_ENERGY)
-            await page.evaluate(f"(document.getElementById('say-text').value = {json.dumps(SENTENCE)}, document.getElementById('say').click())")
-            await page.evaluate(f"({WATCH_MOUTH})({jaw_box(size)}, 'grey')")
-            await until(page, "window.mouthSamples.some(([t, jaw]) => jaw > 0.5)")  # the avatar speaks
-            await until(page, "window.avatarStats.server?.speaking")
-            await page.evaluate("document.getElementById('interrupt').click()")
-            await until(page, "window.avatarStats.server && !window.avatarStats.server.speaking")
-            await asyncio.sleep(0.3)
-            recent = await page.evaluate("window.mouthSamples.slice(-5).map(([t, jaw]) => jaw)")
-            assert max(recent) < 0.1  # closed again
+            await say_and_interrupt(page, jaw_box(size))
             spoken_energy = await page.evaluate(VOICE_ENERGY) - idle_energy
             await asyncio.sleep(SILENCE_WATCH_S)
             after_energy = await page.evaluate(VOICE_ENERGY) - idle_energy - spoken_energy

@@ -8,7 +8,6 @@ import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
-import aioice.ice
 import aiohttp
 import numpy as np
 import pytest
@@ -30,16 +29,7 @@ RECEIVE_TIMEOUT_S = 10
 ROUNDING_TICKS = 1
 
 
-@pytest.fixture(autouse=True)
-def loopback_ice(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The test's viewer gathers ICE candidates on loopback only, like the server."""
-    monkeypatch.setattr(aioice.ice, "get_host_addresses", lambda use_ipv4, use_ipv6: ["127.0.0.1"])
-
-
-@pytest.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as session:
-        yield session
+pytestmark = pytest.mark.usefixtures("loopback_ice")
 
 
 @pytest.fixture

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 
-import aioice.ice
 import aiohttp
 import numpy as np
 import pytest
@@ -22,15 +21,7 @@ WAIT_S = 10
 MAX_MESSAGE = 64 * 1024
 
 
-@pytest.fixture(autouse=True)
-def loopback_ice(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(aioice.ice, "get_host_addresses", lambda use_ipv4, use_ipv6: ["127.0.0.1"])
-
-
-@pytest.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as session:
-        yield session
+pytestmark = pytest.mark.usefixtures("loopback_ice")
 
 
 @pytest.fixture
