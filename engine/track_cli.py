@@ -20,10 +20,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 
 
 def run(args: argparse.Namespace) -> None:
-    from tqdm import tqdm
-
     from engine.face.model import Camera
     from engine.face.video_track import blink_events, fit_clip, save_track, track_video, write_preview
+    from engine.progress import progress_bar
     from engine.types import FPS
     from engine.video import check_writable, probe_video
 
@@ -31,10 +30,10 @@ def run(args: argparse.Namespace) -> None:
     if args.preview:
         check_writable(args.preview)
     info = probe_video(args.video)
-    with tqdm(total=info.frames, desc="track", unit="frame", disable=None, file=sys.stderr) as bar:
-        track = track_video(args.video, progress=lambda done, total: bar.update(done - bar.n), max_side=args.max_side)
-    with tqdm(total=int(track.valid.sum()), desc="fit", unit="frame", disable=None, file=sys.stderr) as bar:
-        clip = fit_clip(track.landmarks, track.valid, Camera.with_fov(track.width, track.height), lambda done, total: bar.update(done - bar.n))
+    with progress_bar("track", info.frames, "frame") as bar:
+        track = track_video(args.video, progress=bar, max_side=args.max_side)
+    with progress_bar("fit", int(track.valid.sum()), "frame") as bar:
+        clip = fit_clip(track.landmarks, track.valid, Camera.with_fov(track.width, track.height), bar)
     save_track(args.out, track, clip)
     if args.preview:
         write_preview(args.preview, args.video, track, clip)

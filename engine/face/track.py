@@ -7,6 +7,20 @@ from __future__ import annotations
 
 import numpy as np
 
+from engine.face.topology import EYE_CORNERS, LOWER_LIP_MID_INNER, NUM_LANDMARKS, UPPER_LIP_MID_INNER
+
+
+def eye_span(landmarks: np.ndarray) -> np.ndarray:
+    """Landmarks [..., 478, 3] -> the image distance between the outer eye corners [...]: the
+    face's scale in a frame."""
+    outer = landmarks[..., EYE_CORNERS["left"][0], :2] - landmarks[..., EYE_CORNERS["right"][0], :2]
+    return np.linalg.norm(outer, axis=-1)
+
+
+def lip_gap(landmarks: np.ndarray) -> np.ndarray:
+    """Landmarks [..., 478, 3] -> the inner lips' gap over the eye span [...]."""
+    gap = landmarks[..., LOWER_LIP_MID_INNER, :2] - landmarks[..., UPPER_LIP_MID_INNER, :2]
+    return np.linalg.norm(gap, axis=-1) / eye_span(landmarks)
 
 
 class NoFaceError(ValueError):
@@ -46,3 +60,16 @@ class Tracker:
         points = np.array([[p.x * w, p.y * h, p.z * w] for p in result.multi_face_landmarks[0].landmark])
         points[:, 2] -= points[:, 2].mean()
         return points
+
+
+def track_frames(frames: np.ndarray, video: bool = True) -> np.ndarray:
+    """Frames [N, H, W, 3] uint8 -> landmarks [N, 478, 3], NaN where no face was found. `video`:
+    consecutive frames tracked as a clip; otherwise each on its own (no smoothing across frames)."""
+    out = np.full((len(frames), NUM_LANDMARKS, 3), np.nan)
+    with Tracker(video=video) as tracker:
+        for i, frame in enumerate(frames):
+            try:
+                out[i] = tracker.landmarks(np.ascontiguousarray(frame))
+            except NoFaceError:
+                pass
+    return out

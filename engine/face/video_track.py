@@ -32,7 +32,7 @@ from engine.face import topology
 from engine.face.fit import fit
 from engine.face.model import Camera, FaceModel, Identity
 from engine.face.topology import NUM_LANDMARKS, NUM_SURFACE
-from engine.face.track import NoFaceError
+from engine.face.track import NoFaceError, eye_span, lip_gap
 from engine.types import BLINK_COL, FPS, PARAM_NAMES, POSE_NAMES, RIG_VERSION, FaceParams
 from engine.video import probe_video, read_frames, write_mp4
 
@@ -67,8 +67,6 @@ NEUTRAL_EYE_CLOSURE = 0.2
 PREVIEW_MAX_SIDE = 720
 AXIS_LENGTH = 6.0  # model units (~ cm) of the pose axes drawn in the preview
 EYELIDS = ((159, 145), (386, 374))  # (upper, lower) mid-lid points, right and left eye
-EYE_OUTER = (33, 263)
-LIP_INNER = (13, 14)
 
 
 @dataclass
@@ -159,11 +157,9 @@ def neutral_frame(landmarks: np.ndarray, valid: np.ndarray, camera: Camera) -> i
     index = np.flatnonzero(valid)
     lm = landmarks[index].astype(np.float64)
     turn = np.array([np.hypot(*Identity.from_landmarks(frame, camera)[1].pose[0, :2]) for frame in lm])
-    eye_span = np.linalg.norm(lm[:, EYE_OUTER[1], :2] - lm[:, EYE_OUTER[0], :2], axis=-1)
-    lip_gap = np.linalg.norm(lm[:, LIP_INNER[0], :2] - lm[:, LIP_INNER[1], :2], axis=-1) / eye_span
-    aperture = sum(np.linalg.norm(lm[:, u, :2] - lm[:, d, :2], axis=-1) for u, d in EYELIDS) / eye_span
+    aperture = sum(np.linalg.norm(lm[:, u, :2] - lm[:, d, :2], axis=-1) for u, d in EYELIDS) / eye_span(lm)
     closure = np.clip(1 - aperture / np.percentile(aperture, 90), 0, 1)  # against the clip's open eyes
-    cost = turn / NEUTRAL_TURN + lip_gap / NEUTRAL_LIP_GAP + closure / NEUTRAL_EYE_CLOSURE
+    cost = turn / NEUTRAL_TURN + lip_gap(lm) / NEUTRAL_LIP_GAP + closure / NEUTRAL_EYE_CLOSURE
     return int(index[np.argmin(cost)])
 
 

@@ -10,17 +10,10 @@ from __future__ import annotations
 import numpy as np
 
 from engine.avatar.bundle import Avatar
-from engine.face.topology import LOWER_LIP_MID_INNER, UPPER_LIP_MID_INNER
+from engine.face.track import lip_gap, track_frames
 from engine.types import EXP_START, EXPRESSION_NAMES, FaceParams
 
-EYE_CORNERS = (33, 263)
 REFERENCE_JAW = 0.5
-
-
-def lip_gap(landmarks: np.ndarray) -> np.ndarray:
-    """Tracked landmarks [..., 478, 3] -> the inner lips' gap over the eye span [...]."""
-    gap = np.linalg.norm(landmarks[..., LOWER_LIP_MID_INNER, :2] - landmarks[..., UPPER_LIP_MID_INNER, :2], axis=-1)
-    return gap / np.linalg.norm(landmarks[..., EYE_CORNERS[1], :2] - landmarks[..., EYE_CORNERS[0], :2], axis=-1)
 
 
 class MouthMeter:
@@ -39,16 +32,7 @@ class MouthMeter:
     def gaps(frames: np.ndarray) -> np.ndarray:
         """[N] inner-lip gaps over the eye span. Each frame is tracked on its own: the tracker's
         video mode smooths across frames, which would blur the quick closures being measured."""
-        from engine.face.track import NoFaceError, Tracker
-
-        out = np.full(len(frames), np.nan)
-        with Tracker() as tracker:
-            for i, frame in enumerate(frames):
-                try:
-                    out[i] = lip_gap(tracker.landmarks(np.ascontiguousarray(frame)))
-                except NoFaceError:
-                    pass
-        return out
+        return lip_gap(track_frames(frames, video=False))
 
     def __call__(self, frames: np.ndarray) -> np.ndarray:
         return (self.gaps(frames) - self.rest) / self.scale

@@ -24,6 +24,7 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -31,7 +32,8 @@ import numpy as np
 from engine.avatar.bundle import Avatar, save
 from engine.face.model import Camera
 from engine.train.avatar_video import Crop, crop_frames, motion_stats, stable_crop, write_npy
-from engine.train.work_dir import Work, progress_bar
+from engine.progress import progress_bar
+from engine.train.work_dir import Work
 from engine.types import FPS, FaceParams
 
 REPO = Path(__file__).resolve().parents[2]
@@ -163,8 +165,10 @@ class Stages:
         if poor:
             self.log(f"{poor} tracked frames fit the face model poorly (confidence < {MIN_CONFIDENCE}); they are left out of R2V training")
 
+    @cached_property
     def draft(self) -> Avatar:
-        """The avatar as far as tracking makes it (no trained weights): what training renders."""
+        """The avatar as far as tracking makes it (no trained weights): what training renders.
+        Read from fit.npz once, when a stage after `fit` first needs it."""
         from engine.face.model import Identity
 
         r = self.preset.resolution
@@ -178,14 +182,16 @@ class Stages:
             motion=motion_stats(params, valid), source=f"video {Path(self.options.video).name}",
         )  # fmt: skip
 
+    @cached_property
     def fitted(self) -> tuple[FaceParams, np.ndarray]:
-        """Every frame's FaceParams [N] and whether it is usable [N]: tracked, and fitted well."""
+        """Every frame's FaceParams [N] and whether it is usable [N]: tracked, and fitted well
+        (read once, after the `fit` stage)."""
         with np.load(self.work / "fit.npz") as f:
             return FaceParams(f["params"]), f["valid"] & (f["confidence"] >= MIN_CONFIDENCE)
 
     @property
     def split(self) -> int:
-        return int(round(TRAIN_SHARE * len(self.fitted()[1])))
+        return int(round(TRAIN_SHARE * len(self.fitted[1])))
 
     # -- speech ----------------------------------------------------------------------------------
     def features(self) -> None:
@@ -206,8 +212,8 @@ class Stages:
         if not (self.work / "features.npy").is_file():
             return
         features = np.load(self.work / "features.npy")
-        params, _ = self.fitted()
-        avatar = self.draft()
+        params, _ = self.fitted
+        avatar = self.draft
         general = gan.load(WEIGHTS_DIR / f"facial_gan_{self.options.features}.pt")
         window = general["config"]["window"]
         n = min(len(features), self.split)
@@ -231,7 +237,7 @@ class Stages:
         from engine.train.r2v import R2VTrainer
         from engine.train.r2v_data import VideoSource, video_segment
 
-        avatar, (params, usable), frames = self.draft(), self.fitted(), self.frames()
+        avatar, (params, usable), frames = self.draft, self.fitted, self.frames()
         config = r2v_config(self.preset, self.variant)
         renderer = AvatarRenderer(avatar, config.model.size, self.options.device)
         source = VideoSource(renderer, frames, params, usable, (0, self.split))
@@ -252,7 +258,7 @@ class Stages:
         made = {f"facial_gan_{kind}": f"facial_gan_{kind}.pt", f"r2v_{variant}": f"r2v_{variant}.pt",
                 "report": "report.md", "report_curves": "report_curves.png", "report_frames": "report_frames.png"}  # fmt: skip
         files = {key: name for key, name in made.items() if (self.work / name).is_file()}
-        return replace(self.draft(), extra_files=files)
+        return replace(self.draft, extra_files=files)
 
     def bundle(self, out: Path) -> Avatar:
         from engine.avatar.bundle import load

@@ -23,10 +23,10 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from engine.face.topology import regions
+from engine.face.track import eye_span, track_frames
 from engine.types import BLINK_COL, EXP_START, EXPRESSION_NAMES, FPS, POSE_NAMES, FaceParams
 
 JAW = EXP_START + EXPRESSION_NAMES.index("jawOpen")
-EYE_CORNERS = (33, 263)
 SAMPLE_ROWS = 4
 LANDMARK_FRAMES = 30 * FPS  # held-out frames rendered and tracked for landmark distances (memory stays bounded)
 RENDER_BATCH = 16
@@ -51,23 +51,9 @@ def landmark_distance(real: np.ndarray, fake: np.ndarray) -> LandmarkDistance:
     if not both.any():
         return LandmarkDistance(float("nan"), float("nan"), 0)
     r, f = real[both, :, :2], fake[both, :, :2]
-    eyes = np.linalg.norm(r[:, EYE_CORNERS[0]] - r[:, EYE_CORNERS[1]], axis=-1)[:, None]
+    eyes = eye_span(real[both])[:, None]
     distance = np.linalg.norm(r - f, axis=-1) / eyes * 100  # [N, 478]
     return LandmarkDistance(float(distance.mean()), float(distance[:, regions().lips].mean()), int(both.sum()))
-
-
-def track_frames(frames: np.ndarray) -> np.ndarray:
-    """[N, S, S, 3] uint8 -> landmarks [N, 478, 3], NaN where no face was found."""
-    from engine.face.track import NoFaceError, Tracker
-
-    out = np.full((len(frames), 478, 3), np.nan)
-    with Tracker(video=True) as tracker:
-        for i, frame in enumerate(frames):
-            try:
-                out[i] = tracker.landmarks(np.ascontiguousarray(frame))
-            except NoFaceError:
-                pass
-    return out
 
 
 def render(source, params: FaceParams) -> np.ndarray:  # noqa: ANN001
@@ -86,7 +72,7 @@ def write_report(stages) -> dict:  # noqa: ANN001 (avatar_build.Stages)
     from models.r2v import R2V
 
     work, avatar = stages.work, stages.trained()
-    params, valid = stages.fitted()
+    params, valid = stages.fitted
     split, n = stages.split, len(valid)
     held = slice(split, n)
     shown = slice(split, min(n, split + LANDMARK_FRAMES))  # the frames tracked for landmark distances

@@ -1,13 +1,12 @@
-"""What a long, resumable job keeps on disk and shows on the terminal: a work directory whose
-stages write their outputs atomically and leave `STAGE.done` markers (with their wall time), and a
-progress bar with ETA driven by `(done, total)` callbacks.
+"""What a long, resumable job keeps on disk: a work directory whose stages write their outputs
+atomically and leave `STAGE.done` markers (with their wall time), under a manifest of what the
+job is about.
 """
 from __future__ import annotations
 
 import json
 import os
 import shutil
-import sys
 from pathlib import Path
 
 
@@ -41,22 +40,3 @@ class Work:
 
     def stage_seconds(self) -> dict[str, float]:
         return {p.stem: json.loads(p.read_text())["seconds"] for p in sorted(self.path.glob("*.done"))}
-
-
-class progress_bar:
-    """A tqdm bar (with ETA) driven by a `(done, total)` callback."""
-
-    def __init__(self, desc: str, total: int, unit: str):
-        from tqdm import tqdm
-
-        self.bar = tqdm(total=total, desc=desc, unit=unit, file=sys.stderr, disable=None)
-
-    def __call__(self, done: int, total: int) -> None:
-        self.bar.total = total
-        self.bar.update(done - self.bar.n)
-
-    def __enter__(self) -> "progress_bar":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.bar.close()
