@@ -27,7 +27,7 @@ def parse_args(argv: list[str] | None = None) -> tuple[ServerConfig, int]:
     parser.add_argument("--size", type=int, default=default.size, help="video frame size in pixels (default: %(default)s)")
     parser.add_argument("--lookahead", type=int, default=default.lookahead, help="FACIAL-GAN look-ahead in frames: smoother lips, 33 ms more latency each (default: %(default)s)")
     parser.add_argument("--stride", type=int, default=default.stride, help="FACIAL-GAN update stride in frames: less compute, 33 ms more latency each (default: %(default)s)")
-    parser.add_argument("--margin-ms", type=int, default=default.margin_ms, help="compute time allowed in the pipeline latency (default: %(default)s)")
+    parser.add_argument("--margin-ms", type=int, default=default.margin_ms, help="margin for compute and late input in the pipeline latency; late input widens a session's margin (default: %(default)s)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads per render or model call; sessions run in parallel threads (default: %(default)s)")
     args = parser.parse_args(argv)
     if args.threads < 1:

@@ -105,6 +105,7 @@ async def metrics(request: web.Request) -> web.Response:
         Metric("speech_frames_late_total", "counter", "Speech frames made after their time on screen (never shown).", totals["speech_frames_late"]),
         Metric("audio_seconds_late_total", "counter", "Speech audio made after its time to play (never played).", totals["audio_seconds_late"]),
         Metric("interrupts_total", "counter", "Interruptions (barge-in), new utterances included.", totals["interrupts"]),
+        Metric("speech_inputs_late_total", "counter", "Utterances restarted because their input arrived later than the margin (each widens its session's margin).", totals["speech_inputs_late"]),
     ]
     return web.Response(text=exposition(rows), headers={"Content-Type": CONTENT_TYPE})
 

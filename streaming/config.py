@@ -46,4 +46,4 @@ class ServerConfig:
 
     @property
     def pipeline(self) -> PipelineConfig:
-        return PipelineConfig(margin_ms=self.margin_ms)
+        return PipelineConfig(margin_ms=self.margin_ms, max_margin_ms=max(self.margin_ms, PipelineConfig.max_margin_ms))

@@ -16,9 +16,11 @@ Clock. An utterance's first sample is stamped pts = now + latency, and its sampl
 there, so the face made from the audio at pts p is drawn at frame pts p and the audio is played
 at p: lips and sound leave together, delayed by exactly `latency`. The latency covers what the
 models must wait for (the feature look-ahead, the animator's, one frame), one input chunk, and a
-margin for compute and rendering. Input that falls behind real time (its next chunk would be due
-in less than latency - margin) ends the utterance and starts a new one at now + latency; input
-faster than real time is scheduled ahead, at most `max_ahead_s` (then the chain waits).
+margin for compute and for input that arrives late (network jitter). Input that falls behind by
+more than the margin (its next chunk would be due in less than latency - margin) ends the
+utterance and starts a new one at now + latency, and the margin grows to cover that lateness
+(up to `max_margin_ms`; a session's margin never shrinks): the session's own jitter buffer.
+Input faster than real time is scheduled ahead, at most `max_ahead_s` (then the chain waits).
 """
 from __future__ import annotations
 
@@ -43,14 +45,15 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class PipelineConfig:
-    margin_ms: int = 40  # compute (a FACIAL-GAN update, rendering one frame ahead) beyond what the models wait for
+    margin_ms: int = 10  # the starting margin for compute and late input, beyond what the models wait for
+    max_margin_ms: int = 200  # what late input can widen the margin to
     chunk_ms: int = 20  # audio chunk of the chain (and of the input's time granularity)
     max_ahead_s: float = 10.0  # audio scheduled ahead of the clock at most; the input waits beyond
     inbox_frames: int = 64  # per stage
 
     def __post_init__(self) -> None:
-        if self.margin_ms < 0 or self.max_ahead_s <= 0 or self.inbox_frames < 1:
-            raise ValueError("pipeline margin must be >= 0 ms, max_ahead_s > 0 and inbox_frames >= 1")
+        if not 0 <= self.margin_ms <= self.max_margin_ms or self.max_ahead_s <= 0 or self.inbox_frames < 1:
+            raise ValueError("pipeline margin must be between 0 ms and max_margin_ms, max_ahead_s > 0 and inbox_frames >= 1")
 
 
 # ---- frames -----------------------------------------------------------------------------------
@@ -122,7 +125,9 @@ class ChunkStage(Processor):
             self.start = frame
         elif isinstance(frame, InputBlock):
             p = self.pipeline
-            if self.chunker is not None and self.next_pts < p.clock.now_samples() + p.latency - p.margin:
+            late = p.clock.now_samples() + p.latency - self.next_pts  # behind its time of arrival
+            if self.chunker is not None and late > p.margin:
+                p.widen_margin(late)
                 await self._end()  # the input fell behind real time: start over at now + latency
             if self.chunker is None:
                 self.next_pts = p.clock.now_samples() + p.latency
@@ -135,6 +140,7 @@ class ChunkStage(Processor):
     async def _emit(self, chunk: AudioChunk) -> None:
         p = self.pipeline
         await p.clock.sleep_until(chunk.pts - p.latency - p.max_ahead)
+        p.timeline.expect(range(frame_at(chunk.pts), frame_at(chunk.pts + len(chunk.pcm) - 1) + 1))
         if self.start.audible:
             p.audio.forget_before(p.clock.now_samples())  # in case no audio track reads it
             p.audio.write(chunk)
@@ -234,9 +240,9 @@ class Pipeline:
         on_error: Callable[[BaseException], None] = lambda error: None,
     ) -> None:
         self.speech, self.clock, self.timeline, self.audio, self.config = speech, clock, timeline, audio, config
-        self.margin = SAMPLE_RATE * config.margin_ms // 1000
-        chunk = SAMPLE_RATE * config.chunk_ms // 1000
-        self.latency = frame_pts(speech.wait_frames) + chunk + self.margin  # samples, audio and video alike
+        self.margin = SAMPLE_RATE * config.margin_ms // 1000  # samples; widened by late input
+        self.chunk = SAMPLE_RATE * config.chunk_ms // 1000
+        self.late_inputs = 0  # utterances restarted because their input fell behind
         self.max_ahead = int(config.max_ahead_s * SAMPLE_RATE)
         self.epoch = 0
         self.interrupts = 0
@@ -247,6 +253,19 @@ class Pipeline:
         self._tasks: list[asyncio.Task] = []
         self._closed = False
         self._start()
+
+    @property
+    def latency(self) -> int:
+        """Samples from an utterance's arrival to its sound and face, audio and video alike."""
+        return frame_pts(self.speech.wait_frames) + self.chunk + self.margin
+
+    def widen_margin(self, late: int) -> None:
+        """Input arrived `late` samples behind its time: later utterances get a margin that covers
+        it (one chunk more, within max_margin_ms)."""
+        self.late_inputs += 1
+        widest = SAMPLE_RATE * self.config.max_margin_ms // 1000
+        self.margin = max(self.margin, min(widest, late + self.chunk))
+        log.info("speech input arrived %.0f ms late: the margin is now %.0f ms", 1000 * late / SAMPLE_RATE, 1000 * self.margin / SAMPLE_RATE)
 
     @property
     def inbox(self) -> asyncio.Queue:

@@ -36,6 +36,9 @@ class SessionFrames:
         self.renderer, self.timeline = renderer, timeline
         self.size = renderer.size
 
+    def final(self, index: int) -> bool:
+        return self.timeline.final(index)
+
     def frame(self, index: int) -> np.ndarray:
         window = self.timeline.params(range(index - self.renderer.past, index + 1))
         return self.renderer.render(index, window)
@@ -102,6 +105,7 @@ class Session:
             "speech_frames_late": self.timeline.late_frames,
             "audio_seconds_late": self.audio.late_samples / SAMPLE_RATE,
             "interrupts": self.pipeline.interrupts if self.pipeline else 0,
+            "speech_inputs_late": self.pipeline.late_inputs if self.pipeline else 0,
         }
 
     def status(self) -> dict:

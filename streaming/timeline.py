@@ -1,8 +1,9 @@
 """A session's face parameters by video frame index: speech where the animator has made it, the
 idle motion everywhere else, and smooth transitions between the two.
 
-The speech chain writes rows ahead of time (`put`); the video track reads the rows due at each
-frame (`params`) from its render thread. Transitions, over `fade_frames`:
+The speech chain writes rows ahead of time (`put`), and says which frames its audio will give rows
+(`expect`), so the video track can tell whether a frame's face is final (`final`) before it draws
+it; it reads the rows due at each frame (`params`) from its render thread. Transitions, over `fade_frames`:
 - into speech: head pose and blink ramp from the idle motion to the animator's over the first
   frames of a run of rows; the mouth (rig weights) is the animator's from the first row, since
   its first rows are silence (a closed mouth, as idle) and a ramp would only delay real speech;
@@ -34,6 +35,7 @@ class ParamsTimeline:
         self._rows: dict[int, np.ndarray] = {}  # frame index -> [NUM_PARAMS] speech row
         self._lock = threading.Lock()
         self.last_read = -1  # the newest frame handed to the renderer
+        self._expected = range(0)  # the frames the speech chain's audio will give rows
         self.late_frames = 0  # speech rows that came after their frame was drawn (never shown)
 
     def put(self, first: int, params: FaceParams) -> None:
@@ -43,11 +45,26 @@ class ParamsTimeline:
                 self._rows[first + k] = row
             self.late_frames += max(0, min(len(params), self.last_read + 1 - first))
 
+    def expect(self, frames: range) -> None:
+        """Speech rows are coming for `frames` (their audio is in the chain): the frames of an
+        utterance's audio, told chunk by chunk in order."""
+        with self._lock:
+            if frames.start > self._expected.stop:  # a new utterance, after a gap
+                self._expected = frames
+            else:
+                self._expected = range(self._expected.start, max(self._expected.stop, frames.stop))
+
+    def final(self, index: int) -> bool:
+        """Frame `index` will not change any more: its speech row is in, or none is expected."""
+        with self._lock:
+            return index in self._rows or index not in self._expected
+
     def interrupt(self, frame: int) -> None:
         """Drops the speech of `frame` and later: from there the face fades back to idle."""
         with self._lock:
             for index in [i for i in self._rows if i >= frame]:
                 del self._rows[index]
+            self._expected = range(self._expected.start, min(self._expected.stop, frame))
 
     def speech_until(self) -> int:
         """The last frame with a speech row, -1 when there is none."""

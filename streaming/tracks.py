@@ -28,6 +28,10 @@ log = logging.getLogger(__name__)
 AUDIO_PACKET = SAMPLE_RATE // 50  # 20 ms, WebRTC's usual audio packet
 AUDIO_TIME_BASE = fractions.Fraction(1, SAMPLE_RATE)
 ENCODER_DELAY = AUDIO_PACKET  # samples
+# A frame is drawn as soon as its face is final, but no later than this before its time: when the
+# speech chain runs late, the renderer still gets this long (a streamed frame takes 5-19 ms on CPU).
+RENDER_LEAD = SAMPLE_RATE // 50  # samples (20 ms)
+FINAL_POLL_S = 0.002  # how often a frame waiting for its speech looks again
 
 
 class FrameSource(Protocol):
@@ -36,6 +40,10 @@ class FrameSource(Protocol):
     frame() is called from worker threads, possibly several at once."""
 
     size: int  # frames are size x size pixels
+
+    def final(self, index: int) -> bool:
+        """Frame `index` will look the same whenever it is drawn from now on (its speech is in)."""
+        ...
 
     def frame(self, index: int) -> np.ndarray:
         """[size, size, 3] uint8 RGB of video frame `index`, shown from sample frame_pts(index)."""
@@ -53,7 +61,8 @@ def frame_at(samples: int) -> int:
 class AvatarVideoTrack(VideoStreamTrack):
     """The avatar's video at FPS: frame i goes out when the session clock reaches frame_pts(i),
     so a track that starts late starts at the live frame, and one that falls behind drops frames.
-    A failing source ends the track and calls `on_error`."""
+    Frame i is drawn once its face is final, at the latest RENDER_LEAD before its time, so the
+    speech chain has until then to make it. A failing source ends the track and calls `on_error`."""
 
     def __init__(
         self,
@@ -83,7 +92,9 @@ class AvatarVideoTrack(VideoStreamTrack):
         pts_samples = frame_pts(index)
 
         # Render in a worker thread (blocking numpy/torch work) while waiting for the frame's time;
-        # the sleep is to an absolute time on the clock, so its errors never accumulate.
+        # the sleeps are to absolute times on the clock, so their errors never accumulate.
+        while not self.source.final(index) and self.clock.delay_until(pts_samples - RENDER_LEAD) > 0:
+            await asyncio.sleep(min(FINAL_POLL_S, self.clock.delay_until(pts_samples - RENDER_LEAD)))
         rendering = asyncio.get_running_loop().run_in_executor(None, self._render, index)
         await self.clock.sleep_until(pts_samples)
         try:

@@ -92,6 +92,7 @@ async def test_the_face_at_each_frame_is_made_from_the_audio_played_then():
     speech_frames = frames <= chain.timeline.speech_until()
     assert np.allclose(jaw[speech_frames], np.array(expected)[speech_frames], atol=1e-4)
     assert jaw.max() > 0.8 and jaw[0] == 0 and jaw[-1] == 0  # it spoke, and it is closed around
+    assert all(chain.timeline.final(i) for i in frames)
     assert chain.audio.late_samples == 0 and chain.timeline.late_frames == 0 and not chain.errors
     await chain.pipeline.close()
 
@@ -102,6 +103,7 @@ async def test_an_interruption_flushes_every_stage_and_is_idle_within_200_ms():
     speaking = asyncio.create_task(chain.say(pcm))
     await until(lambda: chain.audio.ahead(chain.clock.now_samples()) > 0.3 * SAMPLE_RATE, "speech under way")
     assert chain.pipeline.queued() > 0  # the chain is full: max_ahead holds it back
+    assert not chain.timeline.final(frame_at(chain.audio.end_pts - 1))  # its rows are still coming
 
     now = chain.clock.now_samples()
     chain.timeline.params([frame_at(now) + 1])  # the renderer is one frame ahead, as the video track
@@ -115,6 +117,7 @@ async def test_an_interruption_flushes_every_stage_and_is_idle_within_200_ms():
 
     await asyncio.sleep(0.2)  # in-flight work of the old utterance had time to land, and must not
     assert chain.audio.ahead(0) == 0 and chain.timeline.speech_until() <= frame_at(now) + 1
+    assert chain.timeline.final(frame_at(now) + 2)  # nothing more is expected: frames draw at once
     frames = np.arange(frame_at(back), frame_at(back) + 2 * FPS)
     assert np.array_equal(chain.timeline.params(frames).array, chain.idle.params(frames).array)
 
@@ -139,16 +142,32 @@ async def test_audio_faster_than_real_time_is_scheduled_ahead_at_most_max_ahead(
     await chain.pipeline.close()
 
 
-async def test_input_that_falls_behind_real_time_starts_again_at_now_plus_latency():
-    chain = Chain()
+async def test_input_that_falls_behind_real_time_starts_again_at_now_plus_a_wider_latency():
+    chain = Chain(config=PipelineConfig(margin_ms=10, max_margin_ms=200))
     speech = chain.pipeline.open_input(INPUT_RATE)
     await speech.push(tone_with_pauses(0, 0.1))
-    await asyncio.sleep(2 * chain.pipeline.latency / SAMPLE_RATE)  # the client stalls
+    latency = chain.pipeline.latency
+    await asyncio.sleep(latency / SAMPLE_RATE + 0.15)  # the client stalls
     resumed = chain.clock.now_samples()
-    await speech.push(tone_with_pauses(0, 0.1))
+    await speech.push(tone_with_pauses(0, 0.1))  # its next sample was due 0.1 s after the first
     await speech.end()
+    # the margin now covers that lateness (latency + 0.05 s), and the rest is stamped with it
+    await until(lambda: chain.pipeline.late_inputs == 1, "a late input")
+    assert latency + 0.05 * SAMPLE_RATE < chain.pipeline.margin <= 0.2 * SAMPLE_RATE
     await until(lambda: chain.audio.end_pts >= resumed + chain.pipeline.latency + 0.09 * SAMPLE_RATE, "second part")
     assert chain.audio.late_samples == 0  # nothing was scheduled in the past
+    await chain.pipeline.close()
+
+
+async def test_late_input_widens_the_margin_no_further_than_max_margin():
+    chain = Chain(config=PipelineConfig(margin_ms=10, max_margin_ms=50))
+    speech = chain.pipeline.open_input(INPUT_RATE)
+    await speech.push(tone_with_pauses(0, 0.1))
+    await asyncio.sleep(chain.pipeline.latency / SAMPLE_RATE + 0.15)
+    await speech.push(tone_with_pauses(0, 0.1))
+    await speech.end()
+    await until(lambda: chain.pipeline.late_inputs == 1, "a late input")
+    assert chain.pipeline.margin == 50 * SAMPLE_RATE // 1000
     await chain.pipeline.close()
 
 

@@ -79,6 +79,21 @@ def test_an_interruption_is_idle_within_200_ms(idle):
     assert np.array_equal(timeline.params(frames).array, idle.params(frames).array)
 
 
+def test_a_frame_is_final_once_its_expected_row_is_in(idle):
+    timeline = ParamsTimeline(idle)
+    assert timeline.final(FIRST)  # no speech expected: idle is final
+    timeline.expect(range(FIRST, FIRST + 10))
+    timeline.expect(range(FIRST + 10, FIRST + COUNT))  # an utterance's audio, chunk by chunk
+    assert timeline.final(FIRST - 1) and timeline.final(FIRST + COUNT)  # idle around it
+    assert not timeline.final(FIRST) and not timeline.final(FIRST + COUNT - 1)
+    timeline.put(FIRST, speech(5))
+    assert timeline.final(FIRST + 4) and not timeline.final(FIRST + 5)
+    timeline.interrupt(FIRST + 5)  # what was expected from there will not come
+    assert all(timeline.final(i) for i in range(FIRST, FIRST + COUNT + 1))
+    timeline.expect(range(FIRST + 30, FIRST + 35))  # the next utterance
+    assert timeline.final(FIRST + 29) and not timeline.final(FIRST + 30)
+
+
 def test_rows_that_come_after_their_frame_was_drawn_are_counted_late(idle):
     timeline = ParamsTimeline(idle)
     timeline.params([FIRST + 2])

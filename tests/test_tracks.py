@@ -12,7 +12,7 @@ from engine.types import FPS, SAMPLE_RATE, AudioChunk, frame_pts
 from streaming.clock import MediaClock
 from streaming.metrics import TrackStats
 from streaming.speech_audio import ScheduledAudio
-from streaming.tracks import AUDIO_PACKET, AUDIO_TIME_BASE, ENCODER_DELAY, AvatarVideoTrack, SpeechAudioTrack, frame_at
+from streaming.tracks import AUDIO_PACKET, AUDIO_TIME_BASE, ENCODER_DELAY, RENDER_LEAD, AvatarVideoTrack, SpeechAudioTrack, frame_at
 
 SIZE = 32
 FRAME_S = 1 / FPS
@@ -27,6 +27,9 @@ class RecordingSource:
         self.size = SIZE
         self.render_s = render_s
         self.indices: list[int] = []
+
+    def final(self, index: int) -> bool:
+        return True
 
     def frame(self, index: int) -> np.ndarray:
         self.indices.append(index)
@@ -77,6 +80,38 @@ async def test_a_slow_source_skips_frames_instead_of_bursting() -> None:
     assert (steps >= 1).all() and (steps > 1).any(), source.indices
     assert track.stats.frames_dropped == source.indices[-1] - source.indices[0] + 1 - len(source.indices)
     assert track.stats.frames_sent == len(source.indices) and track.stats.render_seconds >= 8 * render_s
+
+
+class SpeechSource(RecordingSource):
+    """Frames whose faces become final `final_after_s` after the source is made; when each
+    frame's drawing started is noted."""
+
+    def __init__(self, final_after_s: float) -> None:
+        super().__init__()
+        self.final_at = time.monotonic() + final_after_s
+        self.started: list[float] = []
+
+    def final(self, index: int) -> bool:
+        return time.monotonic() >= self.final_at
+
+    def frame(self, index: int) -> np.ndarray:
+        self.started.append(time.monotonic())
+        return super().frame(index)
+
+
+async def test_a_frame_is_drawn_once_its_face_is_final() -> None:
+    clock = MediaClock(start=time.monotonic() + 0.05)
+    source = SpeechSource(final_after_s=0.03)  # before frame 0's render deadline
+    await AvatarVideoTrack(source, clock).recv()
+    assert source.final_at <= source.started[0] < source.final_at + TIMER_SLACK_S
+
+
+async def test_a_frame_whose_face_is_late_is_drawn_at_its_render_deadline() -> None:
+    clock = MediaClock(start=time.monotonic() + 0.05)
+    source = SpeechSource(final_after_s=10)
+    await AvatarVideoTrack(source, clock).recv()
+    deadline = clock.start - RENDER_LEAD / SAMPLE_RATE
+    assert deadline <= source.started[0] < deadline + TIMER_SLACK_S
 
 
 async def test_a_stopped_track_ends() -> None:
