@@ -12,9 +12,14 @@ followed by silence. Per phrase:
 - send-to-mouth: from sending the message with the speech onset to receiving the first frame
   whose mouth is open (engine.render.mouth_meter: MediaPipe on the received frames, openness past
   OPEN: 30% of the way to a half-open jaw);
-- A/V offset: the lag that best aligns the mouth's openness over the phrase with the received
-  audio's loudness (cross-correlation on a 5 ms grid; positive: the video is late). Thresholds
-  on each would measure where the mouth and the loudness cross them, not sync.
+- A/V offset: how much later the mouth moves than the sound it goes with, against the engine's
+  own alignment. Before the run, the client makes the reference: the same models turn the same
+  audio into face parameters offline, drawn and measured like the received frames, frame k at
+  the audio's sample frame_pts(k) (in sync by construction, whatever the model's articulation).
+  Per phrase, cross-correlation (5 ms steps) finds the audio's delay (received loudness against
+  the sent audio's) and the video's (received openness against the reference's); the offset is
+  their difference (positive: the video is late). A mouth that opens before or after its sound
+  because that is how the model articulates is not an offset; any lag the live path adds is.
 Plus received fps, frame-time jitter (std of frame intervals), frames lost in transport, frames
 the server dropped, and the server process's CPU per session (100% = one core).
 
@@ -39,7 +44,7 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from bench.report import write_report
-from engine.types import FPS, SAMPLE_RATE
+from engine.types import FPS, SAMPLE_RATE, FaceParams, frame_pts
 
 UTTERANCES = 10
 # Vowel first: the sound and the jaw start together, so the offset measures sync, not articulation.
@@ -47,7 +52,9 @@ PHRASES = ("Ah, I see.", "Oh, always.", "I am awake.", "Open all of it.", "Every
 SILENCE_S = 1.2
 BLOCK = SAMPLE_RATE // 50  # 20 ms messages, as a live client sends them
 SOUND = 0.02  # RMS that counts as speech, sent or received
-MAX_LAG_S = 0.2  # A/V offsets searched
+MAX_DELAY_S = 0.6  # audio delays searched (send to receive)
+MAX_LAG_S = 0.2  # A/V offsets searched around the audio's delay
+LAG_STEP_S = 0.005
 OPEN = 0.3  # mouth openness (engine.render.mouth_meter: 0 rest, 1 jaw half open) that counts as open
 SERVER_START_S = 180  # loading the avatar and models in the server process
 
@@ -68,10 +75,12 @@ def _serve(options: dict, speech: str, connection) -> None:
     import uvloop
     from aiohttp import web
 
+    from engine.runtime import tune_allocator
     from streaming.access import AVATARS
     from streaming.app import ServerConfig, create_app
     from streaming.avatars import engine_avatar_factory
 
+    tune_allocator()  # as run_server.py does
     torch.set_num_threads(1)
     config = ServerConfig(port=0, **options)
     engine = engine_avatar_factory(config.engine)
@@ -187,12 +196,40 @@ def openness(jpegs: list[bytes], size: int, chunk: int = 200) -> np.ndarray:
 
     from PIL import Image
 
+    decode = lambda jpeg: np.asarray(Image.open(io.BytesIO(jpeg)).convert("RGB"))  # noqa: E731
+    return measured_openness([np.stack([decode(j) for j in jpegs[i : i + chunk]]) for i in range(0, len(jpegs), chunk)], size)
+
+
+def measured_openness(batches: Iterator[np.ndarray], size: int) -> np.ndarray:
+    """Batches of frames [n, S, S, 3] uint8 of the default avatar -> mouth openness [N]."""
     from engine.avatar.bundle import load
     from engine.render.mouth_meter import MouthMeter
 
     meter = MouthMeter(load("default"), size)
-    decode = lambda jpeg: np.asarray(Image.open(io.BytesIO(jpeg)).convert("RGB"))  # noqa: E731
-    return np.concatenate([meter(np.stack([decode(j) for j in jpegs[i : i + chunk]])) for i in range(0, len(jpegs), chunk)])
+    return np.concatenate([meter(batch) for batch in batches])
+
+
+def reference_openness(pcm: np.ndarray, size: int, batch: int = 200) -> np.ndarray:
+    """[N] the mouth openness of 30-fps frames 0 .. N-1 of `pcm` (int16 at SAMPLE_RATE) as the
+    server's avatar says it: its speech models offline (one utterance, as streamed), drawn by
+    its renderer, measured as the received frames are. Sound and face in sync by construction."""
+    from engine.pipeline.idle import IdleMotion
+    from streaming.app import ServerConfig
+    from streaming.avatars import engine_avatar_factory
+
+    config = ServerConfig()
+    avatar = engine_avatar_factory(config.engine)("default")
+    speech = _speech(avatar, "auto", config)
+    animator = speech.new_animator(0, IdleMotion(avatar.rest, avatar.motion, seed=0))
+    params = animator.push(speech.extractor.offline(pcm.astype(np.float32) / 32768))
+    rows = np.concatenate([params.array, animator.flush().array])
+    past = avatar.renderer.past
+
+    def frames(first: int) -> np.ndarray:
+        indices = range(first, min(first + batch, len(rows)))
+        return np.stack([avatar.renderer.render(i, FaceParams(rows[np.clip(np.arange(i - past, i + 1), 0, None)])) for i in indices])
+
+    return measured_openness((frames(first) for first in range(0, len(rows), batch)), size)
 
 
 def jpeg(frame) -> bytes:  # noqa: ANN001 (av.VideoFrame)
@@ -221,10 +258,9 @@ def speech_script(utterances: int) -> tuple[np.ndarray, list[int]]:
 
 
 async def measure(server: Server, utterances: int, size: int) -> dict:
-    from streaming.probe import rms
-
     pcm, onsets = speech_script(utterances)
-    video, frames, audio, sent = [], [], [], []  # (arrival, pts) / JPEG / (arrival, level) / send time per block
+    reference = reference_openness(pcm, size)
+    video, frames, audio, sent = [], [], [], []  # (arrival, pts) / JPEG / (arrival, rate, mono PCM) / send time per block
     async with aiohttp.ClientSession() as http, viewer(http, server.url) as (pc, session, tracks):
         done = asyncio.Event()
 
@@ -237,15 +273,16 @@ async def measure(server: Server, utterances: int, size: int) -> dict:
             frames.append(jpeg(frame))
 
         def note_audio(frame) -> None:
-            audio.append((time.monotonic() - 0.02, rms(frame.to_ndarray() / 32768.0)))
+            samples = frame.to_ndarray().reshape(-1, len(frame.layout.channels)).mean(1) / 32768.0  # packed s16
+            audio.append((time.monotonic() - samples.size / frame.sample_rate, frame.sample_rate, samples))
 
         receivers = [asyncio.create_task(receive(tracks["video"], note_video)), asyncio.create_task(receive(tracks["audio"], note_audio))]
         await asyncio.sleep(1.0)  # connected and settled
         cpu_before, wall_before = server.cpu_seconds(), time.monotonic()
         async with http.ws_connect(f"{server.url}/ws/{session['session_id']}?token={session['token']}") as ws:
             await ws.send_json({"type": "start", "sample_rate": SAMPLE_RATE})
-            ready = await ws.receive_json()
-            start = time.monotonic()
+            await ws.receive_json()  # ready
+            start = time.monotonic()  # sample s of the script is captured at start + s / SAMPLE_RATE
             for k in range(0, len(pcm), BLOCK):  # real time: block k leaves once it has been "captured"
                 await asyncio.sleep(max(0.0, start + (k + BLOCK) / SAMPLE_RATE - time.monotonic()))
                 await ws.send_bytes(pcm[k : k + BLOCK].tobytes())
@@ -259,29 +296,67 @@ async def measure(server: Server, utterances: int, size: int) -> dict:
         await asyncio.wait(receivers, timeout=2)
     video = np.concatenate([np.array(video), openness(frames, size)[:, None]], 1)  # measured after the run, off the clock
     video = video[np.isfinite(video[:, 2])]
-    return analyse(video, np.array(audio), [sent[onset // BLOCK] for onset in onsets], OPEN, cpu, figures, ready)
+    # The sent audio and the reference face on the capture clock; the received audio as loudness.
+    levels = loudness(pcm / 32768.0, LEVEL_HOP)
+    sent_audio = Trace(start + np.arange(len(levels)) * LEVEL_HOP / SAMPLE_RATE, levels)
+    received_audio = received_loudness(audio)
+    sent_face = Trace(start + frame_pts(np.arange(len(reference))) / SAMPLE_RATE, reference)
+    sent_face = Trace(sent_face.t[np.isfinite(reference)], reference[np.isfinite(reference)])
+    onsets_sent = [sent[onset // BLOCK] for onset in onsets]
+    return analyse(video, sent_audio, received_audio, sent_face, onsets_sent, OPEN, cpu, figures)
 
 
-def best_lag(video_t: np.ndarray, mouth: np.ndarray, audio_t: np.ndarray, level: np.ndarray, start: float, end: float) -> float:
-    """Seconds the mouth trace lags the loudness trace over [start, end): the cross-correlation peak."""
-    step, reach = 0.005, int(MAX_LAG_S / 0.005)
-    grid = np.arange(start, end, step)
-    a, v = (np.interp(grid, t, x) for t, x in ((audio_t, level), (video_t, mouth)))
-    a, v = (x - x.mean() for x in (a, v))
-    lags = np.arange(-reach, reach + 1)
-    score = [np.dot(a[max(0, -lag) : len(a) - max(0, lag)], v[max(0, lag) : len(v) - max(0, -lag)]) for lag in lags]
-    return float(lags[int(np.argmax(score))] * step)
+LEVEL_HOP = SAMPLE_RATE // 200  # loudness every 5 ms
 
 
-def analyse(video: np.ndarray, audio: np.ndarray, onsets_sent: list[float], open_threshold: float, cpu: float, figures: dict, ready: dict) -> dict:
+@dataclasses.dataclass
+class Trace:
+    """A signal sampled at times t (seconds on the client's clock)."""
+
+    t: np.ndarray
+    x: np.ndarray
+
+
+def loudness(pcm: np.ndarray, hop: int) -> np.ndarray:
+    """RMS of each `hop` samples of mono PCM."""
+    n = len(pcm) // hop
+    return np.sqrt(np.mean(np.square(pcm[: n * hop].reshape(n, hop), dtype=np.float64), 1))
+
+
+def received_loudness(packets: list[tuple[float, int, np.ndarray]]) -> Trace:
+    """Received audio packets (arrival of the first sample, sample rate, mono PCM) -> loudness
+    every 5 ms."""
+    t, x = [], []
+    for arrival, rate, samples in packets:
+        levels = loudness(samples, rate // 200)
+        t.append(arrival + np.arange(len(levels)) / 200)
+        x.append(levels)
+    return Trace(np.concatenate(t), np.concatenate(x))
+
+
+def best_lag(reference: Trace, received: Trace, start: float, end: float, lags: np.ndarray) -> float:
+    """The lag (s, of `lags`) at which received(t + lag) best matches reference(t) over t in
+    [start, end): the peak of their cross-correlation."""
+    grid = np.arange(start, end, LAG_STEP_S)
+    ref = np.interp(grid, reference.t, reference.x)
+    ref -= ref.mean()
+    return float(lags[int(np.argmax([np.dot(ref, np.interp(grid + lag, received.t, received.x)) for lag in lags]))])
+
+
+def analyse(video: np.ndarray, sent_audio: Trace, received_audio: Trace, sent_face: Trace, onsets_sent: list[float], open_threshold: float, cpu: float, figures: dict) -> dict:
     arrivals, pts, mouth = video.T
-    to_mouth, offsets = [], []
+    received_face = Trace(arrivals, mouth)
+    delays = np.arange(0, MAX_DELAY_S, LAG_STEP_S)
+    offsets_searched = np.arange(-MAX_LAG_S, MAX_LAG_S + LAG_STEP_S / 2, LAG_STEP_S)
+    to_mouth, offsets, audio_delays = [], [], []
     for k, sent in enumerate(onsets_sent):
-        until = onsets_sent[k + 1] if k + 1 < len(onsets_sent) else arrivals[-1]
+        until = onsets_sent[k + 1] if k + 1 < len(onsets_sent) else arrivals[-1] - MAX_DELAY_S
         opened = arrivals[(arrivals > sent - 0.1) & (arrivals < until) & (mouth > open_threshold)]
         if len(opened):
             to_mouth.append(opened[0] - sent)
-            offsets.append(best_lag(arrivals, mouth, audio[:, 0], audio[:, 1], sent - 0.1, until))
+            audio_delay = best_lag(sent_audio, received_audio, sent - 0.1, until, delays)
+            audio_delays.append(audio_delay)
+            offsets.append(best_lag(sent_face, received_face, sent - 0.1, until, audio_delay + offsets_searched) - audio_delay)
     if not to_mouth:
         raise RuntimeError("no utterance was seen with an open mouth and heard: check the mouth threshold")
     intervals = np.diff(arrivals)
@@ -291,9 +366,11 @@ def analyse(video: np.ndarray, audio: np.ndarray, onsets_sent: list[float], open
         "utterances": f"{len(to_mouth)}/{len(onsets_sent)}",
         "send_to_mouth_p50_ms": ms(to_mouth, 50),
         "send_to_mouth_p95_ms": ms(to_mouth, 95),
+        "send_to_hear_p50_ms": ms(audio_delays, 50),
         "av_offset_p50_ms": ms(offsets, 50),
         "av_offset_abs_p95_ms": ms(np.abs(offsets), 95),
-        "pipeline_latency_ms": float(ready["latency_ms"]),
+        "pipeline_latency_ms": float(figures["latency_ms"]),  # at the end: late input widens it
+        "speech_inputs_late": int(figures["speech_inputs_late"]),
         "fps": float((len(arrivals) - 1) / (arrivals[-1] - arrivals[0])),
         "frame_jitter_ms": float(1000 * intervals.std()),
         "frames_lost": int((steps - 1).clip(0).sum()),
@@ -335,9 +412,11 @@ def run(args: argparse.Namespace) -> None:
     probe = server.speech.startswith("probe")  # streaming.probe's description
     row = {"case": "probe speech model" if probe else "trained speech models", **result}
     print("  " + "  ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()), flush=True)
+    print(f"  per utterance, ms: send to mouth {np.round(1000 * np.array(to_mouth)).astype(int).tolist()}, A/V offset {np.round(1000 * np.array(offsets)).astype(int).tolist()}", flush=True)
     notes = (
         f"Default avatar at {size}x{size} (the server's auto renderer: on fewer than 4 CPU cores the direct compositor), CPU, server in its own process (one torch thread per call); "
         f"speech: {server.speech}. aiortc client on loopback, espeak-ng phrases sent in real time over the websocket. "
+        f"A/V offset: the video's delay (received mouth openness against the same models' offline reference) minus the audio's (received against sent loudness), per phrase. "
         f"Targets: p95 send-to-mouth <= 250 ms, |A/V offset| <= 40 ms. Command: python -m bench latency"
         f". Machine load when it started: {load:.1f} runnable processes on {os.cpu_count()} cores (other work shares it)"
     )

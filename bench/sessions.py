@@ -85,28 +85,36 @@ async def session_fps(server: Server, sessions: int, window_s: float, speech: np
     async with aiohttp.ClientSession() as http:
         viewers = [asyncio.create_task(one(i, http)) for i in range(sessions)]
         await asyncio.sleep(WARMUP_S + 0.5 * sessions)  # connected, speaking
-        metrics_before = await dropped_frames(http, server)
+        metrics_before = await counters(http, server)
         cpu_before, start = server.cpu_seconds(), time.monotonic()
         counting.set()
         await asyncio.sleep(window_s)
         counting.clear()
         elapsed = time.monotonic() - start
         cpu = (server.cpu_seconds() - cpu_before) / elapsed
-        dropped = await dropped_frames(http, server) - metrics_before
+        counted = {name: value - metrics_before[name] for name, value in (await counters(http, server)).items()}
         stop.set()
         for task in viewers:
             task.cancel()
         await asyncio.gather(*viewers, return_exceptions=True)
     fps = np.array(counts) / elapsed
-    return {"sessions": sessions, "min_fps": float(fps.min()), "mean_fps": float(fps.mean()), "server_cpu_cores": cpu, "frames_dropped": dropped}
+    return {"sessions": sessions, "min_fps": float(fps.min()), "mean_fps": float(fps.mean()), "server_cpu_cores": cpu, **counted}
 
 
-async def dropped_frames(http: aiohttp.ClientSession, server: Server) -> int:
+COUNTERS = {  # the server's metric -> its column here
+    "avatar_frames_dropped_total": "frames_dropped",
+    "avatar_speech_frames_late_total": "speech_frames_late",
+    "avatar_speech_inputs_late_total": "speech_inputs_late",
+}
+
+
+async def counters(http: aiohttp.ClientSession, server: Server) -> dict[str, int]:
+    """The server's COUNTERS now: frames it dropped, speech made too late to show, late inputs."""
     async with http.get(f"{server.url}/metrics") as response:
-        for line in (await response.text()).splitlines():
-            if line.startswith("avatar_frames_dropped_total "):
-                return int(float(line.split()[1]))
-    raise RuntimeError("the server's metrics have no avatar_frames_dropped_total")
+        values = dict(line.split()[:2] for line in (await response.text()).splitlines() if line.split()[:1] and line.split()[0] in COUNTERS)
+    if len(values) < len(COUNTERS):
+        raise RuntimeError(f"the server's metrics lack {sorted(set(COUNTERS) - set(values))}")
+    return {column: int(float(values[metric])) for metric, column in COUNTERS.items()}
 
 
 def run(args: argparse.Namespace) -> None:
