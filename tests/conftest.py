@@ -1,5 +1,6 @@
 """Shared fixtures: the built-in avatar and its face model (loaded once per test session), one
-torch thread, and for live-server tests an HTTP client session and loopback-only ICE."""
+torch thread, and for live-server tests an HTTP client session, loopback-only ICE and a server
+of gradient avatars (tests/live_server.py)."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
@@ -43,3 +44,14 @@ def loopback_ice(monkeypatch: pytest.MonkeyPatch) -> None:
 async def http() -> AsyncIterator[aiohttp.ClientSession]:
     async with aiohttp.ClientSession() as session:
         yield session
+
+
+@pytest.fixture
+async def server() -> AsyncIterator[str]:
+    """The live server's URL: 128x128 gradient avatars, the default one speaking by loudness."""
+    from live_server import live_server
+
+    from streaming.app import ServerConfig
+
+    async with live_server(ServerConfig(port=0, size=128)) as url:
+        yield url

@@ -16,7 +16,6 @@ import signal
 import wave
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
 import aiohttp
 import numpy as np
@@ -24,6 +23,7 @@ import pytest
 from PIL import Image
 from cdp import CdpPage
 from live_server import jaw_box, live_server
+from page_checks import CLOCK_WATCH_S, MIN_FPS, POLL_S, SENTENCE, VIDEO, WATCH_MOUTH, say_and_interrupt, until
 
 from engine.types import SAMPLE_RATE
 from streaming.app import ServerConfig
@@ -33,9 +33,6 @@ SIZE = 256
 FRAMES = 30
 LAUNCH_TIMEOUT_S = 20
 PLAY_TIMEOUT_S = 30
-POLL_S = 0.1
-CLOCK_WATCH_S = 0.5  # how long to watch the video's currentTime move
-VIDEO = "document.getElementById('avatar')"
 
 CHROMIUM_FLAGS = (
     "--headless",
@@ -91,13 +88,6 @@ async def devtools_port(port_file: Path, browser: asyncio.subprocess.Process, lo
     return int(port_file.read_text().split()[0])
 
 
-async def until(page: CdpPage, expression: str) -> Any:
-    """Polls a JavaScript expression until it is truthy; returns its value."""
-    while not (value := await page.evaluate(expression)):
-        await asyncio.sleep(POLL_S)
-    return value
-
-
 async def test_page_plays_the_avatar(tmp_path: Path) -> None:
     async with (
         live_server(ServerConfig(port=0, size=SIZE)) as url,
@@ -126,47 +116,6 @@ async def test_page_plays_the_avatar(tmp_path: Path) -> None:
 
 SPEECH_TIMEOUT_S = 15
 MOUTH_WATCH_S = 5.0
-MIN_FPS = 25
-SENTENCE = "Hello there. I am the avatar, and I am speaking to you now."
-
-# Installed in the page: on every video frame shown, the mouth (read from the frame drawn to a
-# canvas) and the level of the audio playing (the voice sent back), with the time. Mode 'frame'
-# keeps each frame itself (a JPEG in window.mouthFrames; the sample holds its index) for
-# engine.render.mouth_meter to measure.
-WATCH_MOUTH = """
-(box, mode) => {
-  const video = document.getElementById('avatar');
-  const canvas = document.createElement('canvas');
-  canvas.width = video.videoWidth; canvas.height = video.videoHeight;
-  const context = canvas.getContext('2d', {willReadFrequently: true});
-  const audio = new AudioContext();
-  const analyser = audio.createAnalyser();
-  analyser.fftSize = 1024;
-  audio.createMediaStreamSource(video.srcObject).connect(analyser);
-  const wave = new Float32Array(analyser.fftSize);
-  window.mouthSamples = [];
-  window.mouthFrames = [];
-  const onFrame = () => {
-    context.drawImage(video, 0, 0);
-    const pixels = context.getImageData(box[0], box[1], box[2] - box[0], box[3] - box[1]).data;
-    let sum = 0, dark = 0;
-    for (let i = 0; i < pixels.length; i += 4) {
-      const luma = (pixels[i] + pixels[i + 1] + pixels[i + 2]) / 3;
-      sum += luma; dark += luma < 64;
-    }
-    const n = pixels.length / 4;
-    analyser.getFloatTimeDomainData(wave);
-    const level = Math.sqrt(wave.reduce((a, x) => a + x * x, 0) / wave.length);
-    let mouth = mode === 'grey' ? sum / n / 255 : dark / n;
-    if (mode === 'frame') mouth = window.mouthFrames.push(canvas.toDataURL('image/jpeg', 0.95)) - 1;
-    window.mouthSamples.push([performance.now() / 1000, mouth, level]);
-    video.requestVideoFrameCallback(onFrame);
-  };
-  video.requestVideoFrameCallback(onFrame);
-  return audio.state;
-}
-"""
-
 
 def speech_wav(path: Path, silence_s: float = 2.0) -> Path:
     """espeak-ng saying SENTENCE, then silence: 16-bit mono at SAMPLE_RATE."""
@@ -202,21 +151,6 @@ def check_lip_sync(samples: np.ndarray, closed: float, opened: float) -> None:
     assert speaking.sum() > 10 and silent.sum() > 10, (speaking.sum(), silent.sum())
     assert mouth[speaking].max() > opened and mouth[speaking].std() > 0.1 * (opened - closed)
     assert mouth[silent].max() < closed
-
-
-async def say_and_interrupt(page: Any, box: list[int]) -> None:
-    """On a page playing a GradientRenderer avatar (CdpPage or bidi.BidiPage): types SENTENCE and
-    presses say, the jaw opens and the server speaks; the interrupt button stops it and the jaw
-    closes again."""
-    await page.evaluate(f"(document.getElementById('say-text').value = {json.dumps(SENTENCE)}, document.getElementById('say').click())")
-    await page.evaluate(f"({WATCH_MOUTH})({box}, 'grey')")
-    await until(page, "window.mouthSamples.some(([t, jaw]) => jaw > 0.5)")  # the avatar speaks
-    await until(page, "window.avatarStats.server?.speaking")
-    await page.evaluate("document.getElementById('interrupt').click()")
-    await until(page, "window.avatarStats.server && !window.avatarStats.server.speaking")
-    await asyncio.sleep(0.3)
-    recent = await page.evaluate("window.mouthSamples.slice(-5).map(([t, jaw]) => jaw)")
-    assert max(recent) < 0.1  # closed again
 
 
 @pytest.mark.slow

@@ -1,8 +1,6 @@
 import itertools
 from collections import Counter
 
-import numpy as np
-
 from engine.face import topology
 
 

@@ -21,7 +21,7 @@ import aiohttp
 import pytest
 from bidi import BidiPage, firefox, firefox_binary
 from live_server import jaw_box, live_server
-from test_browser import CLOCK_WATCH_S, MIN_FPS, VIDEO, WATCH_MOUTH, say_and_interrupt, until
+from page_checks import CLOCK_WATCH_S, MIN_FPS, VIDEO, WATCH_MOUTH, say_and_interrupt, until
 
 from streaming.app import ServerConfig
 

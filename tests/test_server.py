@@ -1,21 +1,20 @@
-"""The live server end to end on loopback: real aiortc viewers receive the avatar's video and
-voice, fed by websocket PCM or their microphone; sessions are isolated, capped and expire."""
+"""The live server's endpoints on loopback with real aiortc viewers: offers, sessions (isolated,
+capped, token-protected, expiring), health, metrics, the page. Speech end to end is in
+test_server_speech.py."""
 from __future__ import annotations
 
 import asyncio
-import fractions
 import time
-from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
 
 import aiohttp
 import numpy as np
 import pytest
-from aiortc import MediaStreamTrack, RTCConfiguration, RTCPeerConnection, RTCSessionDescription
+from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import VIDEO_CLOCK_RATE
-from av import AudioFrame, VideoFrame
-from live_server import gradient_factory, live_server, read_index, read_jaw
+from av import VideoFrame
+from live_server import gradient_factory, live_server, read_index
 from PIL import Image
+from viewers import OPEN, RECEIVE_TIMEOUT_S, Microphone, Viewer, health, post_offer, tone_with_pauses, viewer
 
 from engine.types import FPS, SAMPLE_RATE, FaceParams, frame_pts
 from streaming.app import ServerConfig
@@ -25,37 +24,10 @@ from streaming.probe import LoudnessExtractor, loudness_speech
 
 SIZE = 128
 FRAMES = 30
-RECEIVE_TIMEOUT_S = 10
 ROUNDING_TICKS = 1
 
 
 pytestmark = pytest.mark.usefixtures("loopback_ice")
-
-
-@pytest.fixture
-async def server() -> AsyncIterator[str]:
-    async with live_server(ServerConfig(port=0, size=SIZE)) as url:
-        yield url
-
-
-async def viewer() -> RTCPeerConnection:
-    """A peer connection with its offer to receive video made (and candidates gathered)."""
-    pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
-    pc.addTransceiver("video", direction="recvonly")
-    await pc.setLocalDescription(await pc.createOffer())
-    return pc
-
-
-async def post_offer(http: aiohttp.ClientSession, url: str, pc: RTCPeerConnection, **offer: object) -> dict:
-    async with http.post(f"{url}/offer", json={"sdp": pc.localDescription.sdp, "type": "offer", **offer}) as response:
-        assert response.status == 200, await response.text()
-        return await response.json()
-
-
-async def health(http: aiohttp.ClientSession, url: str) -> dict:
-    async with http.get(f"{url}/health") as response:
-        assert response.status == 200
-        return await response.json()
 
 
 async def test_viewer_receives_live_video_at_fps(server: str, http: aiohttp.ClientSession) -> None:
@@ -241,167 +213,6 @@ def test_server_config_rejects_impossible_values() -> None:
             ServerConfig(**bad)
 
 
-# ---- speech end to end ------------------------------------------------------------------------
-
-TONE_RATE = 16_000
-LOUD = 0.05  # RMS of received audio that counts as sound
-OPEN = 0.5  # jawOpen read from a received frame that counts as an open mouth
-
-
-@pytest.fixture
-def audio_without_prefetch(monkeypatch: pytest.MonkeyPatch) -> None:
-    """aiortc's receiver holds 4 audio packets (80 ms) before releasing any; a browser syncs its
-    playout to the video instead. Without the hold, arrival times compare audio with video."""
-    from aiortc import jitterbuffer, rtcrtpreceiver
-
-    monkeypatch.setattr(rtcrtpreceiver, "JitterBuffer", lambda capacity, prefetch=0, is_video=False: jitterbuffer.JitterBuffer(capacity, 0, is_video))
-
-
-def tone_with_pauses(pause_s: float, tone_s: float, rate: int = TONE_RATE) -> np.ndarray:
-    t = np.arange(int(tone_s * rate)) / rate
-    pause = np.zeros(int(pause_s * rate))
-    return (np.concatenate([pause, 0.3 * np.sin(2 * np.pi * 220 * t), pause]) * 32767).astype("<i2")
-
-
-class Microphone(MediaStreamTrack):
-    """A viewer's microphone playing `pcm` (int16 at 48 kHz) on a loop, in real time."""
-
-    kind = "audio"
-
-    def __init__(self, pcm: np.ndarray) -> None:
-        super().__init__()
-        self.pcm, self.sent, self.start = pcm, 0, None
-
-    async def recv(self) -> AudioFrame:
-        self.start = self.start or time.monotonic()
-        await asyncio.sleep(max(0.0, self.start + self.sent / 48_000 - time.monotonic()))
-        block = np.take(self.pcm, np.arange(self.sent, self.sent + 960), mode="wrap")
-        frame = AudioFrame.from_ndarray(block[None], format="s16", layout="mono")
-        frame.sample_rate, frame.pts, frame.time_base = 48_000, self.sent, fractions.Fraction(1, 48_000)
-        self.sent += 960
-        return frame
-
-
-@dataclass
-class Received:
-    video: list[tuple[float, int, float]] = field(default_factory=list)  # arrival, frame index, jawOpen
-    audio: list[tuple[float, float]] = field(default_factory=list)  # arrival, RMS level
-
-    def first_open(self) -> float:
-        return next(t for t, _, jaw in self.video if jaw > OPEN)
-
-    def first_sound(self) -> float:
-        return next(t for t, level in self.audio if level > LOUD)
-
-
-class Viewer:
-    """An aiortc viewer of one session: video and audio in, optionally a microphone out."""
-
-    def __init__(self, microphone: MediaStreamTrack | None = None) -> None:
-        self.pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
-        self.pc.addTransceiver("video", direction="recvonly")
-        if microphone:
-            self.pc.addTrack(microphone)
-        else:
-            self.pc.addTransceiver("audio", direction="recvonly")
-        self.tracks: dict[str, asyncio.Future] = {kind: asyncio.get_running_loop().create_future() for kind in ("video", "audio")}
-        self.pc.on("track", lambda track: self.tracks[track.kind].set_result(track))
-        self.received = Received()
-        self.session: dict = {}
-
-    async def connect(self, http: aiohttp.ClientSession, url: str, **offer: object) -> dict:
-        await self.pc.setLocalDescription(await self.pc.createOffer())
-        self.session = await post_offer(http, url, self.pc, **offer)
-        await self.pc.setRemoteDescription(RTCSessionDescription(sdp=self.session["sdp"], type="answer"))
-        return self.session
-
-    async def record(self, seconds: float) -> Received:
-        """Receives both tracks for `seconds` (from the call), noting arrival times."""
-        video, audio = await asyncio.gather(self.tracks["video"], self.tracks["audio"])
-        deadline = time.monotonic() + seconds
-
-        async def frames(track, note) -> None:
-            while time.monotonic() < deadline:
-                note(await track.recv())
-
-        def note_video(frame: VideoFrame) -> None:
-            rgb = frame.to_ndarray(format="rgb24")
-            self.received.video.append((time.monotonic(), read_index(rgb), read_jaw(rgb)))
-
-        def note_audio(frame: AudioFrame) -> None:
-            level = float(np.sqrt(np.mean(np.square(frame.to_ndarray() / 32768.0))))
-            self.received.audio.append((time.monotonic(), level))
-
-        async with asyncio.timeout(seconds + RECEIVE_TIMEOUT_S):
-            await asyncio.gather(frames(video, note_video), frames(audio, note_audio))
-        return self.received
-
-    async def speak(self, http: aiohttp.ClientSession, url: str, pcm: np.ndarray) -> aiohttp.ClientWebSocketResponse:
-        """Sends `pcm` (int16 at TONE_RATE) over the session's websocket, in 20 ms messages."""
-        ws = await http.ws_connect(f"{url}/ws/{self.session['session_id']}?token={self.session['token']}")
-        await ws.send_json({"type": "start", "sample_rate": TONE_RATE})
-        await ws.receive_json()
-        for start in range(0, len(pcm), TONE_RATE // 50):
-            await ws.send_bytes(pcm[start : start + TONE_RATE // 50].tobytes())
-        return ws
-
-
-async def test_websocket_speech_reaches_the_viewer_with_lips_and_sound_together(server, http, audio_without_prefetch):
-    viewer = Viewer()
-    try:
-        await viewer.connect(http, server)
-        await viewer.record(0.3)  # connected and receiving
-        ws = await viewer.speak(http, server, tone_with_pauses(0.3, 0.5))
-        await ws.send_json({"type": "end"})
-        received = await viewer.record(1.5)
-        await ws.close()
-    finally:
-        await viewer.pc.close()
-    opened = [index for _, index, jaw in received.video if jaw > OPEN]
-    assert 0.5 * 0.5 * FPS <= len(opened) <= 0.5 * FPS + 3  # the tone's frames (some may drop on a busy machine)
-    assert received.video[-1][2] < 0.1  # closed again after it
-    loud = [t for t, level in received.audio if level > LOUD]
-    assert 0.4 <= loud[-1] - loud[0] <= 0.7  # 0.5 s of tone, heard
-    # The server sends the frame and the audio of one instant together; on loopback they arrive
-    # together too (a loose bound: a busy 2-core machine delays either by a few frames).
-    assert abs(received.first_open() - received.first_sound()) < 0.1
-
-
-async def test_an_interruption_reaches_the_viewer_within_200_ms(server, http, audio_without_prefetch):
-    viewer = Viewer()
-    try:
-        await viewer.connect(http, server)
-        ws = await viewer.speak(http, server, tone_with_pauses(0.0, 3.0))
-        async with asyncio.timeout(RECEIVE_TIMEOUT_S):
-            while not any(jaw > OPEN for _, _, jaw in (await viewer.record(0.1)).video):
-                pass
-        interrupted = time.monotonic()
-        await ws.send_json({"type": "interrupt"})
-        received = await viewer.record(0.8)
-        await ws.close()
-    finally:
-        await viewer.pc.close()
-    settled = interrupted + 0.2 + 0.1  # 200 ms, plus the way through codec and loopback
-    assert all(jaw < 0.1 for t, _, jaw in received.video if t > settled)
-    assert all(level < 0.01 for t, level in received.audio if t > settled)
-    assert any(t > settled + 0.3 for t, _, _ in received.video)  # and the video goes on
-
-
-async def test_microphone_input_moves_the_lips_and_is_echoed_only_when_asked(server, http):
-    pcm = tone_with_pauses(0.3, 0.6, rate=48_000)
-    quiet, echoed = Viewer(Microphone(pcm)), Viewer(Microphone(pcm))
-    try:
-        await quiet.connect(http, server, input="mic")
-        await echoed.connect(http, server, input="mic", echo=True)
-        await asyncio.gather(quiet.record(1.5), echoed.record(1.5))
-    finally:
-        await asyncio.gather(quiet.pc.close(), echoed.pc.close())
-    for viewer in (quiet, echoed):
-        assert max(jaw for _, _, jaw in viewer.received.video) > OPEN
-    assert max(level for _, level in quiet.received.audio) < 0.01  # the viewer's voice is not sent back ...
-    assert max(level for _, level in echoed.received.audio) > LOUD  # ... unless asked
-
-
 class FailingAnimator:
     def push(self, features: np.ndarray) -> FaceParams:
         raise RuntimeError("this avatar's animator broke")
@@ -419,8 +230,8 @@ async def test_a_failing_session_closes_alone(http):
             await good.connect(http, url)
             await bad.connect(http, url, avatar="broken")
             await asyncio.gather(good.record(0.3), bad.record(0.3))
-            for viewer in (good, bad):
-                await (await viewer.speak(http, url, tone_with_pauses(0.1, 0.5))).close()
+            for one in (good, bad):
+                await (await one.speak(http, url, tone_with_pauses(0.1, 0.5))).close()
             async with asyncio.timeout(RECEIVE_TIMEOUT_S):
                 while (await health(http, url))["sessions"] != 1:
                     await asyncio.sleep(0.05)

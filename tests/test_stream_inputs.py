@@ -9,8 +9,8 @@ from collections.abc import AsyncIterator
 import aiohttp
 import numpy as np
 import pytest
-from aiortc import RTCConfiguration, RTCPeerConnection
 from live_server import gradient_factory, live_server
+from viewers import open_session
 
 from streaming.app import ServerConfig
 from streaming.probe import loudness_speech
@@ -30,19 +30,6 @@ async def server() -> AsyncIterator[str]:
     factory = gradient_factory(SIZE, {"default": loudness_speech(), "mute": None})
     async with live_server(config, factory) as url:
         yield url
-
-
-async def open_session(http: aiohttp.ClientSession, url: str, avatar: str = "default") -> dict:
-    pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
-    pc.addTransceiver("video", direction="recvonly")
-    pc.addTransceiver("audio", direction="recvonly")
-    await pc.setLocalDescription(await pc.createOffer())
-    try:
-        async with http.post(f"{url}/offer", json={"sdp": pc.localDescription.sdp, "type": "offer", "avatar": avatar}) as response:
-            assert response.status == 200, await response.text()
-            return await response.json()
-    finally:
-        await pc.close()  # the server's side of the session lives on until its connect timeout
 
 
 async def status(http: aiohttp.ClientSession, url: str, session: dict) -> dict:
