@@ -55,6 +55,7 @@ SOUND = 0.02  # RMS that counts as speech, sent or received
 MAX_DELAY_S = 0.6  # audio delays searched (send to receive)
 MAX_LAG_S = 0.2  # A/V offsets searched around the audio's delay
 LAG_STEP_S = 0.005
+LEVEL_HOP = SAMPLE_RATE // 200  # loudness every 5 ms
 OPEN = 0.3  # mouth openness (engine.render.mouth_meter: 0 rest, 1 jaw half open) that counts as open
 SERVER_START_S = 180  # loading the avatar and models in the server process
 
@@ -300,13 +301,10 @@ async def measure(server: Server, utterances: int, size: int) -> dict:
     levels = loudness(pcm / 32768.0, LEVEL_HOP)
     sent_audio = Trace(start + np.arange(len(levels)) * LEVEL_HOP / SAMPLE_RATE, levels)
     received_audio = received_loudness(audio)
-    sent_face = Trace(start + frame_pts(np.arange(len(reference))) / SAMPLE_RATE, reference)
-    sent_face = Trace(sent_face.t[np.isfinite(reference)], reference[np.isfinite(reference)])
+    found = np.isfinite(reference)  # frames where the meter found the face (all, in practice)
+    sent_face = Trace(start + frame_pts(np.flatnonzero(found)) / SAMPLE_RATE, reference[found])
     onsets_sent = [sent[onset // BLOCK] for onset in onsets]
     return analyse(video, sent_audio, received_audio, sent_face, onsets_sent, OPEN, cpu, figures)
-
-
-LEVEL_HOP = SAMPLE_RATE // 200  # loudness every 5 ms
 
 
 @dataclasses.dataclass
@@ -340,7 +338,7 @@ def best_lag(reference: Trace, received: Trace, start: float, end: float, lags: 
     grid = np.arange(start, end, LAG_STEP_S)
     ref = np.interp(grid, reference.t, reference.x)
     ref -= ref.mean()
-    return float(lags[int(np.argmax([np.dot(ref, np.interp(grid + lag, received.t, received.x)) for lag in lags]))])
+    return round(float(lags[int(np.argmax([np.dot(ref, np.interp(grid + lag, received.t, received.x)) for lag in lags]))]), 6)
 
 
 def analyse(video: np.ndarray, sent_audio: Trace, received_audio: Trace, sent_face: Trace, onsets_sent: list[float], open_threshold: float, cpu: float, figures: dict) -> dict:

@@ -9,7 +9,7 @@ stamped from the session's one media clock, so (arrival - pts) moves the same wa
 they drift apart: per WINDOW_S window, the median of video's minus audio's, less the first
 window's, is the A/V drift (RTP timestamps start at random origins, so the absolute offset is
 `python -m bench latency`'s business). Also per window: fps; at the end: frames the server
-dropped, and the server's resident memory at the start and the end. Target: drift within +-40 ms.
+dropped, and the server's resident memory every MEMORY_EVERY_S. Target: drift within +-40 ms.
 `--quick`: 1 minute.
 """
 from __future__ import annotations
@@ -30,6 +30,7 @@ from engine.types import FPS, SAMPLE_RATE
 MINUTES = 10
 WINDOW_S = 10.0
 TARGET_MS = 40
+MEMORY_EVERY_S = 5.0
 
 
 def rss_mib(pid: int) -> float:
@@ -39,10 +40,11 @@ def rss_mib(pid: int) -> float:
     return float("nan")
 
 
-async def soak(server, seconds: float) -> tuple[np.ndarray, np.ndarray, dict, float, float]:  # noqa: ANN001
-    """video [N, 2] and audio [M, 2] (arrival s, pts s), the session's figures, RSS at start and end."""
+async def soak(server, seconds: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict]:  # noqa: ANN001
+    """video [N, 2] and audio [M, 2] (arrival s, pts s), the server's memory [K, 2] (s, MiB RSS)
+    every MEMORY_EVERY_S while the session talks, and the session's figures."""
     pcm, _ = speech_script(8)
-    video, audio = [], []
+    video, audio, memory = [], [], []
     async with aiohttp.ClientSession() as http, viewer(http, server.url) as (pc, session, tracks):
         done = asyncio.Event()
 
@@ -51,9 +53,14 @@ async def soak(server, seconds: float) -> tuple[np.ndarray, np.ndarray, dict, fl
                 frame = await track.recv()
                 out.append((time.monotonic(), float(frame.pts * frame.time_base)))
 
+        async def watch_memory() -> None:
+            while not done.is_set():
+                memory.append((time.monotonic(), rss_mib(server.pid)))
+                await asyncio.sleep(MEMORY_EVERY_S)
+
         receivers = [asyncio.create_task(receive(tracks["video"], video)), asyncio.create_task(receive(tracks["audio"], audio))]
         await asyncio.sleep(1.0)
-        rss_start = rss_mib(server.pid)
+        receivers.append(asyncio.create_task(watch_memory()))
         async with http.ws_connect(f"{server.url}/ws/{session['session_id']}?token={session['token']}") as ws:
             await ws.send_json({"type": "start", "sample_rate": SAMPLE_RATE})
             await ws.receive_json()
@@ -64,16 +71,15 @@ async def soak(server, seconds: float) -> tuple[np.ndarray, np.ndarray, dict, fl
                 await ws.send_bytes(pcm[k : k + BLOCK].tobytes())
                 sent += BLOCK
             await ws.send_json({"type": "end"})
-        rss_end = rss_mib(server.pid)
         async with http.get(f"{server.url}/sessions/{session['session_id']}", headers={"Authorization": f"Bearer {session['token']}"}) as response:
             figures = await response.json()
         done.set()
         await asyncio.wait(receivers, timeout=2)
-    return np.array(video), np.array(audio), figures, rss_start, rss_end
+    return np.array(video), np.array(audio), np.array(memory), figures
 
 
-def windows(video: np.ndarray, audio: np.ndarray) -> list[dict]:
-    """Per WINDOW_S window: drift (ms, vs the first window) and fps."""
+def windows(video: np.ndarray, audio: np.ndarray, memory: np.ndarray) -> list[dict]:
+    """Per WINDOW_S window: drift (ms, vs the first window), fps, the server's memory at its end."""
     # aiortc releases a video frame when the next one starts arriving, audio as it comes (the
     # viewer's jitter buffer is off): arrivals are taken one frame interval earlier, as bench latency does.
     v_lag = video[:, 0] - 1 / FPS - video[:, 1]
@@ -84,7 +90,8 @@ def windows(video: np.ndarray, audio: np.ndarray) -> list[dict]:
         a = (audio[:, 0] >= lo) & (audio[:, 0] < lo + WINDOW_S)
         if v.sum() > 1 and a.any():
             rows.append({"minute": round((lo - t0) / 60, 2), "offset_ms": 1000 * (np.median(v_lag[v]) - np.median(a_lag[a])),
-                         "fps": (v.sum() - 1) / (video[v, 0][-1] - video[v, 0][0])})  # fmt: skip
+                         "fps": (v.sum() - 1) / (video[v, 0][-1] - video[v, 0][0]),
+                         "server_rss_mib": round(float(np.interp(lo + WINDOW_S, *memory.T)), 1)})  # fmt: skip
     first = rows[0]["offset_ms"]
     for row in rows:
         row["drift_ms"] = round(row.pop("offset_ms") - first, 2)
@@ -97,8 +104,9 @@ def run(args: argparse.Namespace) -> None:
     loopback_client()
     with server_process(size=256) as server:
         print(f"  server: {server.speech}; {minutes} min", flush=True)
-        video, audio, figures, rss_start, rss_end = asyncio.run(soak(server, 60 * minutes))
-    rows = windows(video, audio)
+        video, audio, memory, figures = asyncio.run(soak(server, 60 * minutes))
+    rows = windows(video, audio, memory)
+    rss_start, rss_end = memory[0, 1], memory[-1, 1]
     drift = np.array([r["drift_ms"] for r in rows])
     fps = np.array([r["fps"] for r in rows])
     notes = (
@@ -111,13 +119,15 @@ def run(args: argparse.Namespace) -> None:
     print("  " + notes, flush=True)
 
     def plot(fig: Figure) -> None:
-        left, right = fig.subplots(1, 2)
+        left, middle, right = fig.subplots(1, 3)
         minute = [r["minute"] for r in rows]
         left.plot(minute, drift, marker=".")
         left.axhspan(-TARGET_MS, TARGET_MS, color="tab:green", alpha=0.15, label=f"+-{TARGET_MS} ms")
         left.set(xlabel="minute", ylabel="A/V drift, ms")
         left.legend()
-        right.plot(minute, fps, marker=".")
-        right.set(xlabel="minute", ylabel="fps per window", ylim=(0, 35))
+        middle.plot(minute, fps, marker=".")
+        middle.set(xlabel="minute", ylabel="fps per window", ylim=(0, 35))
+        right.plot((memory[:, 0] - memory[0, 0]) / 60, memory[:, 1])
+        right.set(xlabel="minute", ylabel="server memory (RSS), MiB")
 
     write_report("soak", rows, title="Live session soak: A/V drift and frame rate", notes=notes, plot=plot, results_dir=args.results_dir)
