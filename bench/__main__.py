@@ -20,6 +20,7 @@ BENCHMARKS = {
     "sessions": "bench.sessions",
     "avatar-build": "bench.avatar_build",
     "soak": "bench.soak",
+    "fit": "bench.fit",
 }
 
 

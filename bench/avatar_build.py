@@ -40,6 +40,7 @@ def run(args: argparse.Namespace) -> None:
         wall = time.monotonic() - start
         peak_mib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
         metrics = json.loads((tmp / "work" / "report.json").read_text())
+        args.results_dir.mkdir(parents=True, exist_ok=True)
         for name in ("frames", "curves"):
             shutil.copyfile(tmp / "work" / f"report_{name}.png", args.results_dir / f"avatar-build_{name}.png")
     rows = [{"stage": stage, "seconds": seconds_} for stage, seconds_ in metrics["stage_seconds"].items()]

@@ -4,19 +4,22 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from engine.face.model import Camera, FaceModel
+from engine.face.fit import fit
+from engine.face.model import Camera, FaceModel, Identity
 from engine.face.track import NoFaceError
-from engine.face.video_track import blink_events, fit_clip, load_track, save_track, smooth, track_video, write_preview
+from engine.face.video_track import at_rest, blink_events, fit_clip, load_track, save_track, smooth, track_video, write_preview
 from engine.render.renderer import AvatarRenderer
-from engine.types import BLINK_COL, EXP_START, FPS, FaceParams
+from engine.types import BLINK_COL, EXP_START, EXPRESSION_NAMES, FPS, FaceParams
 from engine.video import VideoReadError, read_frames, write_mp4
 
 SIZE = 256
 BLINKS = (1.2, 2.6)  # seconds at which a 0.2 s blink starts
+PRESS = (3.1, 3.3)  # seconds the lips press together (the jaw is closed then): a p/b/m, not the rest
 
 
 def known_params(avatar, n: int) -> FaceParams:
-    """The avatar at rest for half a second, then a swaying head, talking jaw, and two blinks."""
+    """The avatar at rest for half a second, then a swaying head, talking jaw, two blinks and a
+    lip press."""
     t = np.arange(n) / FPS
     p = np.tile(avatar.reference_params.array[0], (n, 1)).astype(np.float64)
     ramp = np.clip((t - 0.5) / 0.5, 0, 1)
@@ -25,6 +28,10 @@ def known_params(avatar, n: int) -> FaceParams:
     p[:, EXP_START] = 0.7 * ramp * np.sin(np.pi * 2.5 * t) ** 2  # jawOpen
     for start in BLINKS:
         p[:, BLINK_COL] = np.maximum(p[:, BLINK_COL], np.clip(1 - np.abs(t - start - 0.1) / 0.1, 0, 1))
+    pressed = (t >= PRESS[0]) & (t < PRESS[1])
+    p[pressed, EXP_START + EXPRESSION_NAMES.index("mouthClose")] = 0.5
+    p[pressed, EXP_START + EXPRESSION_NAMES.index("mouthPress_L")] = p[pressed, EXP_START + EXPRESSION_NAMES.index("mouthPress_R")] = 1.0
+    p[pressed, EXP_START] = 0.0
     return FaceParams(p)
 
 
@@ -63,6 +70,7 @@ def test_landmarks_are_in_source_pixels_when_downscaled(clip):
 def test_fit_recovers_pose_jaw_and_blinks(clip):
     _, _, truth, _, fitted = clip
     ref = fitted.reference
+    assert ref < 0.5 * FPS  # the still mouth at rest, not the pressed lips (the smallest lip gap)
     turn = np.degrees((fitted.params.pose[:, :3] - fitted.params.pose[ref, :3]) - (truth.pose[:, :3] - truth.pose[ref, :3]))
     assert np.abs(turn[:, :2]).max() < 4.0  # pitch, yaw relative to the reference frame
     assert np.corrcoef(fitted.params.exp[:, 0], truth.exp[:, 0])[0, 1] > 0.85
@@ -72,6 +80,17 @@ def test_fit_recovers_pose_jaw_and_blinks(clip):
     assert fitted.params.blink.max() > 0.8  # calibrated: a full blink reads near 1
     assert (fitted.confidence > 0.5).all() and (fitted.confidence <= 1).all()
     assert fitted.params.pose[ref, 0] == pytest.approx(truth.pose[ref, 0], abs=np.radians(4))  # pitch of the camera view
+
+
+def test_an_identity_taken_from_an_open_mouth_is_moved_to_the_clip_rest(avatar, face_model):
+    camera = Camera.with_fov(SIZE, SIZE)
+    talking = known_params(avatar, 4 * FPS)
+    opened = talking.array[[int(0.6 * FPS)]].copy()  # the jaw open by some
+    opened[0, EXP_START] = 0.4
+    lifted, _ = Identity.from_landmarks(face_model.landmarks(FaceParams(opened), camera)[0], camera)
+    rested = FaceModel(at_rest(lifted, face_model.landmarks(talking, camera), camera))
+    jaw = fit(rested, face_model.landmarks(talking, camera), camera).exp[:, 0]
+    assert np.abs(jaw - talking.exp[:, 0]).max() < 0.05  # against the rest: the true jaw, not jaw - 0.4
 
 
 def test_lost_frames_are_interpolated_and_marked(clip):

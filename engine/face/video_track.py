@@ -2,7 +2,8 @@
 
 `track_video` runs MediaPipe's face mesh in video mode on the clip resampled to FPS (engine/video.py)
 and keeps the largest face of each frame; `fit_clip` lifts the person's identity from their most
-neutral frame and fits every frame with engine/face/fit.py; `save_track` writes TRACK.npz:
+neutral frame, moves its mouth to the clip's rest (`at_rest`) and fits every frame with
+engine/face/fit.py; `save_track` writes TRACK.npz:
 
     params        [N, NUM_PARAMS] float32 FaceParams, columns named by `names` (FaceParams.load reads
                   the file); lost frames hold parameters interpolated from their neighbours
@@ -14,7 +15,7 @@ neutral frame and fits every frame with engine/face/fit.py; `save_track` writes 
     landmarks     [N, 478, 3] float32: tracked landmarks (u, v, w) in the source video's pixels,
                   smoothed; zero where lost
     width, height the source video's size in pixels
-    reference     index of the frame the identity was lifted from
+    reference     index of the frame the identity was lifted from (its mouth then moved to rest)
     blink_scale   the factor the fitted blink column was calibrated by (see calibrate_blink)
     identity_vertices [478, 3], identity_home [3], camera_focal, camera_width, camera_height:
                   the engine.face.model.Identity, in the source video's camera
@@ -29,10 +30,10 @@ from pathlib import Path
 import numpy as np
 
 from engine.face import topology
-from engine.face.fit import fit
+from engine.face.fit import MOUTH_SHAPES, fit
 from engine.face.model import Camera, FaceModel, Identity
 from engine.face.topology import NUM_LANDMARKS, NUM_SURFACE
-from engine.face.track import NoFaceError, eye_span, lip_gap
+from engine.face.track import NoFaceError, eye_span
 from engine.types import BLINK_COL, FPS, PARAM_NAMES, POSE_NAMES, RIG_VERSION, FaceParams
 from engine.video import probe_video, read_frames, write_mp4
 
@@ -59,11 +60,16 @@ FIT_CHUNK = 100  # frames per fit() call between progress reports
 # tracked landmarks (2-D, the 468 surface points) over the face's size (RMS distance of the tracked
 # points from their centroid): 2.5% -> 0.78, 5% -> 0.37, 10% -> 0.02.
 CONFIDENCE_SCALE = 0.05
-# Reference-frame choice: these amounts of head turn, lip gap (over the eye span) and eye closure
-# count the same against a frame.
+# Reference-frame choice: these amounts of head turn, lip motion (the lips' mean displacement per
+# frame over the eye span, averaged over +-STILL_FRAMES) and eye closure count the same against a
+# frame. A still mouth is the rest between words; the smallest lip gap would be a pressed p/b/m.
 NEUTRAL_TURN = np.radians(10.0)
-NEUTRAL_LIP_GAP = 0.05
+NEUTRAL_LIP_MOTION = 0.01
 NEUTRAL_EYE_CLOSURE = 0.2
+STILL_FRAMES = 7
+MOUTH_PRIOR = 1.0  # engine.face.fit: where landmarks cannot tell a jaw drop from lip shapes, the jaw
+REST_FRAMES = 200  # frames of a clip that its mouth's rest is estimated from
+REST_PERCENTILE = 5
 PREVIEW_MAX_SIDE = 720
 AXIS_LENGTH = 6.0  # model units (~ cm) of the pose axes drawn in the preview
 EYELIDS = ((159, 145), (386, 374))  # (upper, lower) mid-lid points, right and left eye
@@ -153,14 +159,29 @@ def smooth(landmarks: np.ndarray, valid: np.ndarray) -> np.ndarray:
 
 
 def neutral_frame(landmarks: np.ndarray, valid: np.ndarray, camera: Camera) -> int:
-    """Index of the most neutral valid frame: facing the camera, lips together, eyes open."""
+    """Index of the most neutral valid frame: facing the camera, the mouth at rest (still), eyes open."""
     index = np.flatnonzero(valid)
     lm = landmarks[index].astype(np.float64)
     turn = np.array([np.hypot(*Identity.from_landmarks(frame, camera)[1].pose[0, :2]) for frame in lm])
     aperture = sum(np.linalg.norm(lm[:, u, :2] - lm[:, d, :2], axis=-1) for u, d in EYELIDS) / eye_span(lm)
     closure = np.clip(1 - aperture / np.percentile(aperture, 90), 0, 1)  # against the clip's open eyes
-    cost = turn / NEUTRAL_TURN + lip_gap(lm) / NEUTRAL_LIP_GAP + closure / NEUTRAL_EYE_CLOSURE
+    cost = turn / NEUTRAL_TURN + lip_motion(landmarks, valid)[index] / NEUTRAL_LIP_MOTION + closure / NEUTRAL_EYE_CLOSURE
     return int(index[np.argmin(cost)])
+
+
+def lip_motion(landmarks: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    """[N] how much the lips move around each valid frame: their mean displacement from frame to
+    frame (head motion removed: centred, over the eye span), averaged over +-STILL_FRAMES within
+    its run of valid frames; a run of one frame counts as still. NaN where not valid."""
+    lips = landmarks[:, topology.regions().lips, :2].astype(np.float64)
+    shape = (lips - lips.mean(1, keepdims=True)) / eye_span(landmarks)[:, None, None].clip(1e-9)
+    motion = np.full(len(valid), np.nan)
+    for start, stop in runs(valid):
+        step = np.linalg.norm(np.diff(shape[start:stop], axis=0), axis=-1).mean(1)  # [n - 1]
+        per_frame = np.concatenate([step[:1], step]) if len(step) else np.zeros(1)
+        kernel = np.ones(2 * STILL_FRAMES + 1)
+        motion[start:stop] = np.convolve(per_frame, kernel, "same") / np.convolve(np.ones_like(per_frame), kernel, "same")
+    return motion
 
 
 def fit_clip(landmarks: np.ndarray, valid: np.ndarray, camera: Camera, progress: Progress | None = None) -> ClipFit:
@@ -169,12 +190,12 @@ def fit_clip(landmarks: np.ndarray, valid: np.ndarray, camera: Camera, progress:
     if not valid.any():
         raise NoFaceError("no tracked face in any frame to fit")
     reference = neutral_frame(landmarks, valid, camera)
-    identity, _ = Identity.from_landmarks(landmarks[reference].astype(np.float64), camera)
-    model = FaceModel(identity)
     index = np.flatnonzero(valid)
+    identity, _ = Identity.from_landmarks(landmarks[reference].astype(np.float64), camera)
+    model = FaceModel(at_rest(identity, landmarks[index[:: max(1, len(index) // REST_FRAMES)]], camera))
     fitted = []
     for start in range(0, len(index), FIT_CHUNK):
-        fitted.append(fit(model, landmarks[index[start : start + FIT_CHUNK]], camera, FIT_ITERATIONS).array)
+        fitted.append(fit(model, landmarks[index[start : start + FIT_CHUNK]], camera, FIT_ITERATIONS, MOUTH_PRIOR).array)
         if progress:
             progress(min(start + FIT_CHUNK, len(index)), len(index))
     fitted = np.concatenate(fitted)
@@ -185,6 +206,17 @@ def fit_clip(landmarks: np.ndarray, valid: np.ndarray, camera: Camera, progress:
     blink_scale = calibrate_blink(params[:, BLINK_COL], valid)
     params[:, BLINK_COL] = np.minimum(1.0, params[:, BLINK_COL] * blink_scale)
     return ClipFit(identity, reference, FaceParams(params), confidence, valid, blink_scale)
+
+
+def at_rest(identity: Identity, landmarks: np.ndarray, camera: Camera) -> Identity:
+    """The identity with its mouth moved to the clip's rest: a frame's mouth is rarely at rest
+    (lips parted, pressed, a smile), so its jaw and lip shapes are fitted to `landmarks` [M, 478, 3]
+    of the clip, allowed below the identity's own, and each shape's REST_PERCENTILE over the clip,
+    where below 0, is taken out of the identity's face."""
+    model = FaceModel(identity)
+    weights = fit(model, landmarks, camera, FIT_ITERATIONS, MOUTH_PRIOR, lower=np.where(MOUTH_SHAPES, -1.0, 0.0)).exp
+    rest = np.minimum(np.percentile(weights, REST_PERCENTILE, axis=0), 0) * MOUTH_SHAPES
+    return Identity(model.shape(rest[None])[0], identity.home, identity.camera)
 
 
 def fit_confidence(model: FaceModel, params: FaceParams, landmarks: np.ndarray, camera: Camera) -> np.ndarray:

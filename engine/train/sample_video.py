@@ -15,10 +15,9 @@ from engine.types import SAMPLE_RATE
 PAUSE_S = 0.4  # between sentences
 
 
-def talking_video(out: str | os.PathLike, seconds: float, size: int = 256, seed: int = 0, voice: str = "en-us") -> Path:
-    """Writes `seconds` of the default avatar talking at size x size, 30 fps, with AAC sound."""
-    from engine.avatar.bundle import load
-    from engine.pipeline.speak import Speaker, speak, text_to_speech
+def talking_speech(seconds: float, seed: int = 0, voice: str = "en-us") -> np.ndarray:
+    """[S] float32 at SAMPLE_RATE: `seconds` of generated sentences with pauses between them."""
+    from engine.pipeline.speak import text_to_speech
     from engine.train.sentences import sentences
 
     pieces, total, count = [], 0, 0
@@ -28,6 +27,14 @@ def talking_video(out: str | os.PathLike, seconds: float, size: int = 256, seed:
             pieces += [speech, np.zeros(int(PAUSE_S * SAMPLE_RATE), np.float32)]
             total += len(speech) + int(PAUSE_S * SAMPLE_RATE)
         count += 8
-    audio = np.concatenate(pieces)[: int(seconds * SAMPLE_RATE)]
-    speak(Speaker(load("default"), seed=seed), audio, str(out), "offline", size, renderer="composite")
+    return np.concatenate(pieces)[: int(seconds * SAMPLE_RATE)]
+
+
+def talking_video(out: str | os.PathLike, seconds: float, size: int = 256, seed: int = 0, voice: str = "en-us") -> Path:
+    """Writes `seconds` of the default avatar talking at size x size, 30 fps, with AAC sound; its
+    face parameters are `Speaker(load("default"), seed=seed).offline(talking_speech(seconds, seed, voice))`."""
+    from engine.avatar.bundle import load
+    from engine.pipeline.speak import Speaker, speak
+
+    speak(Speaker(load("default"), seed=seed), talking_speech(seconds, seed, voice), str(out), "offline", size, renderer="composite")
     return Path(out)
