@@ -19,7 +19,8 @@ models must wait for (the feature look-ahead, the animator's, one frame), one in
 margin for compute and for input that arrives late (network jitter). Input that falls behind by
 more than the margin (its next chunk would be due in less than latency - margin) ends the
 utterance and starts a new one at now + latency, and the margin grows to cover that lateness
-(up to `max_margin_ms`; a session's margin never shrinks): the session's own jitter buffer.
+(up to `max_margin_ms`): the session's own jitter buffer. It relaxes again, halfway back to
+`margin_ms` at each new utterance that comes `relax_after_s` after the last late input.
 Input faster than real time is scheduled ahead, at most `max_ahead_s` (then the chain waits).
 """
 from __future__ import annotations
@@ -47,13 +48,14 @@ log = logging.getLogger(__name__)
 class PipelineConfig:
     margin_ms: int = 10  # the starting margin for compute and late input, beyond what the models wait for
     max_margin_ms: int = 200  # what late input can widen the margin to
+    relax_after_s: float = 30.0  # without late input this long, a new utterance narrows a widened margin
     chunk_ms: int = 20  # audio chunk of the chain (and of the input's time granularity)
     max_ahead_s: float = 10.0  # audio scheduled ahead of the clock at most; the input waits beyond
     inbox_frames: int = 64  # per stage
 
     def __post_init__(self) -> None:
-        if not 0 <= self.margin_ms <= self.max_margin_ms or self.max_ahead_s <= 0 or self.inbox_frames < 1:
-            raise ValueError("pipeline margin must be between 0 ms and max_margin_ms, max_ahead_s > 0 and inbox_frames >= 1")
+        if not 0 <= self.margin_ms <= self.max_margin_ms or self.relax_after_s < 0 or self.max_ahead_s <= 0 or self.inbox_frames < 1:
+            raise ValueError("pipeline margin must be between 0 ms and max_margin_ms, relax_after_s >= 0, max_ahead_s > 0 and inbox_frames >= 1")
 
 
 # ---- frames -----------------------------------------------------------------------------------
@@ -243,6 +245,7 @@ class Pipeline:
         self.margin = SAMPLE_RATE * config.margin_ms // 1000  # samples; widened by late input
         self.chunk = SAMPLE_RATE * config.chunk_ms // 1000
         self.late_inputs = 0  # utterances restarted because their input fell behind
+        self._late_at = 0  # samples on the clock: the last late input
         self.max_ahead = int(config.max_ahead_s * SAMPLE_RATE)
         self.epoch = 0
         self.interrupts = 0
@@ -265,6 +268,7 @@ class Pipeline:
         self.late_inputs += 1
         widest = SAMPLE_RATE * self.config.max_margin_ms // 1000
         self.margin = max(self.margin, min(widest, late + self.chunk))
+        self._late_at = self.clock.now_samples()
         log.info("speech input arrived %.0f ms late: the margin is now %.0f ms", 1000 * late / SAMPLE_RATE, 1000 * self.margin / SAMPLE_RATE)
 
     @property
@@ -274,8 +278,17 @@ class Pipeline:
     def open_input(self, sample_rate: int, audible: bool = True) -> SpeechInput:
         """A new utterance: whatever the avatar is saying is interrupted first (barge-in)."""
         self.interrupt()
+        self._relax_margin()
         self.inbox.put_nowait((self.epoch, InputStart(sample_rate, audible)))  # the inbox is empty now
         return SpeechInput(self, self.epoch)
+
+    def _relax_margin(self) -> None:
+        """Halfway back to the configured margin, once input has been on time for relax_after_s."""
+        base = SAMPLE_RATE * self.config.margin_ms // 1000
+        now = self.clock.now_samples()
+        if self.margin > base and now - self._late_at >= self.config.relax_after_s * SAMPLE_RATE:
+            self.margin = (self.margin + base) // 2
+            self._late_at = now  # the next step after another quiet spell
 
     def interrupt(self) -> None:
         """Barge-in: flushes every stage's queue and state, the scheduled audio and the speech

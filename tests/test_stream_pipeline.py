@@ -159,6 +159,23 @@ async def test_input_that_falls_behind_real_time_starts_again_at_now_plus_a_wide
     await chain.pipeline.close()
 
 
+async def test_a_widened_margin_relaxes_after_a_quiet_spell():
+    chain = Chain(config=PipelineConfig(margin_ms=10, max_margin_ms=200, relax_after_s=0.3))
+    base = chain.pipeline.margin
+    speech = chain.pipeline.open_input(INPUT_RATE)
+    await speech.push(tone_with_pauses(0, 0.1))
+    await asyncio.sleep(chain.pipeline.latency / SAMPLE_RATE + 0.15)
+    await speech.push(tone_with_pauses(0, 0.1))  # late: the margin widens
+    await until(lambda: chain.pipeline.late_inputs == 1, "a late input")
+    wide = chain.pipeline.margin
+    chain.pipeline.open_input(INPUT_RATE)  # a new utterance too soon: no change
+    assert chain.pipeline.margin == wide
+    await asyncio.sleep(0.35)
+    chain.pipeline.open_input(INPUT_RATE)  # after the quiet spell: halfway back
+    assert chain.pipeline.margin == (wide + base) // 2
+    await chain.pipeline.close()
+
+
 async def test_late_input_widens_the_margin_no_further_than_max_margin():
     chain = Chain(config=PipelineConfig(margin_ms=10, max_margin_ms=50))
     speech = chain.pipeline.open_input(INPUT_RATE)
