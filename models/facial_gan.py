@@ -151,14 +151,17 @@ class FacialGAN(nn.Module):
     def normalize(self, params: Tensor) -> Tensor:
         return (params - self.param_mean) / self.param_std
 
-    def forward(self, windows: Tensor, initial: Tensor) -> Tensor:
-        """windows [B, T, W, F] (frame t's features t-8..t+7), initial [B, P] -> params [B, T, P]."""
+    def forward(self, windows: Tensor, initial: Tensor, last: int | None = None) -> Tensor:
+        """windows [B, T, W, F] (frame t's features t-8..t+7), initial [B, P] -> params [B, T, P],
+        or [B, last, P]: the same params of the last `last` frames only (a frame needs the whole
+        window's context but only its own local window; streaming uses a window's last frames)."""
         B, T, W, _ = windows.shape
-        x = ((windows - self.feature_mean) / self.feature_std).transpose(2, 3)  # [B, T, F, W]
-        centre = x[:, :, :, self.config.local_before].transpose(1, 2)  # [B, F, T]
-        context = self.context(centre, self.normalize(initial))  # [B, T, C]
-        out = self.frame(x.reshape(B * T, -1, W), context.reshape(B * T, -1))  # [B*T, P]
-        return out.view(B, T, -1) * self.param_std + self.param_mean
+        n = T if last is None else last
+        centre = (windows[:, :, self.config.local_before] - self.feature_mean) / self.feature_std  # [B, T, F]
+        context = self.context(centre.transpose(1, 2), self.normalize(initial))[:, T - n :]  # [B, n, C]
+        local = ((windows[:, T - n :] - self.feature_mean) / self.feature_std).transpose(2, 3)  # [B, n, F, W]
+        out = self.frame(local.reshape(B * n, -1, W), context.reshape(B * n, -1))  # [B*n, P]
+        return out.view(B, n, -1) * self.param_std + self.param_mean
 
     def set_statistics(self, features: Tensor, params: Tensor) -> None:
         """features [N, F], params [N, P] of the training set; constant columns keep unit scale."""

@@ -32,6 +32,13 @@ def test_generator_and_discriminator_shapes():
     assert scores.shape == (2, 1, SMALL.window // 2**SMALL.disc_layers)
 
 
+def test_the_last_frames_alone_are_the_same_as_in_the_whole_window():
+    model = FacialGAN(SMALL).eval()
+    windows, initial = _inputs()
+    with torch.no_grad():
+        assert torch.allclose(model(windows, initial, last=3), model(windows, initial)[:, -3:], atol=1e-6)
+
+
 def test_paper_config_fits_the_weight_budget():
     params = sum(p.numel() for p in FacialGAN(FacialGANConfig()).parameters())
     assert 4 * params < 40e6  # float32 under 40 MB

@@ -108,12 +108,13 @@ class Gan:
         return features
 
     @torch.no_grad()
-    def window(self, padded: np.ndarray, initial: np.ndarray) -> np.ndarray:
-        """padded [T + W - 1, F] (each frame's local window around it) + initial [P] -> offsets [T, P]."""
+    def window(self, padded: np.ndarray, initial: np.ndarray, last: int | None = None) -> np.ndarray:
+        """padded [T + W - 1, F] (each frame's local window around it) + initial [P] -> offsets
+        [T, P], or of the last `last` frames only [last, P]."""
         W, device = self.model.config.local_window, self.model.param_mean.device
         windows = torch.from_numpy(np.ascontiguousarray(padded)).to(device).unfold(0, W, 1).transpose(1, 2)[None]  # [1, T, W, F]
         initial = torch.from_numpy(initial.astype(np.float32)).to(device)[None]
-        return self.model(windows, initial)[0].cpu().numpy()
+        return self.model(windows, initial, last)[0].cpu().numpy()
 
 
 def _finish(gan_offsets: np.ndarray, rest: FaceParams, idle: IdleMotion | None, first_frame: int, previous_activity: float) -> tuple[FaceParams, float]:
@@ -237,8 +238,8 @@ class StreamingAnimator:
         start = end - c.window
         known = self.features.get(start - c.local_before, end)
         padded = np.concatenate([known, np.tile(known[-1], (c.local_after, 1))])  # future beyond: the last frame
-        pred = self.gan.window(padded, self.raw.get(start, start + 1)[0])
-        new, ahead = pred[c.window - L - S : c.window - L], pred[c.window - L :]
+        pred = self.gan.window(padded, self.raw.get(start, start + 1)[0], last=S + L)  # the window's last S + L frames
+        new, ahead = pred[:S], pred[S:]
         overlap = min(S, len(self.lookahead))
         ramp = (np.arange(1, overlap + 1) / (overlap + 1))[:, None]
         new[:overlap] = ramp * new[:overlap] + (1 - ramp) * self.lookahead[:overlap]
