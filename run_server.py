@@ -29,6 +29,7 @@ def parse_args(argv: list[str] | None = None) -> tuple[ServerConfig, int]:
     parser.add_argument("--stride", type=int, default=default.stride, help="FACIAL-GAN update stride in frames: less compute, 33 ms more latency each (default: %(default)s)")
     parser.add_argument("--margin-ms", type=int, default=default.margin_ms, help="margin for compute and late input in the pipeline latency; late input widens a session's margin (default: %(default)s)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads per render or model call; sessions run in parallel threads (default: %(default)s)")
+    parser.add_argument("--workers", type=int, default=default.workers, help="threads for the sessions' rendering, models and codecs; 0: one per CPU core (default: %(default)s)")
     args = parser.parse_args(argv)
     if args.threads < 1:
         parser.error("--threads must be at least 1")
@@ -36,6 +37,7 @@ def parse_args(argv: list[str] | None = None) -> tuple[ServerConfig, int]:
         config = ServerConfig(
             args.host, args.port, args.avatar, args.device, args.size, args.max_sessions,
             backend=args.backend, renderer=args.renderer, lookahead=args.lookahead, stride=args.stride, margin_ms=args.margin_ms,
+            workers=args.workers,
         )
     except ValueError as e:
         parser.error(str(e))  # exits with status 2

@@ -16,8 +16,10 @@ import asyncio
 import ipaddress
 import json
 import logging
+import os
 import re
 from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import aioice.ice
@@ -62,6 +64,7 @@ def create_app(config: ServerConfig, avatar_factory: AvatarFactory | None = None
     app.router.add_static("/static/", WEB_DIR)
     if loopback_address(config.host):
         app.cleanup_ctx.append(ice_on_loopback_only)
+    app.on_startup.append(use_worker_threads)
     app.on_startup.append(load_default_avatar)
     app.on_shutdown.append(close_sessions)
     return app
@@ -260,6 +263,14 @@ async def ice_on_loopback_only(app: web.Application) -> AsyncIterator[None]:
     aioice.ice.get_host_addresses = lambda use_ipv4, use_ipv6: [address]
     yield
     aioice.ice.get_host_addresses = every_interface
+
+
+async def use_worker_threads(app: web.Application) -> None:
+    """The loop's default executor, where sessions render, run their models and encode (aiortc
+    encodes there too), gets config.workers threads; the loop shuts it down when it closes."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    workers = app[CONFIG].workers or cores
+    asyncio.get_running_loop().set_default_executor(ThreadPoolExecutor(workers, thread_name_prefix="session"))
 
 
 async def load_default_avatar(app: web.Application) -> None:

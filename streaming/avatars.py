@@ -10,6 +10,7 @@ import asyncio
 import logging
 import os
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -27,6 +28,7 @@ log = logging.getLogger(__name__)
 # (`python -m bench r2v`: 18.8 ms a streamed frame on one thread); on fewer cores than this the
 # frame rate comes first and "auto" serves the direct compositor (`--renderer r2v` insists).
 LIVE_R2V_MIN_CORES = 4
+_SETUP = ThreadPoolExecutor(max_workers=1, thread_name_prefix="avatar-setup")
 
 
 class FaceRenderer(Protocol):
@@ -109,8 +111,9 @@ def bundle_names() -> list[str]:
 
 
 class AvatarCache:
-    """One LiveAvatar per name, made on first use in a worker thread (setup is slow and must not
-    stall the sessions already live) and shared by every session of that avatar."""
+    """One LiveAvatar per name, made on first use in a thread of its own (setup takes seconds and
+    must not hold up the sessions already live, whose worker threads are as many as the cores) and
+    shared by every session of that avatar."""
 
     def __init__(self, factory: AvatarFactory) -> None:
         self._factory = factory
@@ -119,7 +122,7 @@ class AvatarCache:
     async def get(self, name: str) -> LiveAvatar:
         avatar = self._avatars.get(name)
         if avatar is None:
-            avatar = asyncio.get_running_loop().run_in_executor(None, self._factory, name)
+            avatar = asyncio.get_running_loop().run_in_executor(_SETUP, self._factory, name)
             self._avatars[name] = avatar
         try:
             # shielded: a viewer who gives up must not cancel the setup other viewers wait for

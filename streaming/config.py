@@ -26,6 +26,10 @@ class ServerConfig:
     connect_timeout_s: float = 30.0  # a session whose viewer has not connected by then is closed
     max_message_bytes: int = 1 << 20  # websocket messages (32 s of 16 kHz PCM16)
     max_text_chars: int = 2000  # text of one `say`
+    # Threads for the sessions' CPU work (rendering, models, codecs); 0: one per CPU core. More
+    # threads than cores only fight over Python's GIL: on 2 cores, 3 speaking sessions held 30 fps
+    # with 2 threads, 26 with 4, 12-14 with Python's default of 6 (`python -m bench sessions`).
+    workers: int = 0
 
     def __post_init__(self) -> None:
         if not 0 <= self.port <= 65535:
@@ -36,8 +40,8 @@ class ServerConfig:
             raise ValueError(f"max_sessions must be at least 1, got {self.max_sessions}")
         if self.lookahead < 0 or self.stride < 1:
             raise ValueError(f"lookahead must be >= 0 and stride >= 1, got {self.lookahead} and {self.stride}")
-        if self.connect_timeout_s <= 0 or self.max_message_bytes < 2 or self.max_text_chars < 1:
-            raise ValueError("connect_timeout_s, max_message_bytes and max_text_chars must be positive")
+        if self.connect_timeout_s <= 0 or self.max_message_bytes < 2 or self.max_text_chars < 1 or self.workers < 0:
+            raise ValueError("connect_timeout_s, max_message_bytes and max_text_chars must be positive, workers >= 0")
         self.pipeline  # checks the margin
 
     @property

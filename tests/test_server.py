@@ -4,6 +4,7 @@ test_server_speech.py."""
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 
 import aiohttp
@@ -208,9 +209,19 @@ async def test_sessions_beyond_the_maximum_get_503(http: aiohttp.ClientSession) 
 
 
 def test_server_config_rejects_impossible_values() -> None:
-    for bad in ({"port": 70000}, {"size": 255}, {"size": 0}, {"max_sessions": 0}):
+    for bad in ({"port": 70000}, {"size": 255}, {"size": 0}, {"max_sessions": 0}, {"workers": -1}, {"margin_ms": -1}):
         with pytest.raises(ValueError):
             ServerConfig(**bad)
+
+
+async def test_the_sessions_work_runs_in_as_many_threads_as_asked() -> None:
+    def thread_name() -> str:
+        time.sleep(0.1)  # busy: the next task takes another thread, while there is one
+        return threading.current_thread().name
+
+    async with live_server(ServerConfig(port=0, size=SIZE, workers=2)):
+        names = await asyncio.gather(*(asyncio.to_thread(thread_name) for _ in range(4)))
+    assert len(set(names)) == 2 and all(name.startswith("session") for name in names)
 
 
 class FailingAnimator:
