@@ -33,31 +33,39 @@ def fit(
     """landmarks [N, 478, 3] (u, v, w) in `camera` (default: the identity's) -> FaceParams [N].
     Rig weights lie in [lower, 1] (lower [K] or one for all; below 0: less of a shape than the
     identity has, for an identity that is not at rest)."""
-    camera = camera or model.identity.camera
-    rows = [_fit_frame(model, frame, camera, iterations, mouth_prior, lower) for frame in np.asarray(landmarks, np.float64)]
-    return FaceParams(np.stack(rows))
+    solver = _Solver(model, camera or model.identity.camera, iterations, mouth_prior, lower)
+    return FaceParams(np.stack([solver.frame(frame) for frame in np.asarray(landmarks, np.float64)]))
 
 
-def _fit_frame(model: FaceModel, landmarks: np.ndarray, camera: Camera, iterations: int, mouth_prior: float, lower: np.ndarray | float) -> np.ndarray:
-    axis_weight = np.tile([1.0, 1.0, DEPTH_WEIGHT], model.basis.shape[1])  # [478*3]
-    # The weighted basis [478*3, K], and below it one row per weight: its prior (zero: no prior).
-    system = np.concatenate([model.basis.reshape(NUM_EXP, -1).T * axis_weight[:, None], np.diag(mouth_prior * LIP_SHAPES)])
-    # Align on the parts that expressions barely move (nose bridge, forehead, temples), so the
-    # pose is nearly right from the first pass and the alternation converges in a few steps.
-    mobility = np.linalg.norm(model.basis, axis=-1).max(0)
-    rigid = 1 / (1 + (mobility / 0.05) ** 2)
-    weights = np.zeros(NUM_EXP)
-    depth = float(model.identity.home[2])
-    for _ in range(iterations):
-        shape = model.shape(weights[None])[0]
-        _, _, scale = procrustes(shape, camera.from_landmarks(landmarks, depth), rigid, scale=True)
-        depth /= scale  # lifted points scale with the assumed depth
-        target = camera.from_landmarks(landmarks, depth)
-        r, t, _ = procrustes(shape, target, rigid)
-        residual = ((target - t) @ r - model.identity.vertices).reshape(-1)  # back in model space
-        weights = lsq_linear(system, np.concatenate([residual * axis_weight, np.zeros(NUM_EXP)]), bounds=(lower, 1.0), method="bvls").x
-    closure = weights[BLINK_COLS]
-    blink = closure.min()  # both eyes closing together is a blink; the rest is a wink
-    weights[BLINK_COLS] = closure - blink
-    pose = np.concatenate([euler(r), t - model.identity.home])
-    return np.concatenate([pose, [blink], weights]).astype(np.float32)
+class _Solver:
+    """What every frame's fit shares: made once per `fit` call."""
+
+    def __init__(self, model: FaceModel, camera: Camera, iterations: int, mouth_prior: float, lower: np.ndarray | float) -> None:
+        self.model, self.camera, self.iterations, self.lower = model, camera, iterations, lower
+        self.axis_weight = np.tile([1.0, 1.0, DEPTH_WEIGHT], model.basis.shape[1])  # [478*3]
+        # The weighted basis [478*3, K], and below it one row per weight: its prior (zero: no prior).
+        self.system = np.concatenate([model.basis.reshape(NUM_EXP, -1).T * self.axis_weight[:, None], np.diag(mouth_prior * LIP_SHAPES)])
+        # Align on the parts that expressions barely move (nose bridge, forehead, temples), so the
+        # pose is nearly right from the first pass and the alternation converges in a few steps.
+        mobility = np.linalg.norm(model.basis, axis=-1).max(0)
+        self.rigid = 1 / (1 + (mobility / 0.05) ** 2)
+
+    def frame(self, landmarks: np.ndarray) -> np.ndarray:
+        """landmarks [478, 3] -> one FaceParams row."""
+        model, camera = self.model, self.camera
+        weights = np.zeros(NUM_EXP)
+        depth = float(model.identity.home[2])
+        for _ in range(self.iterations):
+            shape = model.shape(weights[None])[0]
+            _, _, scale = procrustes(shape, camera.from_landmarks(landmarks, depth), self.rigid, scale=True)
+            depth /= scale  # lifted points scale with the assumed depth
+            target = camera.from_landmarks(landmarks, depth)
+            r, t, _ = procrustes(shape, target, self.rigid)
+            residual = ((target - t) @ r - model.identity.vertices).reshape(-1)  # back in model space
+            rhs = np.concatenate([residual * self.axis_weight, np.zeros(NUM_EXP)])
+            weights = lsq_linear(self.system, rhs, bounds=(self.lower, 1.0), method="bvls").x
+        closure = weights[BLINK_COLS]
+        blink = closure.min()  # both eyes closing together is a blink; the rest is a wink
+        weights[BLINK_COLS] = closure - blink
+        pose = np.concatenate([euler(r), t - model.identity.home])
+        return np.concatenate([pose, [blink], weights]).astype(np.float32)
