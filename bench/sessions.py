@@ -1,6 +1,6 @@
 """Sessions benchmark: the largest number of concurrent sessions that each hold >= 29 fps.
 
-The server runs in its own process (bench.latency.server_process: default avatar, 256x256, one
+The server runs in its own process (bench.live.server_process: default avatar, 256x256, one
 torch thread per call) on CPU, or on CUDA when there is one. For N = 1, 2, ... sessions: N aiortc
 viewers connect and every session speaks all the time (espeak-ng phrases streamed in real time
 over its websocket, looped); after a warm-up, each viewer counts the frames it receives over
@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from matplotlib.figure import Figure
 
-from bench.latency import BLOCK, PHRASES, Server, loopback_client, server_process, viewer
+from bench.live import BLOCK, PHRASES, Server, loopback_client, server_process, viewer
 from bench.report import write_report
 from engine.types import SAMPLE_RATE
 

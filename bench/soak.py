@@ -1,7 +1,7 @@
 """`python -m bench soak [--quick]`: one live session talking for 10 minutes on end. Do sound and
 lips stay together, the frame rate hold, the server's memory stay flat?
 
-The server runs in its own process (bench.latency.server_process: default avatar, 256x256, the
+The server runs in its own process (bench.live.server_process: default avatar, 256x256, the
 trained models) and serves one aiortc viewer on loopback, to which espeak-ng phrases stream in real
 time over the websocket, looped, the whole time. The viewer notes, for every video frame and
 audio frame, when it arrived and its timestamp (pts in its stream's clock). Both streams are
@@ -23,7 +23,7 @@ import aiohttp
 import numpy as np
 from matplotlib.figure import Figure
 
-from bench.latency import BLOCK, loopback_client, server_process, speech_script, viewer
+from bench.live import BLOCK, loopback_client, server_process, speech_script, viewer
 from bench.report import write_report
 from engine.types import FPS, SAMPLE_RATE
 
