@@ -5,22 +5,20 @@ cdp.CdpPage.
 """
 from __future__ import annotations
 
-import asyncio
 import base64
 import contextlib
 import json
 import os
 import shutil
-import signal
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import aiohttp
+from browser_process import browser_process
 from ws_commands import CommandChannel
 
 LAUNCH_TIMEOUT_S = 30  # a cold start on a loaded 2-core machine takes several seconds
-POLL_S = 0.1
 
 # user.js of the test profile: media plays and the (fake) microphone opens without a person to
 # click; WebRTC connects over loopback with plain addresses; nothing is fetched from the network.
@@ -68,32 +66,22 @@ async def firefox(profile: Path) -> AsyncIterator[int]:
         raise FileNotFoundError("firefox is not installed (apt-get install firefox-esr)")
     profile.mkdir()
     (profile / "user.js").write_text("".join(f"user_pref({json.dumps(k)}, {json.dumps(v)});\n" for k, v in PREFERENCES.items()))
-    log = profile / "firefox.log"
-    with log.open("wb") as output:
-        browser = await asyncio.create_subprocess_exec(
-            binary, "--headless", "--no-remote", "--profile", str(profile),
-            "--remote-debugging-port=0",  # a free port, written to WebDriverBiDiServer.json
-            "--width=720", "--height=720", "about:blank",
-            stdout=output, stderr=output, start_new_session=True,
-            env={**os.environ, "MOZ_CRASHREPORTER_DISABLE": "1"},
-        )
-    try:
-        yield await bidi_port(profile / "WebDriverBiDiServer.json", browser, log)
-    finally:
-        # its own process group: this ends the browser and every content process it started
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(browser.pid, signal.SIGKILL)
-        await browser.wait()
+    port_file = profile / "WebDriverBiDiServer.json"
 
+    def bidi_port() -> int | None:
+        try:
+            return int(json.loads(port_file.read_text())["ws_port"])
+        except (FileNotFoundError, json.JSONDecodeError):
+            return None  # not (fully) written yet
 
-async def bidi_port(port_file: Path, browser: asyncio.subprocess.Process, log: Path) -> int:
-    async with asyncio.timeout(LAUNCH_TIMEOUT_S):
-        while True:
-            if browser.returncode is not None:
-                raise BidiError(f"firefox exited with status {browser.returncode}:\n{log.read_text()[-2000:]}")
-            with contextlib.suppress(FileNotFoundError, json.JSONDecodeError):  # not (fully) written yet
-                return int(json.loads(port_file.read_text())["ws_port"])
-            await asyncio.sleep(POLL_S)
+    argv = [
+        str(binary), "--headless", "--no-remote", "--profile", str(profile),
+        "--remote-debugging-port=0",  # a free port, written to WebDriverBiDiServer.json
+        "--width=720", "--height=720", "about:blank",
+    ]  # fmt: skip
+    env = {**os.environ, "MOZ_CRASHREPORTER_DISABLE": "1"}
+    async with browser_process("firefox", argv, profile / "firefox.log", bidi_port, LAUNCH_TIMEOUT_S, env) as port:
+        yield port
 
 
 class BidiPage(CommandChannel):

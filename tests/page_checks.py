@@ -20,6 +20,15 @@ async def until(page: Any, expression: str) -> Any:
     return value
 
 
+async def check_playing(page: Any, size: int) -> None:
+    """The page is connected and plays the avatar's size x size video: its clock moves."""
+    assert await page.evaluate("window.avatarStats.state") == "connected"
+    assert await page.evaluate(f"[{VIDEO}.videoWidth, {VIDEO}.videoHeight]") == [size, size]
+    before = await page.evaluate(f"{VIDEO}.currentTime")
+    await asyncio.sleep(CLOCK_WATCH_S)
+    assert await page.evaluate(f"{VIDEO}.currentTime") > before
+
+
 # Installed in the page: on every video frame shown, the mouth (read from the frame drawn to a
 # canvas) and the level of the audio playing (the voice sent back), with the time. Mode 'frame'
 # keeps each frame itself (a JPEG in window.mouthFrames; the sample holds its index) for

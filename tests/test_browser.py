@@ -11,8 +11,6 @@ import base64
 import contextlib
 import io
 import json
-import os
-import signal
 import wave
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -21,9 +19,10 @@ import aiohttp
 import numpy as np
 import pytest
 from PIL import Image
+from browser_process import browser_process
 from cdp import CdpPage
 from live_server import jaw_box, live_server
-from page_checks import CLOCK_WATCH_S, MIN_FPS, POLL_S, SENTENCE, VIDEO, WATCH_MOUTH, say_and_interrupt, until
+from page_checks import MIN_FPS, SENTENCE, WATCH_MOUTH, check_playing, say_and_interrupt, until
 
 from engine.types import SAMPLE_RATE
 from streaming.app import ServerConfig
@@ -65,27 +64,15 @@ async def chromium(url: str, profile: Path, microphone: Path | None = None) -> A
         ("--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream", f"--use-file-for-fake-audio-capture={microphone}")
         if microphone else ()
     )
-    with log.open("wb") as output:
-        browser = await asyncio.create_subprocess_exec(
-            CHROMIUM, *CHROMIUM_FLAGS, *fake_microphone, f"--user-data-dir={profile}", url,
-            stdout=output, stderr=output, start_new_session=True,
-        )
-    try:
-        yield await devtools_port(profile / "DevToolsActivePort", browser, log)
-    finally:
-        # its own process group: this ends the browser and every helper process it started
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(browser.pid, signal.SIGKILL)
-        await browser.wait()
+    port_file = profile / "DevToolsActivePort"
 
+    def devtools_port() -> int | None:
+        text = port_file.read_text() if port_file.exists() else ""
+        return int(text.split()[0]) if text.strip() else None  # None: not (fully) written yet
 
-async def devtools_port(port_file: Path, browser: asyncio.subprocess.Process, log: Path) -> int:
-    async with asyncio.timeout(LAUNCH_TIMEOUT_S):
-        while not port_file.exists() or not port_file.read_text().strip():
-            if browser.returncode is not None:
-                raise RuntimeError(f"chromium exited with status {browser.returncode}:\n{log.read_text()[-2000:]}")
-            await asyncio.sleep(POLL_S)
-    return int(port_file.read_text().split()[0])
+    argv = [str(CHROMIUM), *CHROMIUM_FLAGS, *fake_microphone, f"--user-data-dir={profile}", url]
+    async with browser_process("chromium", argv, log, devtools_port, LAUNCH_TIMEOUT_S) as port:
+        yield port
 
 
 async def test_page_plays_the_avatar(tmp_path: Path) -> None:
@@ -101,11 +88,7 @@ async def test_page_plays_the_avatar(tmp_path: Path) -> None:
         except TimeoutError:
             stats = await page.evaluate("JSON.stringify(window.avatarStats)")
             pytest.fail(f"the page did not decode {FRAMES} frames in {PLAY_TIMEOUT_S} s: {stats}")
-        assert await page.evaluate("window.avatarStats.state") == "connected"
-        assert await page.evaluate(f"[{VIDEO}.videoWidth, {VIDEO}.videoHeight]") == [SIZE, SIZE]
-        before = await page.evaluate(f"{VIDEO}.currentTime")
-        await asyncio.sleep(CLOCK_WATCH_S)
-        assert await page.evaluate(f"{VIDEO}.currentTime") > before
+        await check_playing(page, SIZE)
 
         screenshot = tmp_path / "avatar_page.png"
         await page.screenshot(screenshot)

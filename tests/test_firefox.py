@@ -21,7 +21,7 @@ import aiohttp
 import pytest
 from bidi import BidiPage, firefox, firefox_binary
 from live_server import jaw_box, live_server
-from page_checks import CLOCK_WATCH_S, MIN_FPS, VIDEO, WATCH_MOUTH, say_and_interrupt, until
+from page_checks import CLOCK_WATCH_S, MIN_FPS, WATCH_MOUTH, check_playing, say_and_interrupt, until
 
 from streaming.app import ServerConfig
 
@@ -79,8 +79,7 @@ async def test_page_plays_the_avatar_in_firefox(tmp_path: Path) -> None:
             firefox_page(f"{url}/?autostart=1", tmp_path / "profile") as page,
         ):
             await until(page, "window.avatarStats.framesDecoded >= 10")
-            assert await page.evaluate("window.avatarStats.state") == "connected"
-            assert await page.evaluate(f"[{VIDEO}.videoWidth, {VIDEO}.videoHeight]") == [SIZE, SIZE]
+            await check_playing(page, SIZE)
 
             # decoded frames counted between two stats updates FPS_WATCH_S or more apart
             first, start = await next_frames_decoded(page)
@@ -89,10 +88,6 @@ async def test_page_plays_the_avatar_in_firefox(tmp_path: Path) -> None:
             fps = (last - first) / (end - start)
             assert fps >= MIN_FPS, f"{fps:.1f} frames decoded per second"
             assert float(await page.evaluate("document.getElementById('fps').textContent")) > 0
-
-            before = await page.evaluate(f"{VIDEO}.currentTime")
-            await asyncio.sleep(CLOCK_WATCH_S)
-            assert await page.evaluate(f"{VIDEO}.currentTime") > before
 
             screenshot = tmp_path / "avatar_page_firefox.png"
             await page.screenshot(screenshot)
