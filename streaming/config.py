@@ -28,7 +28,8 @@ class ServerConfig:
     max_text_chars: int = 2000  # text of one `say`
     # Threads for the sessions' CPU work (rendering, models, codecs); 0: one per CPU core. More
     # threads than cores only fight over Python's GIL: on 2 cores, 3 speaking sessions held 30 fps
-    # with 2 threads, 26 with 4, 12-14 with Python's default of 6 (`python -m bench sessions`).
+    # with 2 threads, 26 with 4, 12-14 with Python's default of 6 (bench sessions' measurement,
+    # the thread count varied).
     workers: int = 0
 
     def __post_init__(self) -> None:

@@ -242,7 +242,9 @@ class Pipeline:
         on_error: Callable[[BaseException], None] = lambda error: None,
     ) -> None:
         self.speech, self.clock, self.timeline, self.audio, self.config = speech, clock, timeline, audio, config
-        self.margin = SAMPLE_RATE * config.margin_ms // 1000  # samples; widened by late input
+        self.base_margin = SAMPLE_RATE * config.margin_ms // 1000  # samples
+        self.widest_margin = SAMPLE_RATE * config.max_margin_ms // 1000
+        self.margin = self.base_margin  # widened by late input, relaxed after a quiet spell
         self.chunk = SAMPLE_RATE * config.chunk_ms // 1000
         self.late_inputs = 0  # utterances restarted because their input fell behind
         self._late_at = 0  # samples on the clock: the last late input
@@ -266,8 +268,7 @@ class Pipeline:
         """Input arrived `late` samples behind its time: later utterances get a margin that covers
         it (one chunk more, within max_margin_ms)."""
         self.late_inputs += 1
-        widest = SAMPLE_RATE * self.config.max_margin_ms // 1000
-        self.margin = max(self.margin, min(widest, late + self.chunk))
+        self.margin = max(self.margin, min(self.widest_margin, late + self.chunk))
         self._late_at = self.clock.now_samples()
         log.info("speech input arrived %.0f ms late: the margin is now %.0f ms", 1000 * late / SAMPLE_RATE, 1000 * self.margin / SAMPLE_RATE)
 
@@ -284,10 +285,9 @@ class Pipeline:
 
     def _relax_margin(self) -> None:
         """Halfway back to the configured margin, once input has been on time for relax_after_s."""
-        base = SAMPLE_RATE * self.config.margin_ms // 1000
         now = self.clock.now_samples()
-        if self.margin > base and now - self._late_at >= self.config.relax_after_s * SAMPLE_RATE:
-            self.margin = (self.margin + base) // 2
+        if self.margin > self.base_margin and now - self._late_at >= self.config.relax_after_s * SAMPLE_RATE:
+            self.margin = (self.margin + self.base_margin) // 2
             self._late_at = now  # the next step after another quiet spell
 
     def interrupt(self) -> None:
