@@ -21,6 +21,7 @@ BENCHMARKS = {
     "avatar-build": "bench.avatar_build",
     "soak": "bench.soak",
     "fit": "bench.fit",
+    "lipsync": "bench.lipsync",
 }
 
 

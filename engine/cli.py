@@ -35,7 +35,7 @@ def animate(args: argparse.Namespace) -> None:
 
     check_writable(args.out)
     avatar = load(args.avatar)
-    params = demo_sequence(avatar.reference_params) if args.demo else FaceParams.load(args.params)
+    params = demo_sequence(avatar.rest_params) if args.demo else FaceParams.load(args.params)
     if len(params) == 0:
         raise FaceParamsError(f"{args.params}: the sequence has no frames")
     audio = load_audio(args.audio) if args.audio else None

@@ -100,7 +100,7 @@ def engine_avatar_factory(options: EngineOptions) -> AvatarFactory:
         except SpeechUnavailable as e:
             error = f"speech input is unavailable for avatar '{avatar.name}': {e}"
             log.warning("%s", error)
-        return LiveAvatar(avatar.name, EngineRenderer(source), avatar.reference_params, avatar.motion, speech, error)
+        return LiveAvatar(avatar.name, EngineRenderer(source), avatar.rest_params, avatar.motion, speech, error)
 
     return make
 

@@ -63,7 +63,7 @@ class SpeechModel:
         """The avatar's feature extractor and FACIAL-GAN (its own or the general weights); raises
         SpeechUnavailable with one sentence when a trained model is missing or broken."""
         try:
-            return cls.facial(extractor(avatar.feature_kind), Gan.for_avatar(avatar, avatar.feature_kind), avatar.reference_params, StreamConfig(lookahead, stride))
+            return cls.facial(extractor(avatar.feature_kind), Gan.for_avatar(avatar, avatar.feature_kind), avatar.rest_params, StreamConfig(lookahead, stride))
         except (FeatureError, AnimatorError) as e:
             raise SpeechUnavailable(str(e)) from None
 

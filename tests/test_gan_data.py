@@ -53,7 +53,7 @@ def test_sessions_join_sentences_with_pauses_and_hold_out_voices_and_sentences()
 
 def test_examples_and_files_round_trip(tmp_path):
     sessions = gan_data.held_out_sessions(SMALL)
-    items = gan_data.examples(sessions, Rms(), TargetConfig(lip_seal=1.0), SMALL)
+    items = gan_data.examples(sessions, Rms(), TargetConfig(), SMALL)
     for session, item in zip(sessions, items):
         assert item.features.shape == (len(item.params), 1) and item.params.shape[1] == NUM_PARAMS
         assert len(item.params) == -(-len(session.audio) * 30 // SAMPLE_RATE)

@@ -2,7 +2,8 @@
 
 The photo is cropped to a square portrait around the face (the face about 40% of the height, room
 for hair and shoulders), resized to the avatar's resolution and tracked; its landmarks become the
-identity, and the photo itself is the texture and the reference frame.
+identity, and the photo itself is the texture and the reference frame. Its rest closes the photo's
+lips (engine/face/rest.py): a smile with teeth rests with the lips together.
 """
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from PIL import Image
 
 from engine.avatar.bundle import Avatar, MotionStats, save
 from engine.face.model import Camera, Identity
+from engine.face.rest import closed_rest
 from engine.face.topology import CHIN, FOREHEAD
 from engine.face.track import Tracker
 
@@ -48,6 +50,7 @@ def from_image(image: np.ndarray, out: str | Path, name: str, resolution: int = 
         uv=landmarks[:, :2] / resolution,
         reference=reference,
         reference_params=photo_params,
+        rest_params=closed_rest(identity, photo_params),
         motion=MotionStats(),
         source=source,
     )

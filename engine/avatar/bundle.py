@@ -6,6 +6,8 @@
                            of each vertex in reference.png, 0..1, origin top-left)
     reference.png          the reference frame [R, R, 3]: the photo or a frame of the video
     reference_params.npz   its FaceParams (one frame)
+    rest_params.npz        the face every animation starts from (one frame): the reference with
+                           the lips together (engine/face/rest.py), computed when the avatar is built
     motion.json            the person's pose/blink statistics (idle motion, personal style)
     r2v_lite.pt, ...       extra files listed in avatar.json's `files`: weights added by later
                            stages (`add_files`), e.g. R2V weights per variant
@@ -26,18 +28,21 @@ import numpy as np
 from PIL import Image
 
 from engine.face.model import Camera, Identity
+from engine.face.rest import closed_rest
 from engine.face.topology import NUM_LANDMARKS
 from engine.types import RIG_VERSION, FaceParams, FaceParamsError
 
 FORMAT = "facial-avatar"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: rest_params.npz; version 1 bundles are read with their rest computed on load
 AVATARS_DIR = Path(__file__).resolve().parents[2] / "avatars"
 REQUIRED_FILES = {
     "identity": "identity.npz",
     "reference": "reference.png",
     "reference_params": "reference_params.npz",
+    "rest_params": "rest_params.npz",
     "motion": "motion.json",
 }
+V1_FILES = ("identity", "reference", "reference_params", "motion")
 
 
 class AvatarError(ValueError):
@@ -62,7 +67,8 @@ class Avatar:
     identity: Identity
     uv: np.ndarray  # [478, 2]
     reference: np.ndarray  # [R, R, 3] uint8
-    reference_params: FaceParams  # one frame
+    reference_params: FaceParams  # one frame: the reference image's face
+    rest_params: FaceParams  # one frame: the reference with the lips together; speech and idle start here
     motion: MotionStats
     source: str = ""
     extra_files: dict[str, str] = field(default_factory=dict)  # weights added by later stages
@@ -85,12 +91,13 @@ def load(avatar: str | os.PathLike) -> Avatar:
     meta = _read_json(path / "avatar.json")
     if meta.get("format") != FORMAT:
         raise AvatarError(f"{path}: avatar.json is not a {FORMAT} bundle")
-    if meta.get("version") != FORMAT_VERSION:
-        raise AvatarError(f"{path}: bundle format version {meta.get('version')} is not supported (this engine reads {FORMAT_VERSION})")
+    version = meta.get("version")
+    if version not in (1, FORMAT_VERSION):
+        raise AvatarError(f"{path}: bundle format version {version} is not supported (this engine reads 1 and {FORMAT_VERSION})")
     if meta.get("rig_version") != RIG_VERSION:
         raise AvatarError(f"{path}: made for rig version {meta.get('rig_version')}, this engine has {RIG_VERSION}; rebuild the avatar")
     try:
-        files = {key: path / meta["files"][key] for key in REQUIRED_FILES}
+        files = {key: path / meta["files"][key] for key in (V1_FILES if version == 1 else REQUIRED_FILES)}
         resolution = int(meta["resolution"])
         camera = Camera(**meta["camera"])
     except (KeyError, TypeError, ValueError) as e:
@@ -102,10 +109,16 @@ def load(avatar: str | os.PathLike) -> Avatar:
     try:
         reference = np.array(Image.open(files["reference"]).convert("RGB"))
         reference_params = FaceParams.load(str(files["reference_params"]))
+        rest_params = FaceParams.load(str(files["rest_params"])) if "rest_params" in files else None
     except (OSError, FaceParamsError) as e:
         raise AvatarError(f"{path}: {e}") from None
     if reference.shape[:2] != (camera.height, camera.width) or len(reference_params) != 1:
         raise AvatarError(f"{path}: reference image or parameters do not match the camera in avatar.json")
+    identity = Identity(arrays["vertices"], arrays["home"], camera)
+    if rest_params is None:
+        rest_params = closed_rest(identity, reference_params)
+    elif len(rest_params) != 1:
+        raise AvatarError(f"{path}: rest_params must hold one frame, not {len(rest_params)}")
     try:
         motion = MotionStats(**{k: tuple(v) if isinstance(v, list) else v for k, v in _read_json(files["motion"]).items()})
     except TypeError as e:
@@ -115,10 +128,11 @@ def load(avatar: str | os.PathLike) -> Avatar:
         path=path,
         resolution=resolution,
         feature_kind=meta.get("feature_kind", "builtin"),
-        identity=Identity(arrays["vertices"], arrays["home"], camera),
+        identity=identity,
         uv=arrays["uv"],
         reference=reference,
         reference_params=reference_params,
+        rest_params=rest_params,
         motion=motion,
         source=meta.get("source", ""),
         extra_files={k: v for k, v in meta["files"].items() if k not in REQUIRED_FILES},
@@ -136,6 +150,7 @@ def save(avatar: Avatar, out: str | os.PathLike) -> Path:
         np.savez(tmp / REQUIRED_FILES["identity"], vertices=identity.vertices, home=identity.home, uv=avatar.uv)
         Image.fromarray(avatar.reference).save(tmp / REQUIRED_FILES["reference"])
         avatar.reference_params.save(str(tmp / REQUIRED_FILES["reference_params"]))
+        avatar.rest_params.save(str(tmp / REQUIRED_FILES["rest_params"]))
         (tmp / REQUIRED_FILES["motion"]).write_text(json.dumps(asdict(avatar.motion), indent=2) + "\n")
         for name in avatar.extra_files.values():
             shutil.copy2(avatar.path / name, tmp / name)

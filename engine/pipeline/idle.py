@@ -90,7 +90,7 @@ class IdleAvatar:
         avatar = load(avatar) if not isinstance(avatar, Avatar) else avatar
         self.source = FrameSource(avatar, renderer=renderer, backend=backend, size=size, device=device)
         self.size = self.source.size
-        self.motion = IdleMotion(avatar.reference_params, avatar.motion, seed)
+        self.motion = IdleMotion(avatar.rest_params, avatar.motion, seed)
 
     def frame(self, index: int) -> np.ndarray:
         window = index + np.arange(-self.source.past, self.source.future + 1)

@@ -76,21 +76,21 @@ class Speaker:
         self.features = extractor(kind, feature_model)
         self.gan = Gan.for_avatar(avatar, kind, device)
         self.stream_config = stream
-        self.idle = IdleMotion(avatar.reference_params, avatar.motion, seed)
+        self.idle = IdleMotion(avatar.rest_params, avatar.motion, seed)
 
     def offline(self, audio: np.ndarray, timings: Timings) -> FaceParams:
         start = time.perf_counter()
         features = self.features.offline(audio)
         timings.features += time.perf_counter() - start
         start = time.perf_counter()
-        params = animate_offline(self.gan, features, self.avatar.reference_params, self.idle)
+        params = animate_offline(self.gan, features, self.avatar.rest_params, self.idle)
         timings.animate += time.perf_counter() - start
         return params
 
     def streaming(self, audio: np.ndarray, timings: Timings) -> Iterator[FaceParams]:
         """FaceParams in the order they become final, chunk by chunk, then the flush."""
         stream = self.features.stream()
-        animator = StreamingAnimator(self.gan, self.avatar.reference_params, self.stream_config, self.idle)
+        animator = StreamingAnimator(self.gan, self.avatar.rest_params, self.stream_config, self.idle)
         for pts in range(0, len(audio), CHUNK):
             start = time.perf_counter()
             rows = [f.values for f in stream.push(AudioChunk(audio[pts : pts + CHUNK], pts))]

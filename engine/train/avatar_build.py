@@ -170,6 +170,7 @@ class Stages:
         """The avatar as far as tracking makes it (no trained weights): what training renders.
         Read from fit.npz once, when a stage after `fit` first needs it."""
         from engine.face.model import Identity
+        from engine.face.rest import closed_rest
 
         r = self.preset.resolution
         with np.load(self.work / "fit.npz") as f:
@@ -179,7 +180,7 @@ class Stages:
         return Avatar(
             name=self.options.name, path=self.work.path, resolution=r, feature_kind=self.options.features,
             identity=identity, uv=uv, reference=np.array(self.frames()[ref]), reference_params=params[ref : ref + 1],
-            motion=motion_stats(params, valid), source=f"video {Path(self.options.video).name}",
+            rest_params=closed_rest(identity, params[ref : ref + 1]), motion=motion_stats(params, valid), source=f"video {Path(self.options.video).name}",
         )  # fmt: skip
 
     @cached_property
@@ -221,7 +222,7 @@ class Stages:
             self.log(f"only {n / FPS:.1f} s to train on, FACIAL-GAN needs {window / FPS:.1f} s: the avatar speaks with the general FACIAL-GAN")
             return
         # Lost frames carry interpolated parameters; they are kept so the windows stay continuous.
-        offsets = params.array[:n] - avatar.reference_params.array[0]
+        offsets = params.array[:n] - avatar.rest_params.array[0]  # the GAN's outputs are added to the rest
         info = {**general["meta"], "avatar": self.options.name, "frames": n}
         state = gan.fine_tune(general, features[:n], offsets, self.work / "gan.ckpt", info, self.preset.gan_steps,
                               epochs=self.preset.gan_epochs, resume=True, log=self.log)  # fmt: skip

@@ -73,9 +73,8 @@ def _extractor(args: argparse.Namespace, kind: str):  # noqa: ANN202
 def _general_data(args: argparse.Namespace, kind: str, features):  # noqa: ANN001, ANN202
     """The data set of `kind`: loaded from --data, else made (the speech itself is cached apart,
     in out/gan_data/sessions_SCALE.pkl, as it serves every feature kind)."""
-    from engine.avatar.bundle import load as load_avatar
     from engine.train import gan_data
-    from engine.train.gan_targets import TargetConfig, lip_seal
+    from engine.train.gan_targets import TargetConfig
     from models.phonetic import load_phonetic
 
     data_path = args.data or REPO / "out" / "gan_data" / f"{kind}.npz"
@@ -99,7 +98,7 @@ def _general_data(args: argparse.Namespace, kind: str, features):  # noqa: ANN00
         sessions = gan_data.training_sessions(scaled, aligner, lambda m: print(m, file=sys.stderr)) + gan_data.held_out_sessions(scaled)
         gan_data.save_sessions(sessions_path, sessions)
     print(f"building {kind} features and targets in {data_path}", file=sys.stderr)
-    target = TargetConfig(lip_seal=lip_seal(load_avatar("default").identity))  # the shipped avatar's lips
+    target = TargetConfig()  # offsets from a rest with the lips together (engine/face/rest.py)
     items = gan_data.examples(sessions, features, target, scaled)
     gan_data.save(data_path, items)
     return items, data_path

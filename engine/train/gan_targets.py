@@ -9,10 +9,13 @@ Each phone segment s has, for each articulatory channel c, a target T_sc and a d
 with separate rates before (anticipation) and after (carry-over) the segment, and the channel's
 value is the dominance-weighted mean  F_c(t) = sum_s D_sc(t) T_sc / sum_s D_sc(t).  One extension:
 tau is measured from the central half of the segment (a plateau), so long phones hold their shape,
-and closures and tucks hold at least MIN_HOLD_S however short the synthesiser made the phone.
-Phones whose gesture must be reached (lip closure of P/B/M, the lip tuck of F/V) dominate their
-neighbours several times over with a fast decay, as Cohen & Massaro give bilabials for lip
-parameters, and the rig's press goes LIP_PRESS beyond the seal, so the lips meet; rounding
+and tucks hold at least MIN_HOLD_S however short the synthesiser made the phone.
+The lip tuck of F/V, a gesture that must be reached, dominates its neighbours several times over
+with a fast decay, as Cohen & Massaro give labials for lip parameters. Lip closure is not blended:
+each P/B/M is a closure gesture of its own (held 60-120 ms as measured for bilabial closures,
+shorter only when the next vowel is closer, with ~40 ms raised-cosine onsets and releases), so
+the lips meet at every bilabial and part again at the vowel between two of them; blended
+closures merged into one long press in "maybe baby". The lips press at closures; rounding
 anticipates across consonants because unrounded consonants have weak rounding dominance
 (Benguerel & Cowan 1974: anticipatory lip rounding spans several consonants). Diphthongs are two
 targets (AY = AA -> IH ...). Jaw opening follows vowel height (low vowels open most: Lindblom &
@@ -20,10 +23,9 @@ Sundberg 1971); bilabials and sibilants keep the jaw nearly closed.
 
 Channels -> rig (engine/types.py EXPRESSION_NAMES):
   jaw -> jawOpen;  closure -> mouthClose = jawOpen * closure (lips stay together while the jaw
-  moves) and mouthPress_L/R = (lip_seal + LIP_PRESS) * closure, where lip_seal is the press that
-  closes this rig's lips from their rest gap (calibrated on an identity by `lip_seal`), so at the
-  centre of each bilabial the lips actually meet;  tuck -> mouthLowerLipTuck and funnel ->
-  mouthFunnel, both scaled by (1 - closure) since they part the lips;  pucker -> mouthPucker;
+  moves) and mouthPress_L/R = LIP_PRESS * closure: every avatar rests with its lips together
+  (engine/face/rest.py), so at the centre of each bilabial they press;  tuck -> mouthLowerLipTuck
+  and funnel -> mouthFunnel, both scaled by (1 - closure) since they part the lips;  pucker -> mouthPucker;
   spread -> mouthStretch_L/R.
 Head motion, brows and blinks: engine/train/gan_prosody.py.
 """
@@ -36,27 +38,30 @@ import numpy as np
 from engine.audio.features import num_frames
 from engine.audio.phones import PHONE_INDEX, SILENCE, VISEME_GROUPS
 from engine.avatar.bundle import MotionStats
-from engine.face.model import FaceModel, Identity
-from engine.face.topology import LOWER_LIP_MID_INNER, UPPER_LIP_MID_INNER
 from engine.train import gan_prosody
 from engine.types import BLINK_COL, EXP_START, EXPRESSION_NAMES, FPS, NUM_PARAMS, FaceParams
 
 Segment = gan_prosody.Segment
 CHANNELS = ("jaw", "closure", "tuck", "funnel", "pucker", "spread")
+BLENDED = ("jaw", "tuck", "funnel", "pucker", "spread")  # by dominance; closure by gestures
 # Rate of each channel's dominance decay, 1/s: (anticipation, carry-over). The jaw anticipates
 # more than it lingers: the mouth opens ahead of a vowel's sound.
 # The lips are the fast articulators: closure and tuck decay within ~50 ms, so a vowel between two
 # bilabials still opens the lips, and a bilabial between vowels still closes them.
-THETA = {"jaw": (10, 16), "closure": (60, 60), "tuck": (60, 60), "funnel": (8, 12), "pucker": (8, 12), "spread": (12, 14)}
-MUST_REACH = 6.0  # dominance of gestures that must be reached (closure, tuck); vowels' own is 1
-LIP_PRESS = 1.0  # press beyond the seal: lips meet from closure >= seal / (seal + LIP_PRESS) on
-MIN_HOLD_S = 0.1  # a lip closure or tuck holds at least this long (bilabial closures last 60-120 ms)
+THETA = {"jaw": (14, 18), "tuck": (60, 60), "funnel": (8, 12), "pucker": (8, 12), "spread": (12, 14)}
+MUST_REACH = 6.0  # dominance of the lip tuck, a gesture that must be reached; vowels' own is 1
+LIP_PRESS = 1.0  # press at the centre of a closure, beyond the lips meeting at rest
+MIN_HOLD_S = 0.1  # a lip tuck holds at least this long
+CLOSURE_HOLD_S = (0.06, 0.12)  # a bilabial closure lasts 60-120 ms
+CLOSURE_RAMP_S = 0.04  # the lips take ~40 ms to close or part
+VOWEL_SHARE = 1 / 3  # a closure's hold and ramp each take at most this share of the way to a vowel centre
 STRETCH_SCALE = 0.6  # spread 1 -> mouthStretch 0.6 each side
 
-# Jaw opening by vowel height (0 closed ... 1 the rig's widest "ah").
+# Jaw opening by vowel height (0 closed ... 1 the rig's widest "ah"). Close vowels still part the lips
+# visibly (a third to a half of an open vowel's gap), also between two bilabials.
 _JAW = {
-    "AA": 0.65, "AE": 0.6, "AH": 0.5, "AO": 0.55, "EH": 0.45, "ER": 0.3, "IH": 0.25, "IY": 0.15,
-    "UH": 0.25, "UW": 0.15, "B": 0.05, "P": 0.05, "M": 0.05, "F": 0.08, "V": 0.08, "TH": 0.15,
+    "AA": 0.7, "AE": 0.65, "AH": 0.55, "AO": 0.6, "EH": 0.5, "ER": 0.38, "IH": 0.33, "IY": 0.28,
+    "UH": 0.33, "UW": 0.25, "B": 0.05, "P": 0.05, "M": 0.05, "F": 0.08, "V": 0.08, "TH": 0.15,
     "DH": 0.15, "T": 0.15, "D": 0.15, "N": 0.15, "L": 0.18, "S": 0.08, "Z": 0.08, "SH": 0.12,
     "ZH": 0.12, "CH": 0.12, "JH": 0.12, "K": 0.2, "G": 0.2, "NG": 0.2, "R": 0.15, "W": 0.1,
     "Y": 0.12, "HH": 0.3, SILENCE: 0.0,
@@ -75,7 +80,6 @@ SIBILANT = frozenset(("S", "Z", "SH", "ZH", "CH", "JH"))
 
 @dataclass(frozen=True)
 class TargetConfig:
-    lip_seal: float = 0.0  # mouthPress that closes the rest lips (see `lip_seal`)
     articulation: float = 1.0  # scale of every mouth movement (a speaker's style)
     pose_std: tuple[float, ...] = field(default_factory=lambda: MotionStats().pose_std)
     seed: int = 0
@@ -85,21 +89,14 @@ def _col(name: str) -> int:
     return EXP_START + EXPRESSION_NAMES.index(name)
 
 
-def lip_seal(identity: Identity) -> float:
-    """The mouthPress_L/R weight that brings this identity's inner lips together from rest (0 if
-    they already touch). The rig is linear, so one evaluation of the shape's effect is enough."""
-    model = FaceModel(identity)
-    press = np.zeros((2, len(EXPRESSION_NAMES)))
-    press[1, [EXPRESSION_NAMES.index("mouthPress_L"), EXPRESSION_NAMES.index("mouthPress_R")]] = 1.0
-    v = model.shape(press)
-    gap = v[:, LOWER_LIP_MID_INNER, 1] - v[:, UPPER_LIP_MID_INNER, 1]  # y points down
-    return float(max(0.0, gap[0] / (gap[0] - gap[1])))
-
-
 def phone_targets(phone: str) -> dict[str, tuple[float, float]]:
     """channel -> (target, dominance) of one (monophthong) phone."""
     vowel = phone in gan_prosody.VOWELS
-    jaw_dominance = 1.0 if vowel or phone in BILABIAL else 0.7 if phone in SIBILANT else 0.05 if phone == "HH" else 0.6 if phone == SILENCE else 0.4
+    # Bilabials hold the jaw only loosely: the lips close the gap, so the vowels around keep their jaw.
+    jaw_dominance = (
+        1.0 if vowel else 0.5 if phone in BILABIAL else 0.7 if phone in SIBILANT
+        else 0.05 if phone == "HH" else 0.6 if phone == SILENCE else 0.4
+    )
     funnel, pucker = _ROUND.get(phone, (0.0, 0.0))
     rounded, spread = phone in _ROUND, phone in _SPREAD
     # Rounding: strong for rounded phones, firm 0 for spread ones, weak 0 otherwise (so it spreads).
@@ -107,7 +104,6 @@ def phone_targets(phone: str) -> dict[str, tuple[float, float]]:
     spread_dominance = 1.0 if spread else 2.0 if rounded else 0.3
     return {
         "jaw": (_JAW[phone], jaw_dominance),
-        "closure": (1.0, MUST_REACH) if phone in BILABIAL else (0.0, 1.0 if vowel else 0.5),
         "tuck": (1.0, MUST_REACH) if phone in LABIODENTAL else (0.0, 1.0 if vowel else 0.5),
         "funnel": (funnel, round_dominance),
         "pucker": (pucker, round_dominance),
@@ -135,18 +131,36 @@ def viseme_channels(segments: list[Segment], n: int) -> dict[str, np.ndarray]:
     starts = np.array([s for _, s, _ in parts])
     ends = np.array([e for _, _, e in parts])
     centre, half = (starts + ends) / 2, np.maximum(ends - starts, 1e-3) / 4  # plateau: the central half
-    must_reach = np.array([p in BILABIAL or p in LABIODENTAL for p, _, _ in parts])
+    must_reach = np.array([p in LABIODENTAL for p, _, _ in parts])
     half = np.where(must_reach, np.maximum(half, MIN_HOLD_S / 2), half)
     offset = t[None, :] - centre[:, None]  # [S, n], > 0 after the centre
     tau = np.maximum(np.abs(offset) - half[:, None], 0)
     table = [phone_targets(p) for p, _, _ in parts]
-    out = {}
-    for c in CHANNELS:
+    out = {"closure": closures(parts, t)}
+    for c in BLENDED:
         target = np.array([row[c][0] for row in table])
         alpha = np.array([row[c][1] for row in table])
         before, after = THETA[c]
         dominance = alpha[:, None] * np.exp(-np.where(offset < 0, before, after) * tau)
         out[c] = (dominance * target[:, None]).sum(0) / dominance.sum(0)
+    return out
+
+
+def closures(parts: list[Segment], t: np.ndarray) -> np.ndarray:
+    """Lip closure 0..1 at times t [n]: the strongest of the bilabials' closure gestures. Each is held
+    CLOSURE_HOLD_S around its phone's centre and ramps over CLOSURE_RAMP_S, both shortened so
+    that they take at most VOWEL_SHARE of the way to the nearest vowel centre either side."""
+    out = np.zeros(len(t))
+    vowels = np.array([(s + e) / 2 for p, s, e in parts if p in gan_prosody.VOWELS])
+    for phone, start, end in parts:
+        if phone not in BILABIAL:
+            continue
+        centre = (start + end) / 2
+        room = np.abs(vowels - centre).min() if len(vowels) else np.inf
+        half = min(np.clip(end - start, *CLOSURE_HOLD_S) / 2, VOWEL_SHARE * room)
+        ramp = min(CLOSURE_RAMP_S, VOWEL_SHARE * room)
+        beyond = np.maximum(np.abs(t - centre) - half, 0) / ramp
+        out = np.maximum(out, np.where(beyond < 1, 0.5 + 0.5 * np.cos(np.pi * np.minimum(beyond, 1)), 0.0))
     return out
 
 
@@ -159,7 +173,7 @@ def mouth(channels: dict[str, np.ndarray], config: TargetConfig) -> np.ndarray:
     out[:, _col("jawOpen")] = jaw
     out[:, _col("mouthClose")] = jaw * channels["closure"]
     for side in ("L", "R"):
-        out[:, _col(f"mouthPress_{side}")] = (config.lip_seal + LIP_PRESS) * channels["closure"]
+        out[:, _col(f"mouthPress_{side}")] = LIP_PRESS * channels["closure"]
         out[:, _col(f"mouthStretch_{side}")] = a * STRETCH_SCALE * channels["spread"]
     open_lips = 1 - channels["closure"]  # closed lips cannot funnel or tuck: rounding shows as pucker
     out[:, _col("mouthLowerLipTuck")] = channels["tuck"] * open_lips

@@ -54,7 +54,7 @@ def _smooth(rng: np.random.Generator, n: int, seconds: float) -> np.ndarray:
 
 def sample_params(avatar: Avatar, n: int, rng: np.random.Generator) -> FaceParams:
     """[n] consecutive frames of random, smooth, plausible face parameters around the rest pose."""
-    out = np.tile(avatar.reference_params.array[0], (n, 1)).astype(np.float64)
+    out = np.tile(avatar.rest_params.array[0], (n, 1)).astype(np.float64)
     std = np.asarray(avatar.motion.pose_std)
     for axis in range(6):  # a held offset plus a sway, both within the person's range
         offset = rng.uniform(-1.5, 1.5) * std[axis]

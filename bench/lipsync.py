@@ -1,0 +1,293 @@
+"""Lip sync where the user sees it: held-out speech rendered through `speak` (offline and
+streaming), each video frame measured by MediaPipe.
+
+    python -m bench lipsync [--quick]
+
+Speech never trained on: espeak-ng's held-out voices (engine/train/speech_data.HELD_OUT_VARIANTS)
+saying held-out sentences and sentences dense in bilabials, and the real recorded Asterisk prompts
+of the held-out split (5 languages, force-aligned by the shipped phonetic aligner). Each clip's
+utterances are joined with pauses. The lip gap of a frame is MediaPipe's inner-lip distance
+(landmarks 13-14) over the face height (10-152), tracked frame by frame from the decoded MP4.
+Figures per source (synthetic, real) and mode:
+- lip gap vs the audio's loudness envelope (frame RMS): Pearson r at the best lag within
+  +-MAX_LAG frames (lag > 0: the lips trail the sound), r >= 0.6 with |lag| <= 2;
+- lips closed at p/b/m centres: gap < 10% of the clip's speech p90 at the centre frame or one
+  either side (>= 90%);
+- vowel nuclei between two bilabials open: gap >= 40% of the p90 at the centre or one either side
+  (>= 90%);
+- silence / speech: median gap in pauses (>= 0.3 s, 3 frames in from each end) over the speech
+  p90 (<= 0.2).
+The plot: one clip's lip gap and envelope with its bilabials marked, and a strip of mouth crops.
+"""
+from __future__ import annotations
+
+import argparse
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from matplotlib.figure import Figure
+
+from bench.report import torch_threads, write_report
+from engine.avatar.bundle import load
+from engine.face.track import track_frames
+from engine.pipeline.speak import Speaker, speak
+from engine.types import FPS, SAMPLE_RATE
+from engine.video import read_frames
+
+MAX_LAG = 3
+CLOSED, OPEN = 0.1, 0.4  # of the clip's speech p90
+BILABIALS = frozenset(("P", "B", "M"))
+SILENCE = "SIL"
+BILABIAL_SENTENCES = (
+    "Maybe baby puppies bob by the pool.",
+    "Bob made my mom a bumpy apple pie.",
+    "My Pam bought a map of Bombay by the bay.",
+    "Buy me a bib, Bobby, maybe a pop-up bumper.",
+)
+UPPER, LOWER, TOP, CHIN = 13, 14, 10, 152
+
+
+@dataclass
+class Clip:
+    name: str
+    source: str  # "synthetic" | "real"
+    audio: np.ndarray  # [S] float32 at SAMPLE_RATE
+    segments: list  # (phone, start s, end s)
+
+
+@dataclass
+class Measured:
+    clip: Clip
+    mode: str
+    gap: np.ndarray  # [N] inner-lip gap / face height, NaN where no face was found
+    envelope: np.ndarray  # [N] frame RMS
+    frames: np.ndarray  # [N, H, W, 3] the decoded video (kept for the plot's strip)
+
+
+def _join(pieces: list[tuple[np.ndarray, list]], pause_s: float = 0.6) -> tuple[np.ndarray, list]:
+    """Utterances -> one clip with a pause before, between and after them."""
+    pause = np.zeros(round(pause_s * SAMPLE_RATE), np.float32)
+    audio, segments, t = [pause], [(SILENCE, 0.0, pause_s)], pause_s
+    for pcm, segs in pieces:
+        audio += [pcm.astype(np.float32), pause]
+        segments += [(p, t + s, t + e) for p, s, e in segs]
+        t += len(pcm) / SAMPLE_RATE
+        segments.append((SILENCE, t, t + pause_s))
+        t += pause_s
+    return np.concatenate(audio), segments
+
+
+def synthetic_clips(quick: bool) -> list[Clip]:
+    from scipy import signal
+
+    from engine.train import gan_data
+    from engine.train.espeak import Espeak
+    from engine.train.sentences import sentences
+    from engine.train.speech_data import HELD_OUT_VARIANTS
+
+    espeak = Espeak.get()
+    texts = sentences(4, gan_data.HELD_OUT_SEED)
+    out = []
+    for variant in HELD_OUT_VARIANTS[: 1 if quick else None]:
+        espeak.set_voice(f"en-us+{variant}")
+        pieces = []
+        for text in (*BILABIAL_SENTENCES, *texts)[: 3 if quick else None]:
+            synthesis = espeak.synthesize(text)
+            pcm = signal.resample_poly(synthesis.audio, SAMPLE_RATE // 50, synthesis.sample_rate // 50)
+            pieces.append((pcm, gan_data.espeak_segments(synthesis)))
+        out.append(Clip(f"espeak en-us+{variant}", "synthetic", *_join(pieces)))
+    return out
+
+
+def real_clips(quick: bool) -> list[Clip]:
+    from engine.audio.decode import load_audio
+    from engine.train import asterisk, gan_data
+    from engine.train.gan_cli import WEIGHTS
+    from models.phonetic import load_phonetic
+
+    aligner = load_phonetic(str(WEIGHTS / "phonetic_builtin.aligner.pt"))
+    out = []
+    for language in asterisk.installed_languages()[: 2 if quick else None]:
+        pieces: list[tuple[np.ndarray, list]] = []
+        seconds = 0.0
+        for prompt in sorted((p for p in asterisk.prompts(language) if p.held_out), key=lambda p: p.name):
+            audio = load_audio(str(prompt.path))
+            segments = gan_data.aligned_segments(aligner, audio, asterisk.phone_words(prompt))
+            if segments is None or len(audio) < SAMPLE_RATE:
+                continue
+            pieces.append((audio, segments))
+            seconds += len(audio) / SAMPLE_RATE
+            if seconds >= (8 if quick else 30):
+                break
+        if pieces:
+            out.append(Clip(f"real {language}", "real", *_join(pieces)))
+    return out
+
+
+def lip_gaps(frames: np.ndarray) -> np.ndarray:
+    """[N, H, W, 3] uint8 -> [N] inner-lip gap over face height (NaN without a face)."""
+    lm = track_frames(frames, video=False)
+    gap = np.linalg.norm(lm[:, LOWER, :2] - lm[:, UPPER, :2], axis=-1)
+    return gap / np.linalg.norm(lm[:, CHIN, :2] - lm[:, TOP, :2], axis=-1)
+
+
+def envelope(audio: np.ndarray, n: int) -> np.ndarray:
+    """[S] -> [n] RMS of each video frame's audio."""
+    edges = np.arange(n + 1) * SAMPLE_RATE // FPS
+    pairs = zip(edges, edges[1:], strict=False)
+    return np.array([np.sqrt(np.mean(audio[a:b] ** 2)) if b > a else 0.0 for a, b in pairs])
+
+
+def render(speaker: Speaker, clip: Clip, mode: str, work: Path) -> Measured:
+    path = work / f"{clip.source}_{mode}.mp4"
+    speak(speaker, clip.audio, str(path), mode)
+    frames = np.stack(list(read_frames(path)))
+    return Measured(clip, mode, lip_gaps(frames), envelope(clip.audio, len(frames)), frames)
+
+
+def _frames_of(segments: list, keep) -> list[tuple[str, int]]:  # noqa: ANN001
+    return [(p, round((s + e) / 2 * FPS)) for p, s, e in segments if keep(p)]
+
+
+def speech_p90(m: Measured) -> float:
+    speech = np.zeros(len(m.gap), bool)
+    for p, s, e in m.clip.segments:
+        if p != SILENCE:
+            speech[int(s * FPS) : int(np.ceil(e * FPS))] = True
+    return float(np.nanpercentile(m.gap[speech[: len(m.gap)]], 90))
+
+
+def correlation(gap: np.ndarray, env: np.ndarray) -> tuple[float, int]:
+    """(r, lag) at the best lag within +-MAX_LAG frames; lag > 0: the lips trail the sound."""
+    best = (-np.inf, 0)
+    n = len(gap)
+    for lag in range(-MAX_LAG, MAX_LAG + 1):
+        g, e = gap[max(0, lag) : n + min(0, lag)], env[max(0, -lag) : n - max(0, lag)]
+        ok = np.isfinite(g)
+        r = float(np.corrcoef(g[ok], e[ok])[0, 1])
+        best = max(best, (r, lag))
+    return best
+
+
+def events(m: Measured) -> dict[str, list[float]]:
+    """Per bilabial centre and per vowel nucleus between two bilabials: the gap over the p90."""
+    p90 = speech_p90(m)
+    segs = [s for s in m.clip.segments if s[2] > s[1]]
+    near = lambda i: m.gap[max(0, i - 1) : i + 2] / p90  # noqa: E731
+    centres = _frames_of(segs, lambda p: p in BILABIALS)
+    closures = [float(np.nanmin(near(i))) for _, i in centres if i < len(m.gap)]
+    nuclei = []
+    for before, (phone, start, end), after in zip(segs, segs[1:], segs[2:], strict=False):
+        if before[0] in BILABIALS and after[0] in BILABIALS and phone not in BILABIALS | {SILENCE}:
+            i = round((start + end) / 2 * FPS)
+            nuclei.append(float(np.nanmax(near(i))))
+    return {"closures": closures, "nuclei": nuclei}
+
+
+def silence_ratio(m: Measured) -> float:
+    pauses = [(s, e) for p, s, e in m.clip.segments if p == SILENCE and e - s >= 0.3]
+    quiet = [m.gap[int(s * FPS) + 3 : int(e * FPS) - 3] for s, e in pauses]
+    return float(np.nanmedian(np.concatenate(quiet)) / speech_p90(m))
+
+
+def score(group: list[Measured]) -> dict:
+    gap = np.concatenate([m.gap for m in group])
+    env = np.concatenate([m.envelope for m in group])
+    r, lag = correlation(gap, env)
+    found = [events(m) for m in group]
+    closures = np.concatenate([f["closures"] for f in found])
+    nuclei = np.concatenate([f["nuclei"] for f in found])
+    return {
+        "source": group[0].clip.source,
+        "mode": group[0].mode,
+        "clips": len(group),
+        "seconds": round(len(gap) / FPS, 1),
+        "r_gap_envelope": round(r, 3),
+        "lag_frames": lag,
+        "closed_at_pbm": round(float(np.mean(closures < CLOSED)), 3),
+        "pbm_count": len(closures),
+        "open_between_bilabials": round(float(np.mean(nuclei >= OPEN)), 3) if len(nuclei) else None,
+        "nuclei_count": len(nuclei),
+        "silence_over_speech_p90": round(float(np.median([silence_ratio(m) for m in group])), 3),
+        "no_face_frames": int(np.isnan(gap).sum()),
+    }
+
+
+def passes(row: dict) -> bool:
+    return (
+        row["r_gap_envelope"] >= 0.6 and abs(row["lag_frames"]) <= 2 and row["closed_at_pbm"] >= 0.9
+        and (row["open_between_bilabials"] is None or row["open_between_bilabials"] >= 0.9)
+        and row["silence_over_speech_p90"] <= 0.2
+    )  # fmt: skip
+
+
+def run(args: argparse.Namespace) -> None:
+    clips = synthetic_clips(args.quick) + real_clips(args.quick)
+    avatar = load("default")
+    speaker = Speaker(avatar)
+    measured: list[Measured] = []
+    with torch_threads(1), tempfile.TemporaryDirectory() as tmp:
+        for clip in clips:
+            for mode in ("offline", "streaming"):
+                m = render(speaker, clip, mode, Path(tmp))
+                print(f"  {clip.name} {mode}: {len(m.gap)} frames", flush=True)
+                if m.clip is not clips[0]:  # only the first clip's frames are plotted
+                    m.frames = m.frames[:0]
+                measured.append(m)
+    rows = []
+    for source in ("synthetic", "real"):
+        for mode in ("offline", "streaming"):
+            group = [m for m in measured if m.clip.source == source and m.mode == mode]
+            if group:
+                row = score(group)
+                row["pass"] = passes(row)
+                rows.append(row)
+                print("  " + "  ".join(f"{k}={v}" for k, v in row.items()), flush=True)
+    size = measured[0].frames.shape[1]
+    notes = (
+        f"Clips: {', '.join(c.name for c in clips)}; avatar default, {size}x{size} frames from `speak`, "
+        f"MediaPipe on the decoded MP4. Targets: r >= 0.6 with |lag| <= 2, closed >= 0.9, open >= 0.9, "
+        f"silence/speech <= 0.2. `python -m bench lipsync{' --quick' if args.quick else ''}`"
+    )
+    first = [m for m in measured if m.clip is clips[0]]
+    write_report("lipsync", rows, title="Lip sync on the rendered pixels (MediaPipe)", notes=notes,
+                 plot=lambda fig: _plot(fig, first), results_dir=args.results_dir)  # fmt: skip
+
+
+def _plot(fig: Figure, pair: list[Measured]) -> None:
+    """The first clip's first seconds: lip gap (offline, streaming) and envelope, bilabial centres
+    marked; below, the offline mouth crops of its first bilabial sentence, one every frame."""
+    top, bottom = fig.subplots(2, 1, height_ratios=[2, 1])
+    m = pair[0]
+    n = min(len(m.gap), 6 * FPS)
+    t = np.arange(n) / FPS
+    p90 = speech_p90(m)
+    for each, style in zip(pair, ("-", "--"), strict=True):
+        top.plot(t, each.gap[:n] / p90, style, linewidth=1, label=f"lip gap / p90 ({each.mode})")
+    top.plot(t, m.envelope[:n] / m.envelope.max(), color="gray", linewidth=0.8, label="envelope (max 1)")
+    for _, i in _frames_of(m.clip.segments, lambda p: p in BILABIALS):
+        if i < n:
+            top.axvline(i / FPS, color="tab:red", linewidth=0.5, alpha=0.5)
+    top.axhline(CLOSED, color="tab:red", linestyle=":", linewidth=0.8)
+    top.axhline(OPEN, color="tab:green", linestyle=":", linewidth=0.8)
+    top.set_xlabel(f"seconds ({m.clip.name}; red lines: p/b/m centres)", fontsize=7)
+    top.legend(fontsize=7, loc="upper right")
+    top.tick_params(labelsize=7)
+    # Mouth crops: a box around the mouth of the rest frame, the same box in every frame.
+    first = next(s for p, s, e in m.clip.segments if p != SILENCE)
+    start = int(first * FPS)
+    size = m.frames.shape[1]
+    lm = track_frames(m.frames[:1], video=False)[0]
+    cx, cy = lm[[UPPER, LOWER], :2].mean(0)
+    face = np.linalg.norm(lm[CHIN, :2] - lm[TOP, :2])
+    half = int(0.2 * face)
+    y0, x0 = int(np.clip(cy - half, 0, size - 2 * half)), int(np.clip(cx - half * 1.5, 0, size - 3 * half))
+    shown = range(start, min(start + 36, len(m.frames)))
+    crops = [m.frames[i, y0 : y0 + 2 * half, x0 : x0 + 3 * half] for i in shown]
+    rows = [np.concatenate(crops[k : k + 12], axis=1) for k in range(0, len(crops) - 11, 12)]
+    bottom.imshow(np.concatenate(rows, axis=0))
+    bottom.set_axis_off()
+    bottom.set_title("mouth, offline, from the first word on (left to right, one frame each)", fontsize=7)
+    fig.set_size_inches(10, 8)
