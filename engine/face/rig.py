@@ -44,12 +44,21 @@ class _Geometry:
         """[478] smooth 0..1 weight of one side of the face (sign +1: the person's left)."""
         return 1 / (1 + np.exp(-sign * self.v[:, 0] / (0.08 * self.m)))
 
+    def _line(self, contour: np.ndarray) -> np.ndarray:
+        """[478] the contour's height at each vertex's x (flat beyond its ends)."""
+        line = self.v[contour]
+        order = np.argsort(line[:, 0])
+        return np.interp(self.v[:, 0], line[order, 0], line[order, 1])
+
     def _jaw_weight(self, r: topo.Regions) -> np.ndarray:
         """[478] how much each vertex follows the jaw: 1 below the mouth line, 0 above it."""
-        line = self.v[r.lips_inner_upper]
-        order = np.argsort(line[:, 0])
-        y_line = np.interp(self.v[:, 0], line[order, 0], line[order, 1])  # flat beyond the corners
+        y_line = self._line(r.lips_inner_upper)
         w = 1 / (1 + np.exp(-(self.v[:, 1] - y_line) / (0.06 * self.m)))
+        # Each lip moves whole: the rows between its outer and inner contours go with them (else
+        # the upper lip's middle rows slide down past its inner edge and cover the open mouth).
+        across = (self.v[:, 0] > self.v[self.corners(), 0].min()) & (self.v[:, 0] < self.v[self.corners(), 0].max())
+        w[across & (self.v[:, 1] >= self._line(r.lips_outer_upper)) & (self.v[:, 1] <= y_line)] = 0.0
+        w[across & (self.v[:, 1] >= self._line(r.lips_inner_lower)) & (self.v[:, 1] <= self._line(r.lips_outer_lower))] = 1.0
         w[self.upper_lip] = 0.0
         w[self.lower_lip] = 1.0
         w[self.corners()] = 0.5
