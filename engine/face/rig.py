@@ -16,6 +16,7 @@ import numpy as np
 from engine.face import topology as topo
 from engine.types import EXPRESSION_NAMES
 
+LIPS_WHOLE = 0.42  # half-width of the upper lip's middle, which stays whole (mouth widths)
 JAW_ANGLE = 0.26  # radians of jaw rotation at jawOpen = 1 (~15 degrees: a wide-open "ah")
 
 
@@ -54,11 +55,10 @@ class _Geometry:
         """[478] how much each vertex follows the jaw: 1 below the mouth line, 0 above it."""
         y_line = self._line(r.lips_inner_upper)
         w = 1 / (1 + np.exp(-(self.v[:, 1] - y_line) / (0.06 * self.m)))
-        # Each lip moves whole: the rows between its outer and inner contours go with them (else
-        # the upper lip's middle rows slide down past its inner edge and cover the open mouth).
-        across = (self.v[:, 0] > self.v[self.corners(), 0].min()) & (self.v[:, 0] < self.v[self.corners(), 0].max())
-        w[across & (self.v[:, 1] >= self._line(r.lips_outer_upper)) & (self.v[:, 1] <= y_line)] = 0.0
-        w[across & (self.v[:, 1] >= self._line(r.lips_inner_lower)) & (self.v[:, 1] <= self._line(r.lips_outer_lower))] = 1.0
+        # The upper lip stays whole: the rows between its outer and inner contours stay with them
+        # (else they slide down past its inner edge and cover the open mouth's upper teeth).
+        middle = np.abs(self.v[:, 0] - self.v[self.corners(), 0].mean()) < LIPS_WHOLE * self.m
+        w[middle & (self.v[:, 1] >= self._line(r.lips_outer_upper)) & (self.v[:, 1] <= y_line)] = 0.0
         w[self.upper_lip] = 0.0
         w[self.lower_lip] = 1.0
         w[self.corners()] = 0.5

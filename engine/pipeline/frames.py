@@ -75,10 +75,11 @@ class FrameSource:
         model = R2V.from_checkpoint(weights) if weights is not None else None
         self.uses_r2v = model is not None
         self.config = model.config if model is not None else R2VConfig(past=0, future=0)
-        self.renderer = AvatarRenderer(avatar, self.config.size if model is not None else avatar.resolution, device)
+        work = self.config.size if model is not None else avatar.resolution
+        self.renderer = AvatarRenderer(avatar, work, device)
         rest_centre = self.renderer.head_centre(avatar.reference_params)[0]
         try:
-            self.framing = Framing.for_avatar(avatar, size or DEFAULT_SIZE, self.renderer.size, rest_centre, view)
+            self.framing = Framing.for_avatar(avatar, size or DEFAULT_SIZE, work, rest_centre, view)
         except ValueError as e:
             raise FramesError(str(e)) from None
         self.size = self.framing.size
@@ -140,32 +141,34 @@ class FrameSource:
         lo = window_starts if window_starts is not None else np.zeros_like(current)
         hi = current if self.live else (window_ends if window_ends is not None else np.full_like(current, len(rows) - 1))
         index = np.clip(current[:, None] + np.arange(-self.config.past, self.config.future + 1), lo[:, None], hi[:, None])  # [B, F]
-        boxes = self.boxes(FaceParams(rows[current]))
+        now = FaceParams(rows[current])
+        boxes = self.boxes(now)
         faces = self._rendered_faces(rows, index, boxes)  # [B, F] faces, each [W, W, 3] uint8
-        attention = self.renderer.attention(FaceParams(rows[current]), self.framing.windows(boxes))  # [B, W, W]
+        attention = self.renderer.attention(now, self.framing.windows(boxes))  # [B, W, W]
         attention = (attention * 255 + 0.5).to(torch.uint8)[..., None]  # quantised as in training
         # Channels last end to end: the stack [B, W, W, 3F + 1] is the faces and the attention side
         # by side, and its permuted view is the [B, C, W, W] stack in the backends' layout, uncopied.
-        stack = torch.stack([torch.cat(stack_faces + [attention[b]], -1) for b, stack_faces in enumerate(faces)])
+        stack = torch.stack([torch.cat([*drawn, attention[b]], -1) for b, drawn in enumerate(faces)])
         regions = self.backend(stack.permute(0, 3, 1, 2).float() / 255).permute(0, 2, 3, 1)
         return self._paste(to_uint8_tensor(regions), boxes)
 
     def _rendered_faces(self, rows: np.ndarray, index: np.ndarray, boxes: np.ndarray) -> list[list[Tensor]]:
         """Row indices [B, F] and each stack's face region [B, 2] -> the rendered faces [W, W, 3]
         uint8, from the cache or rendered now."""
-        keys = [[rows[i].tobytes() + box.tobytes() for i in stack] for stack, box in zip(index, boxes)]
-        jobs = {key: (i, b) for b, stack in enumerate(index) for key, i in zip(keys[b], stack)}
+        pairs = zip(index, boxes, strict=True)
+        keys = [[rows[i].tobytes() + box.tobytes() for i in stack] for stack, box in pairs]
+        jobs = {key: (i, b) for b, stack in enumerate(index) for key, i in zip(keys[b], stack, strict=True)}
         with self._lock:
             found = {k: self._faces[k] for k in jobs if k in self._faces}
             for k in found:
                 self._faces.move_to_end(k)
         missing = [k for k in jobs if k not in found]
         if missing:  # rendered outside the lock: another thread may render the same face, harmlessly
-            which, stacks = zip(*(jobs[k] for k in missing))
-            windows = self.framing.windows(boxes[list(stacks)])
-            drawn = to_uint8_tensor(self.renderer.face(FaceParams(rows[list(which)]), windows).frames)
+            which = [jobs[k][0] for k in missing]
+            windows = self.framing.windows(boxes[[jobs[k][1] for k in missing]])
+            drawn = to_uint8_tensor(self.renderer.face(FaceParams(rows[which]), windows).frames)
             with self._lock:
-                for k, face in zip(missing, drawn):
+                for k, face in zip(missing, drawn, strict=True):
                     found[k] = self._faces[k] = face
                 while len(self._faces) > CACHE_FRAMES:
                     self._faces.popitem(last=False)

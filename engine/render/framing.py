@@ -38,7 +38,9 @@ class Framing:
     anchor: tuple[float, float]  # the face's centre at rest minus the head centre at rest, reference units
 
     @classmethod
-    def for_avatar(cls, avatar: Avatar, size: int, work: int, rest_centre: np.ndarray, view: str = "portrait") -> "Framing":
+    def for_avatar(
+        cls, avatar: Avatar, size: int, work: int, rest_centre: np.ndarray, view: str = "portrait"
+    ) -> Framing:
         """rest_centre [2]: the head centre (AvatarRenderer.head_centre) of the avatar at rest."""
         if view not in VIEWS:
             raise ValueError(f"unknown view '{view}', expected one of {VIEWS}")
@@ -97,7 +99,7 @@ class PasteBack:
             antialias=b < regions.shape[1],
         ).permute(0, 2, 3, 1)  # [N, B, B, 3] uint8
         frames = self.background.expand(len(regions), -1, -1, -1).clone()
-        for frame, region, (x, y) in zip(frames, resized, boxes.tolist()):
+        for frame, region, (x, y) in zip(frames, resized, boxes.tolist(), strict=True):
             left, top, right, bottom = max(x, 0), max(y, 0), min(x + b, s), min(y + b, s)
             if left >= right or top >= bottom:
                 continue  # the face is out of the frame

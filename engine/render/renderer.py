@@ -93,7 +93,9 @@ class AvatarRenderer:
         whole = self._tensor(self.camera.project(self.mesh.vertices(params)))
         frags = rasterize(self._in_windows(whole, windows), self.faces, self.size, self.size)
         inside = interpolate(self.attrs, frags, self.faces)  # [N, S, S, 7], zero outside the mesh
-        pixels = self.pixels if windows is None else windows[:, None, None, :2] + self.pixels * windows[:, None, None, 2:]
+        pixels = self.pixels  # [S, S, 2] or, in windows, [N, S, S, 2]
+        if windows is not None:
+            pixels = windows[:, None, None, :2] + self.pixels * windows[:, None, None, 2:]
         outside = pixels + self._outside_motion(whole, windows)
         alpha = inside[..., INNER]
         photo = sample_texture(self.photo, alpha * inside[..., UV] + (1 - alpha) * outside)
@@ -122,7 +124,8 @@ class AvatarRenderer:
         """[N, S, S] eye attention: each eye's region holds its closure (0 open ... 1 closed)."""
         points, faces, which_eye = self._eye_regions
         r, t = self.mesh.model.head_transform(params)
-        screen = self._in_windows(self._tensor(self.camera.project(np.einsum("nij,vj->nvi", r, points) + t[:, None])), windows)
+        screen = self._tensor(self.camera.project(np.einsum("nij,vj->nvi", r, points) + t[:, None]))
+        screen = self._in_windows(screen, windows)
         closure = self.mesh.model.eye_closure(params)  # [N, 2]
         values = self._tensor(closure[:, which_eye][..., None])
         faces = torch.as_tensor(faces, device=self.device)
@@ -134,7 +137,9 @@ class AvatarRenderer:
         and across a window's outer band. screen: [N, V, 3] in whole-frame pixels."""
         now = screen[:, self.oval, :2] / self.size  # [N, B, 2] where the boundary is
         motion = self.uv[self.oval] - now  # where its pixels come from, relative to now
-        grid = self.grid[None] if windows is None else windows[:, None, :2] + self.grid * windows[:, None, 2:]  # [N|1, G*G, 2]
+        grid = self.grid[None]  # [1 | N, G*G, 2] in uv
+        if windows is not None:
+            grid = windows[:, None, :2] + self.grid * windows[:, None, 2:]
         d2 = ((grid[:, :, None] - now[:, None]) ** 2).sum(-1)  # [N, G*G, B]
         nearest = d2.min(-1, keepdim=True).values
         k = torch.exp(-0.5 * (d2 - nearest) / WARP_BLEND**2)  # shifted by the nearest: no underflow
