@@ -75,13 +75,16 @@ class FrameSource:
         model = R2V.from_checkpoint(weights) if weights is not None else None
         self.uses_r2v = model is not None
         self.config = model.config if model is not None else R2VConfig(past=0, future=0)
-        work = self.config.size if model is not None else avatar.resolution
-        self.renderer = AvatarRenderer(avatar, work, device)
-        rest_centre = self.renderer.head_centre(avatar.reference_params)[0]
+        # The face region is drawn at the compositor's usual cost (the avatar's resolution), or
+        # for R2V at the scale it was trained at: its size across the whole reference frame.
         try:
-            self.framing = Framing.for_avatar(avatar, size or DEFAULT_SIZE, work, rest_centre, view)
+            self.framing = Framing.for_avatar(avatar, DEFAULT_SIZE if size is None else size, view)
         except ValueError as e:
             raise FramesError(str(e)) from None
+        # R2V works on the whole reference frame, as it was trained (its face region is cut from
+        # that); the compositor draws the face region only.
+        self.renderer = AvatarRenderer(avatar, self.config.size if model is not None else self.framing.work, device)
+        self._rest_centre = self.renderer.head_centre(avatar.reference_params)
         self.size = self.framing.size
         self._paste = PasteBack(self.framing, avatar.reference, device)
         if model is not None:
@@ -127,7 +130,7 @@ class FrameSource:
     def boxes(self, params: FaceParams) -> np.ndarray:
         """[N, 2] int: where each frame's face region sits in the output frame (its top-left
         corner, pixels); the region is `framing.box` pixels square."""
-        return self.framing.boxes(self.renderer.head_centre(params))
+        return self.framing.boxes(self.renderer.head_centre(params) - self._rest_centre)
 
     def _composite(self, params: FaceParams) -> np.ndarray:
         boxes = self.boxes(params)
@@ -136,40 +139,33 @@ class FrameSource:
 
     def _generate(self, rows: np.ndarray, current: np.ndarray, window_starts: np.ndarray | None = None, window_ends: np.ndarray | None = None) -> np.ndarray:
         """R2V for frames `current` of the parameter rows [M, NUM_PARAMS]; each stack's indices are
-        clamped to its window (default: all rows), and future slots to the current frame in live mode.
-        A stack's faces are all drawn in its current frame's face region."""
+        clamped to its window (default: all rows), and future slots to the current frame in live mode."""
         lo = window_starts if window_starts is not None else np.zeros_like(current)
         hi = current if self.live else (window_ends if window_ends is not None else np.full_like(current, len(rows) - 1))
         index = np.clip(current[:, None] + np.arange(-self.config.past, self.config.future + 1), lo[:, None], hi[:, None])  # [B, F]
-        now = FaceParams(rows[current])
-        boxes = self.boxes(now)
-        faces = self._rendered_faces(rows, index, boxes)  # [B, F] faces, each [W, W, 3] uint8
-        attention = self.renderer.attention(now, self.framing.windows(boxes))  # [B, W, W]
+        faces = self._rendered_faces(rows, np.unique(index))
+        attention = self.renderer.attention(FaceParams(rows[current]))  # [B, W, W]
         attention = (attention * 255 + 0.5).to(torch.uint8)[..., None]  # quantised as in training
         # Channels last end to end: the stack [B, W, W, 3F + 1] is the faces and the attention side
         # by side, and its permuted view is the [B, C, W, W] stack in the backends' layout, uncopied.
-        stack = torch.stack([torch.cat([*drawn, attention[b]], -1) for b, drawn in enumerate(faces)])
-        regions = self.backend(stack.permute(0, 3, 1, 2).float() / 255).permute(0, 2, 3, 1)
-        return self._paste(to_uint8_tensor(regions), boxes)
+        stack = torch.stack([torch.cat([faces[i] for i in window] + [attention[b]], -1) for b, window in enumerate(index)])
+        whole = self.backend(stack.permute(0, 3, 1, 2).float() / 255).permute(0, 2, 3, 1)  # [B, W, W, 3]
+        boxes = self.boxes(FaceParams(rows[current]))
+        return self._paste(self._paste.cut(whole, boxes), boxes)
 
-    def _rendered_faces(self, rows: np.ndarray, index: np.ndarray, boxes: np.ndarray) -> list[list[Tensor]]:
-        """Row indices [B, F] and each stack's face region [B, 2] -> the rendered faces [W, W, 3]
-        uint8, from the cache or rendered now."""
-        pairs = zip(index, boxes, strict=True)
-        keys = [[rows[i].tobytes() + box.tobytes() for i in stack] for stack, box in pairs]
-        jobs = {key: (i, b) for b, stack in enumerate(index) for key, i in zip(keys[b], stack, strict=True)}
+    def _rendered_faces(self, rows: np.ndarray, needed: np.ndarray) -> dict[int, Tensor]:
+        """Row index -> its rendered face [W, W, 3] uint8, from the cache or rendered now."""
+        keys = {int(i): rows[i].tobytes() for i in needed}
         with self._lock:
-            found = {k: self._faces[k] for k in jobs if k in self._faces}
-            for k in found:
-                self._faces.move_to_end(k)
-        missing = [k for k in jobs if k not in found]
+            found = {i: self._faces[k] for i, k in keys.items() if k in self._faces}
+            for i in found:
+                self._faces.move_to_end(keys[i])
+        missing = [i for i in keys if i not in found]
         if missing:  # rendered outside the lock: another thread may render the same face, harmlessly
-            which = [jobs[k][0] for k in missing]
-            windows = self.framing.windows(boxes[[jobs[k][1] for k in missing]])
-            drawn = to_uint8_tensor(self.renderer.face(FaceParams(rows[which]), windows).frames)
+            drawn = to_uint8_tensor(self.renderer.face(FaceParams(rows[missing])).frames)
             with self._lock:
-                for k, face in zip(missing, drawn, strict=True):
-                    found[k] = self._faces[k] = face
+                for i, face in zip(missing, drawn, strict=True):
+                    found[i] = self._faces[keys[i]] = face
                 while len(self._faces) > CACHE_FRAMES:
                     self._faces.popitem(last=False)
-        return [[found[k] for k in stack_keys] for stack_keys in keys]
+        return found

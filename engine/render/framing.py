@@ -35,13 +35,11 @@ class Framing:
     work: int  # the face region is drawn at work x work
     view: tuple[float, float, float]  # x0, y0, side of the output frame, reference units
     box: int  # the face region's side, output pixels
-    anchor: tuple[float, float]  # the face's centre at rest minus the head centre at rest, reference units
+    centre: tuple[float, float]  # the face's centre at rest, reference units
 
     @classmethod
-    def for_avatar(
-        cls, avatar: Avatar, size: int, work: int, rest_centre: np.ndarray, view: str = "portrait"
-    ) -> Framing:
-        """rest_centre [2]: the head centre (AvatarRenderer.head_centre) of the avatar at rest."""
+    def for_avatar(cls, avatar: Avatar, size: int, view: str = "portrait") -> Framing:
+        """The face region is drawn at the avatar's resolution: the compositor's cost of a frame."""
         if view not in VIEWS:
             raise ValueError(f"unknown view '{view}', expected one of {VIEWS}")
         if size <= 0 or size % 2:
@@ -54,15 +52,15 @@ class Framing:
             side = min(1.0, float(high[0] - low[0]) / PORTRAIT_FACE_WIDTH)
             x0 = float(np.clip(centre[0] - side / 2, 0, 1 - side))
             y0 = float(np.clip(centre[1] - PORTRAIT_FACE_HEIGHT * side, 0, 1 - side))
-        box = 2 * round(BOX_SCALE * float((high - low).max()) / side * size / 2)
-        anchor = centre - rest_centre
-        return cls(size, work, (x0, y0, side), min(box, 2 * size), (float(anchor[0]), float(anchor[1])))
+        region = BOX_SCALE * float((high - low).max())  # reference units
+        box = min(2 * round(region / side * size / 2), 2 * size)
+        return cls(size, avatar.resolution, (x0, y0, side), box, (float(centre[0]), float(centre[1])))
 
-    def boxes(self, head_centres: np.ndarray) -> np.ndarray:
-        """[N, 2] head centres (reference units) -> [N, 2] int: each face region's top-left
-        corner in output pixels, centred on the face and moving with the head."""
+    def boxes(self, moves: np.ndarray) -> np.ndarray:
+        """[N, 2] how far the head has moved from rest (reference units) -> [N, 2] int: each face
+        region's top-left corner in output pixels, centred on the face and moving with the head."""
         x0, y0, side = self.view
-        centre = (head_centres + self.anchor - (x0, y0)) / side * self.size
+        centre = (moves + self.centre - (x0, y0)) / side * self.size
         return np.round(centre - self.box / 2).astype(np.int64)
 
     def windows(self, boxes: np.ndarray) -> Tensor:
@@ -89,15 +87,26 @@ class PasteBack:
         ramp = (torch.minimum(t, 1 - t) / FEATHER).clamp(0, 1)
         ramp = ramp**2 * (3 - 2 * ramp)  # smoothstep: no visible edge where the blend starts
         self.alpha = (ramp[:, None] * ramp[None, :])[..., None]  # [B, B, 1]
+        self._box_pixels = torch.stack(torch.meshgrid(t, t, indexing="xy"), -1)  # [B, B, 2] (x, y) 0..1
+
+    def cut(self, frames: Tensor, boxes: np.ndarray) -> Tensor:
+        """Whole reference frames [N, W, W, 3] float 0..1 (R2V's: it works on the frame it was
+        trained on) -> their face regions [N, B, B, 3] uint8, resampled at the output's pixels."""
+        windows = self.framing.windows(boxes).to(frames.device)
+        uv = windows[:, None, None, :2] + self._box_pixels * windows[:, None, None, 2:]
+        return (sample_texture(frames.permute(0, 3, 1, 2), uv).clamp(0, 1) * 255 + 0.5).to(torch.uint8)
 
     def __call__(self, regions: Tensor, boxes: np.ndarray) -> np.ndarray:
+        """Face regions [N, W, W, 3] uint8 at `boxes` [N, 2] -> frames [N, S, S, 3] uint8."""
         b, s = self.framing.box, self.framing.size
-        resized = interpolate(
-            regions.permute(0, 3, 1, 2).contiguous(memory_format=torch.channels_last),
-            size=(b, b),
-            mode="bilinear",
-            antialias=b < regions.shape[1],
-        ).permute(0, 2, 3, 1)  # [N, B, B, 3] uint8
+        resized = regions
+        if regions.shape[1] != b:
+            resized = interpolate(
+                regions.permute(0, 3, 1, 2).contiguous(memory_format=torch.channels_last),
+                size=(b, b),
+                mode="bilinear",
+                antialias=b < regions.shape[1],
+            ).permute(0, 2, 3, 1)  # [N, B, B, 3] uint8
         frames = self.background.expand(len(regions), -1, -1, -1).clone()
         for frame, region, (x, y) in zip(frames, resized, boxes.tolist(), strict=True):
             left, top, right, bottom = max(x, 0), max(y, 0), min(x + b, s), min(y + b, s)

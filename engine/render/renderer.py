@@ -7,9 +7,9 @@ Three outputs from one rasterization of the avatar's mesh (engine/render/mesh.py
   smoothly and fades with distance, so hair and neck follow the head and the background stays.
 - `face`: the textured, shaded face alone on black, the R2V network's input.
 - `attention`: the eye attention map, each eye's region carrying that eye's closure (FACIAL's AU45).
-Each output draws the whole reference frame, or per frame a square window of it (`windows`: the
-face region that engine/render/framing.py pastes into a larger frame). A window's edges stay
-still, so what is pasted meets the still background around it without a seam.
+Each draws the whole reference frame; `composite` can also draw, per frame, a square window of
+it (`windows`: the face region that engine/render/framing.py pastes into a larger frame). A
+window's edges stay still, so what is pasted meets the still background around it without a seam.
 """
 from __future__ import annotations
 
@@ -46,7 +46,7 @@ class Drawn:
 
 class AvatarRenderer:
     """One avatar drawn at `size` x `size` on `device`: the reference frame, or per frame a window
-    of it. windows: [N, 3] (x0, y0, side) in the reference frame's units (0..1), None: the whole."""
+    of it (composite). windows: [N, 3] (x0, y0, side) in the reference frame's units (0..1)."""
 
     def __init__(self, avatar: Avatar, size: int = 256, device: str | torch.device = "cpu"):
         self.avatar = avatar
@@ -67,9 +67,9 @@ class AvatarRenderer:
         self._eye_regions = _eye_regions(self.mesh)
         self._centre = self.mesh.model.identity.vertices.mean(0)
 
-    def screen(self, params: FaceParams, windows: Tensor | None = None) -> Tensor:
-        """[N, V, 3]: pixel x, y (in the window drawn) and camera depth of every mesh vertex."""
-        return self._in_windows(self._tensor(self.camera.project(self.mesh.vertices(params))), windows)
+    def screen(self, params: FaceParams) -> Tensor:
+        """[N, V, 3]: pixel x, y and camera depth of every mesh vertex (the whole frame)."""
+        return self._tensor(self.camera.project(self.mesh.vertices(params)))
 
     def head_centre(self, params: FaceParams) -> np.ndarray:
         """[N, 2] where the centre of the face at rest is, moved by the head (not by the jaw or
@@ -90,7 +90,7 @@ class AvatarRenderer:
     @torch.no_grad()
     def composite(self, params: FaceParams, windows: Tensor | None = None) -> Drawn:
         """Frames of the person from the reference photo: [N, S, S, 3]."""
-        whole = self._tensor(self.camera.project(self.mesh.vertices(params)))
+        whole = self.screen(params)
         frags = rasterize(self._in_windows(whole, windows), self.faces, self.size, self.size)
         inside = interpolate(self.attrs, frags, self.faces)  # [N, S, S, 7], zero outside the mesh
         pixels = self.pixels  # [S, S, 2] or, in windows, [N, S, S, 2]
@@ -104,10 +104,10 @@ class AvatarRenderer:
         return Drawn(frames.clamp(0, 1), frags)
 
     @torch.no_grad()
-    def face(self, params: FaceParams, windows: Tensor | None = None) -> Drawn:
+    def face(self, params: FaceParams) -> Drawn:
         """The textured, Lambert-shaded face (eyes and mouth interior included) on black: [N, S, S, 3]."""
         vertices = self.mesh.vertices(params)
-        screen = self._in_windows(self._tensor(self.camera.project(vertices)), windows)
+        screen = self._tensor(self.camera.project(vertices))
         frags = rasterize(screen, self.faces, self.size, self.size)
         normals = _vertex_normals(self._tensor(vertices), self.faces)
         light = torch.tensor(LIGHT, device=self.device)
@@ -120,16 +120,15 @@ class AvatarRenderer:
         return Drawn(frames.clamp(0, 1) * frags.mask[..., None], frags)
 
     @torch.no_grad()
-    def attention(self, params: FaceParams, windows: Tensor | None = None) -> Tensor:
+    def attention(self, params: FaceParams) -> Tensor:
         """[N, S, S] eye attention: each eye's region holds its closure (0 open ... 1 closed)."""
         points, faces, which_eye = self._eye_regions
         r, t = self.mesh.model.head_transform(params)
-        screen = self._tensor(self.camera.project(np.einsum("nij,vj->nvi", r, points) + t[:, None]))
-        screen = self._in_windows(screen, windows)
+        screen = self.camera.project(np.einsum("nij,vj->nvi", r, points) + t[:, None])
         closure = self.mesh.model.eye_closure(params)  # [N, 2]
         values = self._tensor(closure[:, which_eye][..., None])
         faces = torch.as_tensor(faces, device=self.device)
-        return interpolate(values, rasterize(screen, faces, self.size, self.size), faces)[..., 0]
+        return interpolate(values, rasterize(self._tensor(screen), faces, self.size, self.size), faces)[..., 0]
 
     def _outside_motion(self, screen: Tensor, windows: Tensor | None) -> Tensor:
         """[N, S, S, 2] backward displacement in uv outside the face: the motion of the nearest
