@@ -1,5 +1,7 @@
 """FaceParams -> an avatar's final uint8 frames: through R2V when the avatar has weights for the
-requested variant, through the direct compositor otherwise.
+requested variant, through the direct compositor otherwise. Either way only the face region of
+each frame is new: it is pasted into the still background of the output frame, whatever its size
+(engine/render/framing.py).
 
 R2V's input for frame t is a stack of rendered faces t - past .. t + future (models/r2v.py).
 `FrameSource` builds those stacks two ways:
