@@ -90,8 +90,10 @@ def run(args: argparse.Namespace) -> None:
     gmacs = count_gmacs(lite, example)
     rows, backends = _timed_backends(lite, "cpu", "fp32", (1, 4), repeats, "lite 256")
     best = min((r for r in rows if r["backend"] in backends and r["batch"] == 1), key=lambda r: r["median_ms"])["backend"]
-    rows.append(time_case(f"lite 256 -> {DEFAULT_SIZE} frame ({best}, streaming)", _streaming_case(avatar, best, "r2v"), threads=1, repeats=repeats, backend=best, batch=1, precision="fp32"))
-    rows.append(time_case(f"compositor -> {DEFAULT_SIZE} frame", _streaming_case(avatar, "eager", "composite"), threads=1, repeats=repeats, backend="compositor", batch=1, precision="fp32"))
+    streamed = {"threads": 1, "repeats": repeats, "batch": 1, "precision": "fp32"}
+    lite, compositor = _streaming_case(avatar, best, "r2v"), _streaming_case(avatar, "eager", "composite")
+    rows.append(time_case(f"lite 256 -> {DEFAULT_SIZE} ({best}, streaming)", lite, backend=best, **streamed))
+    rows.append(time_case(f"compositor -> {DEFAULT_SIZE}", compositor, backend="compositor", **streamed))
     full = R2V(R2VConfig.full()).eval()  # untrained: speed only
     full_gmacs = count_gmacs(full, torch.zeros(1, full.config.in_channels, 512, 512))
     if not args.quick:

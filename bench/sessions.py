@@ -142,7 +142,8 @@ def run(args: argparse.Namespace) -> None:
     summary = "; ".join(f"{speech}: {n}" for speech, n in held.items())
     notes = (
         f"Largest number of concurrent sessions each receiving >= {TARGET_FPS} fps ({summary}). Default avatar, direct "
-        f"compositor at {ServerConfig.size}x{ServerConfig.size}, {device}; every session speaks all the time over its websocket except the idle case. "
+        f"compositor at {ServerConfig.size}x{ServerConfig.size}, {device}; "
+        "every session speaks all the time over its websocket except the idle case. "
         f"Viewers on the same machine count encoded frames (no decoding). Target: >= 2 on a 2-core CPU. Command: python -m bench sessions"
         f". Machine load when it started: {load:.1f} runnable processes on {os.cpu_count()} cores (other work shares it)"
     )

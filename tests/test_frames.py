@@ -80,7 +80,8 @@ def test_r2v_when_the_avatar_has_weights(offline, params):
     # The compositor on request; R2V's face region goes into frames of any size.
     assert not FrameSource(bundle, renderer="composite").uses_r2v
     large = FrameSource(bundle, renderer="r2v")
-    assert large.uses_r2v and large.size == DEFAULT_SIZE and large.render(params[:1]).shape == (1, 512, 512, 3)
+    assert large.uses_r2v and large.size == DEFAULT_SIZE
+    assert large.render(params[:1]).shape == (1, DEFAULT_SIZE, DEFAULT_SIZE, 3)
 
 
 def test_history_carries_across_calls(offline, params):

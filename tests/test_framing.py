@@ -34,7 +34,8 @@ def composite(avatar):
 def test_default_is_a_512_portrait_with_the_face_in_its_region(avatar, renderer):
     source = FrameSource(avatar, renderer=renderer, live=True)  # the built-in avatar ships lite R2V
     assert source.size == DEFAULT_SIZE == 512 and source.uses_r2v == (renderer == "r2v")
-    params = FaceParams(np.concatenate([moved(avatar).array, moved(avatar, yaw=0.2, tx=1.0, jawOpen=0.6).array]))
+    turned = moved(avatar, yaw=0.2, tx=1.0, jawOpen=0.6)
+    params = FaceParams(np.concatenate([moved(avatar).array, turned.array]))
     span = source.past + 1 + source.future
     frames = source.windows(FaceParams(np.repeat(params.array, span, 0)))
     assert frames.shape == (2, 512, 512, 3) and frames.dtype == np.uint8
@@ -64,8 +65,12 @@ def test_the_paste_leaves_no_seam(avatar, composite):
     rows, cols = slice(max(y, 0), min(y + b, 512)), slice(max(x, 0), min(x + b, 512))
     steps = {}
     for name, image in (("moved", frame), ("still", still)):
-        edges = [image[rows, x - 1] - image[rows, x], image[rows, x + b] - image[rows, x + b - 1],
-                 image[y - 1, cols] - image[y, cols], image[min(y + b, 511), cols] - image[y + b - 1, cols]]  # fmt: skip
+        edges = [
+            image[rows, x - 1] - image[rows, x],
+            image[rows, x + b] - image[rows, x + b - 1],
+            image[y - 1, cols] - image[y, cols],
+            image[min(y + b, 511), cols] - image[y + b - 1, cols],
+        ]
         steps[name] = np.mean([np.abs(e).mean() for e in edges])
     assert steps["moved"] < steps["still"] + 1.0  # grey levels
 
@@ -93,7 +98,8 @@ def test_explicit_sizes_are_honoured(avatar):
         source = FrameSource(avatar, renderer="composite", size=size)
         frames = source.render(moved(avatar, jawOpen=0.3))
         assert frames.shape == (1, size, size, 3) and source.size == size
-        assert source.framing.box == pytest.approx(size / 512 * FrameSource(avatar, renderer="composite").framing.box, abs=2)
+        default_box = FrameSource(avatar, renderer="composite").framing.box
+        assert source.framing.box == pytest.approx(size / DEFAULT_SIZE * default_box, abs=2)
     whole = FrameSource(avatar, renderer="composite", size=256, view="reference")
     assert np.abs(whole.render(avatar.reference_params)[0].astype(float) - avatar.reference).mean() < 1
     for bad in (0, 255, -2):

@@ -79,7 +79,7 @@ async def test_viewer_sees_the_builtin_avatar_alive(http: aiohttp.ClientSession,
                 frames = [(await track.recv()).to_ndarray(format="rgb24").astype(np.float32) for _ in range(2 * FPS)]
         finally:
             await pc.close()
-    photo = FrameSource(avatar, renderer="composite", size=SIZE).render(avatar.reference_params)[0].astype(np.float32)
+    photo = FrameSource(avatar, renderer="composite", size=SIZE).render(avatar.reference_params)[0]
     assert np.abs(frames[-1] - photo).mean() < 20  # grey levels (a grey frame: ~66): the avatar, through VP8 at a bitrate that drops under load
     assert max(np.abs(f - frames[0]).mean() for f in frames[FPS:]) > 1.0  # head sway, blinks
 

@@ -85,7 +85,8 @@ class FrameSource:
             raise FramesError(str(e)) from None
         # R2V works on the whole reference frame, as it was trained (its face region is cut from
         # that); the compositor draws the face region only.
-        self.renderer = AvatarRenderer(avatar, self.config.size if model is not None else self.framing.work, device)
+        work = self.config.size if model is not None else self.framing.work
+        self.renderer = AvatarRenderer(avatar, work, device)
         self._rest_centre = self.renderer.head_centre(avatar.reference_params)
         self.size = self.framing.size
         self._paste = PasteBack(self.framing, avatar.reference, device)
