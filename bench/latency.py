@@ -2,7 +2,7 @@
 WebRTC, measured end to end on loopback by a client that decodes both.
 
 The server runs in its own process (bench/live.py: as `run_server.py` does, default avatar,
-256x256, CPU), with the avatar's trained speech models. While they are not trained, it uses
+its default size, CPU), with the avatar's trained speech models. While they are not trained, it uses
 streaming.probe's speech model instead (loudness opens the jaw, no look-ahead): everything else
 (clock, queues, rendering, codecs, transport) is then measured for real, and the report says so
 and gives the pipeline latency the trained models would add.
@@ -43,6 +43,7 @@ from matplotlib.figure import Figure
 from bench.live import BLOCK, Server, loopback_client, server_process, speech_model, speech_script, viewer
 from bench.report import write_report
 from engine.types import FPS, SAMPLE_RATE, FaceParams, frame_pts
+from streaming.config import ServerConfig
 
 UTTERANCES = 10
 MAX_DELAY_S = 0.6  # audio delays searched (send to receive)
@@ -248,7 +249,7 @@ def trained_latency_note() -> str:
 def run(args: argparse.Namespace) -> None:
     load = os.getloadavg()[0]
     loopback_client()
-    size = 256
+    size = ServerConfig.size
     with server_process(size=size) as server:
         print(f"  server: {server.speech}", flush=True)
         result = asyncio.run(measure(server, 3 if args.quick else UTTERANCES, size))

@@ -4,8 +4,9 @@ Speed (ms per frame, CPU on one torch thread = the live budget; CUDA when presen
 - model only: the bare network in eager PyTorch on an input already in its layout: the floor;
 - each backend's call on an input stack (conversion to its device/layout included), batch 1, and
   batch 4 (several sessions' frames in one call) divided by 4;
-- whole frame: rendered face + attention + input stack + network + uint8, streaming one frame at
-  a time (engine.pipeline.frames.FrameSource) with the best backend, next to the direct compositor;
+- whole frame: rendered face + attention + input stack + network + the face region pasted into a
+  default-size (512) frame, streaming one frame at a time (engine.pipeline.frames.FrameSource)
+  with the best backend, next to the direct compositor (its face region, pasted);
 - full 512x512: eager on CPU (seconds: a GPU network); on CUDA fp16 eager / compile / TensorRT.
 Targets: lite 256 on one CPU thread <= 15 ms (best backend); full 512 on an H100/H200 fp16 <= 2 ms.
 
@@ -30,7 +31,7 @@ from bench.report import plot_timings, time_case, torch_threads, write_report
 from engine.avatar.bundle import load
 from engine.backends import Backend, available_backends, make_backend
 from engine.backends.base import Inference
-from engine.pipeline.frames import FrameSource, r2v_weights
+from engine.pipeline.frames import DEFAULT_SIZE, FrameSource, r2v_weights
 from engine.pipeline.idle import IdleMotion
 from engine.render.renderer import AvatarRenderer
 from engine.train.r2v_quality import grid, quality, run_segment
@@ -89,8 +90,10 @@ def run(args: argparse.Namespace) -> None:
     gmacs = count_gmacs(lite, example)
     rows, backends = _timed_backends(lite, "cpu", "fp32", (1, 4), repeats, "lite 256")
     best = min((r for r in rows if r["backend"] in backends and r["batch"] == 1), key=lambda r: r["median_ms"])["backend"]
-    rows.append(time_case(f"lite 256 whole frame ({best}, streaming)", _streaming_case(avatar, best, "r2v"), threads=1, repeats=repeats, backend=best, batch=1, precision="fp32"))
-    rows.append(time_case("compositor 256 whole frame", _streaming_case(avatar, "eager", "composite"), threads=1, repeats=repeats, backend="compositor", batch=1, precision="fp32"))
+    streamed = {"threads": 1, "repeats": repeats, "batch": 1, "precision": "fp32"}
+    lite, compositor = _streaming_case(avatar, best, "r2v"), _streaming_case(avatar, "eager", "composite")
+    rows.append(time_case(f"lite 256 -> {DEFAULT_SIZE} ({best}, streaming)", lite, backend=best, **streamed))
+    rows.append(time_case(f"compositor -> {DEFAULT_SIZE}", compositor, backend="compositor", **streamed))
     full = R2V(R2VConfig.full()).eval()  # untrained: speed only
     full_gmacs = count_gmacs(full, torch.zeros(1, full.config.in_channels, 512, 512))
     if not args.quick:

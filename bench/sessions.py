@@ -1,6 +1,6 @@
 """Sessions benchmark: the largest number of concurrent sessions that each hold >= 29 fps.
 
-The server runs in its own process (bench.live.server_process: default avatar, 256x256, one
+The server runs in its own process (bench.live.server_process: default avatar, default size, one
 torch thread per call) on CPU, or on CUDA when there is one. For N = 1, 2, ... sessions: N aiortc
 viewers connect and every session speaks all the time (espeak-ng phrases streamed in real time
 over its websocket, looped); after a warm-up, each viewer counts the frames it receives over
@@ -27,6 +27,7 @@ from matplotlib.figure import Figure
 from bench.live import BLOCK, PHRASES, Server, loopback_client, server_process, viewer
 from bench.report import write_report
 from engine.types import SAMPLE_RATE
+from streaming.config import ServerConfig
 
 TARGET_FPS = 29
 MAX_SESSIONS = 8
@@ -141,7 +142,8 @@ def run(args: argparse.Namespace) -> None:
     summary = "; ".join(f"{speech}: {n}" for speech, n in held.items())
     notes = (
         f"Largest number of concurrent sessions each receiving >= {TARGET_FPS} fps ({summary}). Default avatar, direct "
-        f"compositor at 256x256, {device}; every session speaks all the time over its websocket except the idle case. "
+        f"compositor at {ServerConfig.size}x{ServerConfig.size}, {device}; "
+        "every session speaks all the time over its websocket except the idle case. "
         f"Viewers on the same machine count encoded frames (no decoding). Target: >= 2 on a 2-core CPU. Command: python -m bench sessions"
         f". Machine load when it started: {load:.1f} runnable processes on {os.cpu_count()} cores (other work shares it)"
     )

@@ -1,8 +1,8 @@
 """`python -m bench soak [--quick]`: one live session talking for 10 minutes on end. Do sound and
 lips stay together, the frame rate hold, the server's memory stay flat?
 
-The server runs in its own process (bench.live.server_process: default avatar, 256x256, the
-trained models) and serves one aiortc viewer on loopback, to which espeak-ng phrases stream in real
+The server runs in its own process (bench.live.server_process: default avatar at the default
+size, the trained models) and serves one aiortc viewer on loopback, to which espeak-ng phrases stream in real
 time over the websocket, looped, the whole time. The viewer notes, for every video frame and
 audio frame, when it arrived and its timestamp (pts in its stream's clock). Both streams are
 stamped from the session's one media clock, so (arrival - pts) moves the same way for both unless
@@ -26,6 +26,7 @@ from matplotlib.figure import Figure
 from bench.live import BLOCK, loopback_client, server_process, speech_script, viewer
 from bench.report import write_report
 from engine.types import FPS, SAMPLE_RATE
+from streaming.config import ServerConfig
 
 MINUTES = 10
 WINDOW_S = 10.0
@@ -102,7 +103,7 @@ def windows(video: np.ndarray, audio: np.ndarray, memory: np.ndarray) -> list[di
 def run(args: argparse.Namespace) -> None:
     minutes = 1 if args.quick else MINUTES
     loopback_client()
-    with server_process(size=256) as server:
+    with server_process() as server:
         print(f"  server: {server.speech}; {minutes} min", flush=True)
         video, audio, memory, figures = asyncio.run(soak(server, 60 * minutes))
     rows = windows(video, audio, memory)
@@ -111,7 +112,8 @@ def run(args: argparse.Namespace) -> None:
     fps = np.array([r["fps"] for r in rows])
     notes = (
         f"`python -m bench soak{' --quick' if args.quick else ''}`: one session talking for {minutes} min (espeak-ng phrases looped over "
-        f"its websocket in real time), trained models ({server.speech}), default avatar 256x256 on CPU. A/V drift (video's minus audio's "
+        f"its websocket in real time), trained models ({server.speech}), "
+        f"default avatar {ServerConfig.size}x{ServerConfig.size} on CPU. A/V drift (video's minus audio's "
         f"arrival-minus-timestamp, per {WINDOW_S:.0f} s window, vs the first): max |drift| {np.abs(drift).max():.1f} ms (target <= {TARGET_MS}); "
         f"fps per window min {fps.min():.1f}, mean {fps.mean():.1f}; frames dropped by the server {figures['frames_dropped']}; "
         f"server memory {rss_start:.0f} MiB at the start, {rss_end:.0f} MiB at the end."

@@ -85,10 +85,10 @@ def parser() -> argparse.ArgumentParser:
     source.add_argument("--demo", action="store_true", help="a scripted sequence: every rig shape, blinks, head motion")
     a.add_argument("--out", required=True, help="output .mp4")
     a.add_argument("--audio", help="audio (any format PyAV reads) to mux in, trimmed to the video")
-    a.add_argument("--size", type=int, default=256, choices=[128, 256, 384, 512], help="frame size in pixels")
+    a.add_argument("--size", type=int, help="frame size in pixels, even (default 512: head and shoulders)")
     a.add_argument("--device", default="cpu", help="torch device: cpu or cuda")
     a.add_argument("--renderer", choices=["auto", "r2v", "composite"], default="auto",
-                   help="auto: R2V when the avatar has lite weights for this size, else the direct compositor")  # fmt: skip
+                   help="auto: R2V when the avatar has lite weights, else the direct compositor")  # fmt: skip
     a.add_argument("--backend", choices=["eager", "compile", "onnxruntime", "tensorrt"], default="eager", help="R2V inference backend")
     a.set_defaults(run=animate)
 

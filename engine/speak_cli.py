@@ -21,7 +21,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument("--feature-model", help="the feature kind's model file (default: its shipped one)")
     p.add_argument("--lookahead", type=int, default=StreamConfig.lookahead, help="streaming: frames of look-ahead of the animator")
     p.add_argument("--stride", type=int, default=StreamConfig.stride, help="streaming: frames per animator update")
-    p.add_argument("--size", type=int, help="frame size in pixels (default: the avatar's renderer's)")
+    p.add_argument("--size", type=int, help="frame size in pixels, even (default 512: head and shoulders)")
     p.add_argument("--renderer", choices=["auto", "r2v", "composite"], default="auto", help="auto: R2V when the avatar has weights")
     p.add_argument("--device", default="cpu", help="torch device: cpu or cuda")
     p.set_defaults(run=run)

@@ -18,7 +18,7 @@ import numpy as np
 
 from engine.avatar.bundle import AVATARS_DIR, MotionStats, load
 from engine.pipeline.animator import StreamConfig
-from engine.pipeline.frames import FrameSource
+from engine.pipeline.frames import DEFAULT_SIZE, FrameSource
 from engine.types import FaceParams
 from streaming.speech import SpeechModel, SpeechUnavailable
 
@@ -62,7 +62,7 @@ AvatarFactory = Callable[[str], LiveAvatar]
 
 @dataclass(frozen=True)
 class EngineOptions:
-    size: int = 256
+    size: int = DEFAULT_SIZE
     device: str = "cpu"
     renderer: str = "auto"  # R2V when the avatar has weights (and, on a CPU, LIVE_R2V_MIN_CORES cores), else the compositor
     backend: str = "eager"

@@ -4,6 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from engine.pipeline.animator import StreamConfig
+from engine.pipeline.frames import DEFAULT_SIZE
 from streaming.avatars import EngineOptions
 from streaming.pipeline import PipelineConfig
 
@@ -14,7 +15,7 @@ class ServerConfig:
     port: int = 8080  # 0 picks a free port
     avatar: str = "default"  # served when an offer names none; a name under avatars/ or a bundle path
     device: str = "cpu"
-    size: int = 256  # video frames are size x size pixels
+    size: int = DEFAULT_SIZE  # video frames are size x size pixels: a head-and-shoulders portrait
     max_sessions: int = 4
     backend: str = "eager"  # R2V inference backend (engine/backends)
     renderer: str = "auto"  # "auto" (R2V when the avatar has weights), "r2v" or "composite"

@@ -1,5 +1,6 @@
-"""engine/pipeline/frames.py: R2V when the avatar has weights, the compositor otherwise; stacks
-built right across calls; live mode never looks ahead; the idle source stays a pure function."""
+"""engine/pipeline/frames.py: R2V when the avatar has weights, the compositor otherwise, their face
+region pasted into the output frame; stacks built right across calls; live mode never looks
+ahead; the idle source stays a pure function. (The framing itself: tests/test_framing.py.)"""
 from __future__ import annotations
 
 import dataclasses
@@ -11,8 +12,9 @@ import pytest
 import torch
 
 from engine.avatar.bundle import add_files, load
-from engine.pipeline.frames import FramesError, FrameSource, r2v_weights
+from engine.pipeline.frames import DEFAULT_SIZE, FramesError, FrameSource, r2v_weights
 from engine.pipeline.idle import IdleAvatar, IdleMotion
+from engine.render.framing import PasteBack
 from engine.render.renderer import AvatarRenderer
 from models.r2v import R2V, R2VConfig
 
@@ -50,7 +52,10 @@ def test_compositor_without_weights(avatar, params):
     plain = dataclasses.replace(avatar, extra_files={})
     source = FrameSource(plain, size=SIZE)
     assert not source.uses_r2v and source.size == SIZE
-    expected = (AvatarRenderer(plain, SIZE).composite(params).frames * 255 + 0.5).byte().numpy()
+    # By hand: the face regions drawn at the avatar's resolution, pasted into the background.
+    boxes = source.boxes(params)
+    regions = AvatarRenderer(plain, plain.resolution).composite(params, source.framing.windows(boxes)).frames
+    expected = PasteBack(source.framing, plain.reference)((regions * 255 + 0.5).byte(), boxes)
     assert np.array_equal(source.render(params), expected)
     with pytest.raises(FramesError, match="no r2v_lite weights"):
         FrameSource(plain, renderer="r2v")
@@ -59,7 +64,7 @@ def test_compositor_without_weights(avatar, params):
 def test_r2v_when_the_avatar_has_weights(offline, params):
     bundle, model = offline
     assert r2v_weights(bundle) == bundle.path / "r2v_lite.pt"
-    source = FrameSource(bundle)
+    source = FrameSource(bundle, size=SIZE)
     assert source.uses_r2v and source.size == SIZE and (source.past, source.future) == (2, 1)
     frames = source.render(params[:3])
     # By hand: frame 1's stack is faces 0, 0, 1, 2 (the start clamped) and its attention map.
@@ -67,14 +72,16 @@ def test_r2v_when_the_avatar_has_weights(offline, params):
     faces = (renderer.face(params[:3]).frames * 255 + 0.5).byte().float() / 255
     attention = (renderer.attention(params[1]) * 255 + 0.5).byte().float() / 255
     stack = torch.cat([faces[[0, 0, 1, 2]].permute(0, 3, 1, 2).reshape(1, 12, SIZE, SIZE), attention[:, None]], 1)
-    expected = (model.generate(stack)[0].permute(1, 2, 0) * 255 + 0.5).byte().numpy()
+    # R2V makes the whole frame it was trained on; its face region is cut out and pasted.
+    paste, box = PasteBack(source.framing, bundle.reference), source.boxes(params[1])
+    expected = paste(paste.cut(model.generate(stack).permute(0, 2, 3, 1), box), box)[0]
     assert frames.shape == (3, SIZE, SIZE, 3) and frames.dtype == np.uint8
     assert np.abs(frames[1].astype(int) - expected).max() <= 1
-    # The compositor on request, and an R2V size it cannot make falls back to it.
+    # The compositor on request; R2V's face region goes into frames of any size.
     assert not FrameSource(bundle, renderer="composite").uses_r2v
-    assert not FrameSource(bundle, size=2 * SIZE).uses_r2v
-    with pytest.raises(FramesError, match="makes 64x64 frames"):
-        FrameSource(bundle, renderer="r2v", size=2 * SIZE)
+    large = FrameSource(bundle, renderer="r2v")
+    assert large.uses_r2v and large.size == DEFAULT_SIZE
+    assert large.render(params[:1]).shape == (1, DEFAULT_SIZE, DEFAULT_SIZE, 3)
 
 
 def test_history_carries_across_calls(offline, params):

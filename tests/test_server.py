@@ -14,9 +14,9 @@ from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import VIDEO_CLOCK_RATE
 from av import VideoFrame
 from live_server import gradient_factory, live_server, read_index
-from PIL import Image
 from viewers import OPEN, RECEIVE_TIMEOUT_S, Microphone, Viewer, health, post_offer, tone_with_pauses, viewer
 
+from engine.pipeline.frames import FrameSource
 from engine.types import FPS, SAMPLE_RATE, FaceParams, frame_pts
 from streaming.app import ServerConfig
 from streaming.avatars import engine_avatar_factory
@@ -79,7 +79,7 @@ async def test_viewer_sees_the_builtin_avatar_alive(http: aiohttp.ClientSession,
                 frames = [(await track.recv()).to_ndarray(format="rgb24").astype(np.float32) for _ in range(2 * FPS)]
         finally:
             await pc.close()
-    photo = np.asarray(Image.fromarray(avatar.reference).resize((SIZE, SIZE), Image.Resampling.BILINEAR), np.float32)
+    photo = FrameSource(avatar, renderer="composite", size=SIZE).render(avatar.reference_params)[0]
     assert np.abs(frames[-1] - photo).mean() < 20  # grey levels (a grey frame: ~66): the avatar, through VP8 at a bitrate that drops under load
     assert max(np.abs(f - frames[0]).mean() for f in frames[FPS:]) > 1.0  # head sway, blinks
 

@@ -66,7 +66,7 @@ async def test_the_cache_makes_each_avatar_once_and_retries_after_a_failure():
 @pytest.mark.parametrize("cores, r2v", [(2, False), (8, True)])
 def test_auto_serves_r2v_live_only_with_the_cores_for_it(monkeypatch, cores, r2v):
     monkeypatch.setattr(avatars.os, "cpu_count", lambda: cores)
-    live = engine_avatar_factory(EngineOptions(size=256))("default")  # the built-in avatar's R2V is 256x256
-    assert live.renderer.source.uses_r2v == r2v
-    forced = engine_avatar_factory(EngineOptions(size=256, renderer="r2v"))("default")
+    live = engine_avatar_factory(EngineOptions())("default")  # the default size: R2V's face region pasted
+    assert live.renderer.source.uses_r2v == r2v and live.renderer.size == 512
+    forced = engine_avatar_factory(EngineOptions(size=SIZE, renderer="r2v"))("default")
     assert forced.renderer.source.uses_r2v

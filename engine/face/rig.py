@@ -16,6 +16,7 @@ import numpy as np
 from engine.face import topology as topo
 from engine.types import EXPRESSION_NAMES
 
+LIPS_WHOLE = 0.42  # half-width of the upper lip's middle, which stays whole (mouth widths)
 JAW_ANGLE = 0.26  # radians of jaw rotation at jawOpen = 1 (~15 degrees: a wide-open "ah")
 
 
@@ -44,12 +45,20 @@ class _Geometry:
         """[478] smooth 0..1 weight of one side of the face (sign +1: the person's left)."""
         return 1 / (1 + np.exp(-sign * self.v[:, 0] / (0.08 * self.m)))
 
+    def _line(self, contour: np.ndarray) -> np.ndarray:
+        """[478] the contour's height at each vertex's x (flat beyond its ends)."""
+        line = self.v[contour]
+        order = np.argsort(line[:, 0])
+        return np.interp(self.v[:, 0], line[order, 0], line[order, 1])
+
     def _jaw_weight(self, r: topo.Regions) -> np.ndarray:
         """[478] how much each vertex follows the jaw: 1 below the mouth line, 0 above it."""
-        line = self.v[r.lips_inner_upper]
-        order = np.argsort(line[:, 0])
-        y_line = np.interp(self.v[:, 0], line[order, 0], line[order, 1])  # flat beyond the corners
+        y_line = self._line(r.lips_inner_upper)
         w = 1 / (1 + np.exp(-(self.v[:, 1] - y_line) / (0.06 * self.m)))
+        # The upper lip stays whole: the rows between its outer and inner contours stay with them
+        # (else they slide down past its inner edge and cover the open mouth's upper teeth).
+        middle = np.abs(self.v[:, 0] - self.v[self.corners(), 0].mean()) < LIPS_WHOLE * self.m
+        w[middle & (self.v[:, 1] >= self._line(r.lips_outer_upper)) & (self.v[:, 1] <= y_line)] = 0.0
         w[self.upper_lip] = 0.0
         w[self.lower_lip] = 1.0
         w[self.corners()] = 0.5

@@ -7,6 +7,9 @@ Three outputs from one rasterization of the avatar's mesh (engine/render/mesh.py
   smoothly and fades with distance, so hair and neck follow the head and the background stays.
 - `face`: the textured, shaded face alone on black, the R2V network's input.
 - `attention`: the eye attention map, each eye's region carrying that eye's closure (FACIAL's AU45).
+Each draws the whole reference frame; `composite` can also draw, per frame, a square window of
+it (`windows`: the face region that engine/render/framing.py pastes into a larger frame). A
+window's edges stay still, so what is pasted meets the still background around it without a seam.
 """
 from __future__ import annotations
 
@@ -26,6 +29,7 @@ from engine.types import FaceParams
 WARP_GRID = 32  # the smooth outside displacement is solved on a coarse grid, then upsampled
 WARP_BLEND = 0.04  # how far along the face boundary its motion is averaged (fraction of the frame)
 WARP_REACH = 0.16  # distance over which that motion fades to a still background (fraction)
+WINDOW_STILL = 0.2  # a window's outer band, as a fraction of its side, over which motion fades to 0
 EYE_REGION_SCALE = 1.8  # attention region: the eye contour scaled about its centre
 UV, PHOTO, COLOR, INNER, SHADE = slice(0, 2), slice(2, 3), slice(3, 6), slice(6, 7), slice(7, 8)  # attribute columns
 LIGHT = (0.0, -0.3, -1.0)  # toward the light from the face: in front, a little above
@@ -41,7 +45,8 @@ class Drawn:
 
 
 class AvatarRenderer:
-    """One avatar drawn at `size` x `size` on `device`."""
+    """One avatar drawn at `size` x `size` on `device`: the reference frame, or per frame a window
+    of it (composite). windows: [N, 3] (x0, y0, side) in the reference frame's units (0..1)."""
 
     def __init__(self, avatar: Avatar, size: int = 256, device: str | torch.device = "cpu"):
         self.avatar = avatar
@@ -60,21 +65,38 @@ class AvatarRenderer:
         pixel = (torch.arange(size, device=self.device) + 0.5) / size
         self.pixels = torch.stack(torch.meshgrid(pixel, pixel, indexing="xy"), -1)  # [S, S, 2]
         self._eye_regions = _eye_regions(self.mesh)
+        self._centre = self.mesh.model.identity.vertices.mean(0)
 
     def screen(self, params: FaceParams) -> Tensor:
-        """[N, V, 3]: pixel x, y and camera depth of every mesh vertex."""
+        """[N, V, 3]: pixel x, y and camera depth of every mesh vertex (the whole frame)."""
         return self._tensor(self.camera.project(self.mesh.vertices(params)))
+
+    def head_centre(self, params: FaceParams) -> np.ndarray:
+        """[N, 2] where the centre of the face at rest is, moved by the head (not by the jaw or
+        other expressions), in the reference frame's units."""
+        r, t = self.mesh.model.head_transform(params)
+        return self.camera.project(r @ self._centre + t)[:, :2] / self.size
+
+    def _in_windows(self, screen: Tensor, windows: Tensor | None) -> Tensor:
+        """Whole-frame screen coordinates [N, V, 3] -> the windows' pixels."""
+        if windows is None:
+            return screen
+        xy = (screen[..., :2] - windows[:, None, :2] * self.size) / windows[:, None, 2:]
+        return torch.cat([xy, screen[..., 2:]], -1)
 
     def _tensor(self, array: np.ndarray) -> Tensor:
         return torch.as_tensor(array, dtype=torch.float32, device=self.device)
 
     @torch.no_grad()
-    def composite(self, params: FaceParams) -> Drawn:
-        """Full frames of the person from the reference photo: [N, S, S, 3]."""
-        screen = self.screen(params)
-        frags = rasterize(screen, self.faces, self.size, self.size)
+    def composite(self, params: FaceParams, windows: Tensor | None = None) -> Drawn:
+        """Frames of the person from the reference photo: [N, S, S, 3]."""
+        whole = self.screen(params)
+        frags = rasterize(self._in_windows(whole, windows), self.faces, self.size, self.size)
         inside = interpolate(self.attrs, frags, self.faces)  # [N, S, S, 7], zero outside the mesh
-        outside = self.pixels + self._outside_motion(screen)
+        pixels = self.pixels  # [S, S, 2] or, in windows, [N, S, S, 2]
+        if windows is not None:
+            pixels = windows[:, None, None, :2] + self.pixels * windows[:, None, None, 2:]
+        outside = pixels + self._outside_motion(whole, windows)
         alpha = inside[..., INNER]
         photo = sample_texture(self.photo, alpha * inside[..., UV] + (1 - alpha) * outside)
         weight = torch.where(frags.mask[..., None], inside[..., PHOTO], 1.0)
@@ -108,15 +130,23 @@ class AvatarRenderer:
         faces = torch.as_tensor(faces, device=self.device)
         return interpolate(values, rasterize(self._tensor(screen), faces, self.size, self.size), faces)[..., 0]
 
-    def _outside_motion(self, screen: Tensor) -> Tensor:
+    def _outside_motion(self, screen: Tensor, windows: Tensor | None) -> Tensor:
         """[N, S, S, 2] backward displacement in uv outside the face: the motion of the nearest
-        part of the face boundary (a Gaussian-weighted average along it), fading with distance."""
+        part of the face boundary (a Gaussian-weighted average along it), fading with distance,
+        and across a window's outer band. screen: [N, V, 3] in whole-frame pixels."""
         now = screen[:, self.oval, :2] / self.size  # [N, B, 2] where the boundary is
         motion = self.uv[self.oval] - now  # where its pixels come from, relative to now
-        d2 = ((self.grid[None, :, None] - now[:, None]) ** 2).sum(-1)  # [N, G*G, B]
+        grid = self.grid[None]  # [1 | N, G*G, 2] in uv
+        if windows is not None:
+            grid = windows[:, None, :2] + self.grid * windows[:, None, 2:]
+        d2 = ((grid[:, :, None] - now[:, None]) ** 2).sum(-1)  # [N, G*G, B]
         nearest = d2.min(-1, keepdim=True).values
         k = torch.exp(-0.5 * (d2 - nearest) / WARP_BLEND**2)  # shifted by the nearest: no underflow
         fade = torch.exp(-0.5 * nearest / WARP_REACH**2)
+        if windows is not None:
+            edge = torch.minimum(self.grid, 1 - self.grid) / WINDOW_STILL  # [G*G, 2] 0 at the edge
+            ramp = edge.clamp(0, 1) ** 2 * (3 - 2 * edge.clamp(0, 1))  # smoothstep
+            fade = fade * ramp.prod(-1)[None, :, None]
         field = fade * (k @ motion) / k.sum(-1, keepdim=True)  # [N, G*G, 2]
         field = field.reshape(-1, WARP_GRID, WARP_GRID, 2).permute(0, 3, 1, 2)
         return resize(field, size=(self.size, self.size), mode="bilinear", align_corners=False).permute(0, 2, 3, 1)

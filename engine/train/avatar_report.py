@@ -93,7 +93,7 @@ def write_report(stages) -> dict:  # noqa: ANN001 (avatar_build.Stages)
         metrics["blinks_per_minute"] = {"person": blink_rate(tracked.array[ok, BLINK_COL]), "avatar": blink_rate(predicted.array[:, BLINK_COL])}
         metrics["pose_std"] = {name: {"person": float(tracked.pose[ok, k].std()), "avatar": float(predicted.pose[:, k].std())} for k, name in enumerate(POSE_NAMES)}
 
-    source = FrameSource(avatar, size=avatar.resolution, live=True)
+    source = FrameSource(avatar, size=avatar.resolution, live=True, view="reference")  # as the real frames
     metrics["renderer"] = "r2v" if source.uses_r2v else "compositor"
     if source.uses_r2v:
         held_out = VideoSource(AvatarRenderer(avatar, avatar.resolution), stages.frames(), params, valid, (split, n))
