@@ -5,12 +5,14 @@ surfacing as ServerError."""
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import time
 import wave
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiohttp
+import av
 import numpy as np
 import pytest
 from live_server import read_jaw
@@ -20,6 +22,7 @@ from streaming.client import AvatarClient, ServerError, SpeechSocket, pcm16, rea
 
 pytestmark = pytest.mark.usefixtures("loopback_ice")
 
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 WAIT_S = 10  # the most a test waits for what it expects to see
 
 
@@ -125,3 +128,16 @@ def test_wav_and_pcm_conversions(tmp_path: Path) -> None:
         pcm16(np.zeros((4, 2), np.int16))
     with pytest.raises(ValueError, match="whole"):
         pcm16(b"\x00\x01\x02")
+
+
+async def test_the_client_example_records_what_the_avatar_says(server: str, tmp_path: Path) -> None:
+    spec = importlib.util.spec_from_file_location("client_example", EXAMPLES / "client.py")
+    example = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(example)
+    wav = write_wav(tmp_path / "speech.wav", tone_with_pauses(0.2, 1.0), 16_000)
+    out = tmp_path / "said.mp4"
+    frames = await example.record(server, str(wav), None, str(out), seconds=2.0)
+    assert frames == 60
+    with av.open(str(out)) as container:
+        decoded = [frame.to_ndarray(format="rgb24") for frame in container.decode(video=0)]
+    assert len(decoded) == 60 and max(read_jaw(rgb) for rgb in decoded) > OPEN
