@@ -3,6 +3,7 @@ speech.wav`) against the real server: it gets the ready message, and the session
 from __future__ import annotations
 
 import asyncio
+import os
 import re
 import sys
 import wave
@@ -51,6 +52,7 @@ async def test_the_readme_websocket_client_makes_the_avatar_speak(tmp_path: Path
         process = await asyncio.create_subprocess_exec(
             sys.executable, str(client), ws_url, str(speech_wav(tmp_path / "speech.wav")),
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+            env={**os.environ, "PYTHONPATH": str(README.parent)},  # the snippet imports streaming.client
         )
         async with asyncio.timeout(CLIENT_TIMEOUT_S):
             out, err = await process.communicate()
