@@ -1,5 +1,6 @@
 """Who may use the server and which session: the app's shared state, the checks every request
 passes (Host, Origin), JSON bodies read safely, bearer tokens, and JSON errors."""
+
 from __future__ import annotations
 
 import codecs
@@ -41,7 +42,9 @@ def client_address(request: web.Request) -> str:
 
 
 @web.middleware
-async def checked_request(request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> web.StreamResponse:
+async def checked_request(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
     """Refuses requests for other host names (DNS rebinding) and from other sites' pages (a
     browser sends their Origin), and turns any unexpected error into a 500 without details."""
     config = request.app[CONFIG]
@@ -90,7 +93,10 @@ async def read_json(request: web.Request, example: str) -> object:
     """The request's JSON body; a 415 unless it says it is JSON, a 413 when it is over the size
     limit, else a 400 that shows `example` when it is not JSON."""
     if request.content_type != "application/json":
-        raise json_error(web.HTTPUnsupportedMediaType, f"the body must be JSON (Content-Type: application/json) like {example}")
+        raise json_error(
+            web.HTTPUnsupportedMediaType,
+            f"the body must be JSON (Content-Type: application/json) like {example}",
+        )
     charset = request.charset or "utf-8"
     try:
         codecs.lookup(charset)
@@ -101,7 +107,10 @@ async def read_json(request: web.Request, example: str) -> object:
     except web.HTTPRequestEntityTooLarge:
         limit = request.app[CONFIG].max_body_bytes
         raise web.HTTPRequestEntityTooLarge(
-            limit, request.content_length or limit + 1, text=json.dumps({"error": f"the body is larger than {limit} bytes"}), content_type="application/json"
+            limit,
+            request.content_length or limit + 1,
+            text=json.dumps({"error": f"the body is larger than {limit} bytes"}),
+            content_type="application/json",
         ) from None
     try:
         return json.loads(data.decode(charset))
@@ -115,7 +124,10 @@ async def read_json(request: web.Request, example: str) -> object:
 def bearer_token(request: web.Request) -> str:
     scheme, _, token = request.headers.get("Authorization", "").partition(" ")
     if scheme.lower() != "bearer" or not token:
-        raise json_error(web.HTTPUnauthorized, "an 'Authorization: Bearer TOKEN' header with the session's token is required")
+        raise json_error(
+            web.HTTPUnauthorized,
+            "an 'Authorization: Bearer TOKEN' header with the session's token is required",
+        )
     return token
 
 

@@ -13,6 +13,7 @@
 Every request passes the Host and Origin checks (streaming/access.py); offers are checked before
 a peer connection is made for them (streaming/offer.py); docs/SECURITY.md lists the limits.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -88,7 +89,11 @@ def create_app(config: ServerConfig, avatar_factory: AvatarFactory | None = None
 
 def read_page() -> dict[str, tuple[bytes, str]]:
     """The page's files, held in memory: serving them takes no thread and no disk access."""
-    return {path.name: (path.read_bytes(), PAGE_TYPES[path.suffix]) for path in WEB_DIR.iterdir() if path.suffix in PAGE_TYPES}
+    return {
+        path.name: (path.read_bytes(), PAGE_TYPES[path.suffix])
+        for path in WEB_DIR.iterdir()
+        if path.suffix in PAGE_TYPES
+    }
 
 
 async def index(request: web.Request) -> web.Response:
@@ -103,7 +108,9 @@ def page_file(request: web.Request, name: str) -> web.Response:
     if name not in request.app[PAGE]:
         raise json_error(web.HTTPNotFound, "no such file")
     data, content_type = request.app[PAGE][name]
-    return web.Response(body=data, content_type=content_type, charset="utf-8" if content_type.startswith("text/") else None)
+    return web.Response(
+        body=data, content_type=content_type, charset="utf-8" if content_type.startswith("text/") else None
+    )
 
 
 async def health(request: web.Request) -> web.Response:
@@ -113,7 +120,9 @@ async def health(request: web.Request) -> web.Response:
 async def avatars(request: web.Request) -> web.Response:
     default = request.app[CONFIG].avatar
     names = bundle_names()
-    return web.json_response({"default": default, "avatars": names if default in names else [default, *names]})
+    return web.json_response(
+        {"default": default, "avatars": names if default in names else [default, *names]}
+    )
 
 
 async def metrics(request: web.Request) -> web.Response:
@@ -133,7 +142,10 @@ async def offer(request: web.Request) -> web.Response:
     except OfferError as e:
         raise json_error(web.HTTPBadRequest, str(e)) from None
     if not request.app[OFFERS].take(client):  # every offer counts, refused ones too
-        raise json_error(web.HTTPTooManyRequests, f"at most {config.offers_per_minute} offers a minute per client; try again later")
+        raise json_error(
+            web.HTTPTooManyRequests,
+            f"at most {config.offers_per_minute} offers a minute per client; try again later",
+        )
     check_capacity(sessions, config, client)
     avatar = await load_avatar(request.app[AVATARS], offer.avatar)
     if offer.input == "mic" and avatar.speech is None:
@@ -143,8 +155,15 @@ async def offer(request: web.Request) -> web.Response:
     # The session is registered before the next await, so concurrent offers cannot overbook.
     pc = RTCPeerConnection(request.app[RTC])
     session = Session(
-        pc, avatar, offer.input, offer.echo, config.pipeline, on_error=lambda error: sessions.fail(session.id),
-        client=client, controls_per_s=config.max_controls_per_s, close_timeout_s=config.close_timeout_s,
+        pc,
+        avatar,
+        offer.input,
+        offer.echo,
+        config.pipeline,
+        on_error=lambda error: sessions.fail(session.id),
+        client=client,
+        controls_per_s=config.max_controls_per_s,
+        close_timeout_s=config.close_timeout_s,
     )
     sessions.add(session)
 
@@ -166,15 +185,17 @@ async def offer(request: web.Request) -> web.Response:
     session.run(close_unless_connected(sessions, session, config.connect_timeout_s))
     session.run(close_at_end_of_life(sessions, session, config.max_session_s))
     log.info("session %s opened for avatar %r, %s input", session.id, avatar.name, offer.input)
-    return web.json_response({
-        "sdp": pc.localDescription.sdp,
-        "type": "answer",
-        "session_id": session.id,
-        "token": session.token,
-        "latency_ms": session.status()["latency_ms"],
-        "speech": avatar.speech is not None,
-        "speech_error": avatar.speech_error,
-    })
+    return web.json_response(
+        {
+            "sdp": pc.localDescription.sdp,
+            "type": "answer",
+            "session_id": session.id,
+            "token": session.token,
+            "latency_ms": session.status()["latency_ms"],
+            "speech": avatar.speech is not None,
+            "speech_error": avatar.speech_error,
+        }
+    )
 
 
 async def session_status(request: web.Request) -> web.Response:
@@ -193,10 +214,16 @@ async def delete_session(request: web.Request) -> web.Response:
 def check_capacity(sessions: SessionRegistry, config: ServerConfig, client: str) -> None:
     if len(sessions) >= config.max_sessions:
         sessions.rejected += 1
-        raise json_error(web.HTTPServiceUnavailable, f"the server is serving its maximum of {config.max_sessions} sessions; try again later")
+        raise json_error(
+            web.HTTPServiceUnavailable,
+            f"the server is serving its maximum of {config.max_sessions} sessions; try again later",
+        )
     if sessions.of_client(client) >= config.max_sessions_per_client:
         sessions.rejected += 1
-        raise json_error(web.HTTPTooManyRequests, f"at most {config.max_sessions_per_client} sessions per client; close one first")
+        raise json_error(
+            web.HTTPTooManyRequests,
+            f"at most {config.max_sessions_per_client} sessions per client; close one first",
+        )
 
 
 async def load_avatar(cache: AvatarCache, name: str) -> LiveAvatar:
@@ -225,9 +252,13 @@ async def answer(session: Session, sdp: str) -> None:
                 receives = transceiver.kind == "audio" and session.input == "mic"
                 transceiver.direction = "sendrecv" if receives else "sendonly"
             await pc.setLocalDescription(await pc.createAnswer())
-    except Exception as e:  # aiortc fails on malformed SDP with many types: ValueError, KeyError, AttributeError...
+    except (
+        Exception
+    ) as e:  # aiortc fails on malformed SDP with many types: ValueError, KeyError, AttributeError...
         log.info("session %s: unusable SDP: %r", session.id, e)
-        raise json_error(web.HTTPBadRequest, "the offer's SDP cannot be used: it is not a valid WebRTC offer") from None
+        raise json_error(
+            web.HTTPBadRequest, "the offer's SDP cannot be used: it is not a valid WebRTC offer"
+        ) from None
     if "video" not in kinds:  # aiortc accepts any text without media sections as an empty offer
         raise json_error(web.HTTPBadRequest, "the offer has no video section to receive the avatar on")
 
@@ -260,12 +291,16 @@ def threads_and_ice(avatar_factory: AvatarFactory | None):  # noqa: ANN201 (an a
           server, looked up once here."""
         config = app[CONFIG]
         loop = asyncio.get_running_loop()
-        loop.set_default_executor(ThreadPoolExecutor(config.workers or cpu_cores(), thread_name_prefix="session"))
+        loop.set_default_executor(
+            ThreadPoolExecutor(config.workers or cpu_cores(), thread_name_prefix="session")
+        )
         setup_thread = ThreadPoolExecutor(1, thread_name_prefix="avatar-setup")
         app[TTS] = ThreadPoolExecutor(1, thread_name_prefix="tts")
         factory = avatar_factory or engine_avatar_factory(config.engine)
         app[AVATARS] = AvatarCache(factory, setup_thread, retry_s=config.avatar_retry_s)
-        app[RTC] = await loop.run_in_executor(setup_thread, rtc_configuration, config.host, config.stun_server)
+        app[RTC] = await loop.run_in_executor(
+            setup_thread, rtc_configuration, config.host, config.stun_server
+        )
         address = loopback_address(config.host)
         try:
             if address:

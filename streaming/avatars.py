@@ -4,6 +4,7 @@ statistics, speech models), made once on first use in a worker thread.
 An avatar without trained speech models still serves: it idles (blinks, head motion, closed
 mouth), and every speech input is refused with the reason (`speech_error`), never faked.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -65,9 +66,12 @@ AvatarFactory = Callable[[str], LiveAvatar]
 class EngineOptions:
     size: int = 256
     device: str = "cpu"
-    renderer: str = "auto"  # R2V when the avatar has weights (and, on a CPU, LIVE_R2V_MIN_CORES cores), else the compositor
+    # R2V when the avatar has weights (and, on a CPU, LIVE_R2V_MIN_CORES cores), else the compositor
+    renderer: str = "auto"
     backend: str = "eager"
-    lookahead: int = StreamConfig.lookahead  # FACIAL-GAN streaming look-ahead, frames (latency against smoothness)
+    lookahead: int = (
+        StreamConfig.lookahead
+    )  # FACIAL-GAN streaming look-ahead, frames (latency against smoothness)
     stride: int = StreamConfig.stride  # FACIAL-GAN streaming update stride, frames (latency against compute)
 
 
@@ -94,19 +98,32 @@ def engine_avatar_factory(options: EngineOptions, cores: int | None = None) -> A
     renderer = options.renderer
     if renderer == "auto" and options.device == "cpu" and cores < LIVE_R2V_MIN_CORES:
         renderer = "composite"
-        log.info("%d CPU cores: live frames come from the direct compositor (R2V live wants %d; --renderer r2v insists)",
-                 cores, LIVE_R2V_MIN_CORES)
+        log.info(
+            "%d CPU cores: live frames come from the direct compositor "
+            "(R2V live wants %d; --renderer r2v insists)",
+            cores,
+            LIVE_R2V_MIN_CORES,
+        )
 
     def make(name: str) -> LiveAvatar:
         avatar = load(bundle_path(name))
-        source = FrameSource(avatar, renderer=renderer, backend=options.backend, size=options.size, device=options.device, live=True)
+        source = FrameSource(
+            avatar,
+            renderer=renderer,
+            backend=options.backend,
+            size=options.size,
+            device=options.device,
+            live=True,
+        )
         speech, error = None, ""
         try:
             speech = SpeechModel.load(avatar, options.lookahead, options.stride)
         except SpeechUnavailable as e:
             error = f"speech input is unavailable for avatar '{avatar.name}': {e}"
             log.warning("%s", error)
-        return LiveAvatar(avatar.name, EngineRenderer(source), avatar.reference_params, avatar.motion, speech, error)
+        return LiveAvatar(
+            avatar.name, EngineRenderer(source), avatar.reference_params, avatar.motion, speech, error
+        )
 
     return make
 
@@ -127,7 +144,9 @@ class AvatarCache:
     by every session of that avatar. A name that failed to load fails again at once for
     `retry_s` seconds (a broken bundle is not reloaded for every offer), then is tried anew."""
 
-    def __init__(self, factory: AvatarFactory, executor: Executor | None = None, retry_s: float = 30.0) -> None:
+    def __init__(
+        self, factory: AvatarFactory, executor: Executor | None = None, retry_s: float = 30.0
+    ) -> None:
         self._factory = factory
         self._executor = executor
         self.retry_s = retry_s

@@ -1,5 +1,6 @@
 """The live server's settings, checked once when made. docs/SECURITY.md says what each limit
 protects against."""
+
 from __future__ import annotations
 
 import os
@@ -67,14 +68,23 @@ class ServerConfig:
         if not 0 <= self.port <= 65535:
             raise ValueError(f"port must be between 0 and 65535, got {self.port}")
         if self.size <= 0 or self.size % 2:
-            raise ValueError(f"size must be a positive even number of pixels (4:2:0 video needs even sizes), got {self.size}")
+            raise ValueError(
+                f"size must be a positive even number of pixels (4:2:0 video needs even sizes), "
+                f"got {self.size}"
+            )
         if self.max_sessions < 1:
             raise ValueError(f"max_sessions must be at least 1, got {self.max_sessions}")
         if self.lookahead < 0 or self.stride < 1:
-            raise ValueError(f"lookahead must be >= 0 and stride >= 1, got {self.lookahead} and {self.stride}")
+            raise ValueError(
+                f"lookahead must be >= 0 and stride >= 1, got {self.lookahead} and {self.stride}"
+            )
         if self.max_message_bytes < 2 or self.workers < 0:
             raise ValueError("max_message_bytes must be at least 2 and workers >= 0")
-        positive = [f.name for f in fields(self) if f.type in ("int", "float") and f.name not in ("port", "workers", "lookahead", "margin_ms")]
+        positive = [
+            f.name
+            for f in fields(self)
+            if f.type in ("int", "float") and f.name not in ("port", "workers", "lookahead", "margin_ms")
+        ]
         if bad := [name for name in positive if getattr(self, name) <= 0]:
             raise ValueError(f"{', '.join(bad)} must be positive")
         self.pipeline  # checks the margin  # noqa: B018
@@ -85,4 +95,6 @@ class ServerConfig:
 
     @property
     def pipeline(self) -> PipelineConfig:
-        return PipelineConfig(margin_ms=self.margin_ms, max_margin_ms=max(self.margin_ms, PipelineConfig.max_margin_ms))
+        return PipelineConfig(
+            margin_ms=self.margin_ms, max_margin_ms=max(self.margin_ms, PipelineConfig.max_margin_ms)
+        )

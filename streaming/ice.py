@@ -4,6 +4,7 @@ aioice has no per-connection options for either, so these are the one place the 
 into it: `loopback_only` replaces its module-level host address lookup while a loopback server
 runs, and the STUN server's name is looked up once at startup (aioice would look it up for every
 peer connection, in the executor the sessions render in)."""
+
 from __future__ import annotations
 
 import ipaddress

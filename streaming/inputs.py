@@ -16,6 +16,7 @@ at most `max_buffered_audio_s` seconds (beyond that: 1008), so a start or an int
 once however much audio was sent ahead. Messages are limited to `max_messages_per_s`, controls
 to the session's `max_controls_per_s`; compression is off.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -30,7 +31,16 @@ from aiortc.mediastreams import MediaStreamError
 from av import AudioFrame
 
 from engine.types import SAMPLE_RATE
-from streaming.access import CONFIG, SESSIONS, TTS, bearer_token, controlled, json_error, read_json, speaking_session
+from streaming.access import (
+    CONFIG,
+    SESSIONS,
+    TTS,
+    bearer_token,
+    controlled,
+    json_error,
+    read_json,
+    speaking_session,
+)
 from streaming.config import ServerConfig
 from streaming.limits import TokenBucket
 from streaming.offer import quoted
@@ -57,7 +67,10 @@ async def websocket_input(request: web.Request) -> web.WebSocketResponse:
     if session.websocket is not None:
         raise json_error(web.HTTPConflict, "this session already has a websocket input")
     ws = web.WebSocketResponse(
-        max_msg_size=config.max_message_bytes, compress=False, heartbeat=config.ws_heartbeat_s, timeout=config.close_timeout_s
+        max_msg_size=config.max_message_bytes,
+        compress=False,
+        heartbeat=config.ws_heartbeat_s,
+        timeout=config.close_timeout_s,
     )
     session.websocket = ws  # before the await: a second websocket cannot slip in
     try:
@@ -71,7 +84,9 @@ async def websocket_input(request: web.Request) -> web.WebSocketResponse:
     try:
         async for message in ws:
             if not messages.take():
-                raise ProtocolError(WSCloseCode.POLICY_VIOLATION, f"more than {config.max_messages_per_s} messages a second")
+                raise ProtocolError(
+                    WSCloseCode.POLICY_VIOLATION, f"more than {config.max_messages_per_s} messages a second"
+                )
             if message.type == WSMsgType.TEXT:
                 reply = feed.control(message.data)
                 if reply:
@@ -112,17 +127,29 @@ class WebsocketFeed:
             raise ProtocolError(WSCloseCode.INVALID_TEXT, "text messages must be JSON") from None
         kind = message.get("type") if isinstance(message, dict) else None
         if kind not in ("start", "end", "interrupt"):
-            raise ProtocolError(WSCloseCode.POLICY_VIOLATION, f"unknown message type {quoted(kind)}: expected start, end or interrupt")
+            raise ProtocolError(
+                WSCloseCode.POLICY_VIOLATION,
+                f"unknown message type {quoted(kind)}: expected start, end or interrupt",
+            )
         if not self.session.controls.take():
-            raise ProtocolError(WSCloseCode.POLICY_VIOLATION, "too many start, end and interrupt messages: slow down")
+            raise ProtocolError(
+                WSCloseCode.POLICY_VIOLATION, "too many start, end and interrupt messages: slow down"
+            )
         if kind == "start":
             rate = message.get("sample_rate")
             if not isinstance(rate, int) or isinstance(rate, bool) or not MIN_RATE <= rate <= MAX_RATE:
-                raise ProtocolError(WSCloseCode.POLICY_VIOLATION, f"'sample_rate' must be a whole number of Hz from {MIN_RATE} to {MAX_RATE}")
+                raise ProtocolError(
+                    WSCloseCode.POLICY_VIOLATION,
+                    f"'sample_rate' must be a whole number of Hz from {MIN_RATE} to {MAX_RATE}",
+                )
             self._clear()
             self.sample_rate = rate
             self.speech = self.pipeline.open_input(rate)
-            return {"type": "ready", "sample_rate": rate, "latency_ms": 1000 * self.pipeline.latency / SAMPLE_RATE}
+            return {
+                "type": "ready",
+                "sample_rate": rate,
+                "latency_ms": 1000 * self.pipeline.latency / SAMPLE_RATE,
+            }
         if kind == "end":
             self.end()
         else:
@@ -133,12 +160,17 @@ class WebsocketFeed:
 
     def audio(self, data: bytes) -> None:
         if self.sample_rate is None:
-            raise ProtocolError(WSCloseCode.POLICY_VIOLATION, 'send {"type": "start", "sample_rate": N} before audio')
+            raise ProtocolError(
+                WSCloseCode.POLICY_VIOLATION, 'send {"type": "start", "sample_rate": N} before audio'
+            )
         if len(data) % 2:
             raise ProtocolError(WSCloseCode.INVALID_TEXT, "binary messages must hold whole 16-bit samples")
         pcm = np.frombuffer(data, "<i2")
         if (self._buffered + len(pcm)) / self.sample_rate > self.max_buffered_s:
-            raise ProtocolError(WSCloseCode.POLICY_VIOLATION, f"more than {self.max_buffered_s:g} s of audio ahead of the speech: send it in real time")
+            raise ProtocolError(
+                WSCloseCode.POLICY_VIOLATION,
+                f"more than {self.max_buffered_s:g} s of audio ahead of the speech: send it in real time",
+            )
         if len(pcm):
             self._put(pcm)
 
@@ -160,9 +192,11 @@ class WebsocketFeed:
                 if speech is not None:
                     await speech.end()
                 continue
+            assert self.sample_rate is not None, "audio is refused before a start"
             if self.speech is None or self.speech.superseded:
-                assert self.sample_rate is not None
-                self.speech = self.pipeline.open_input(self.sample_rate)  # audio after an end or interrupt: a new utterance
+                self.speech = self.pipeline.open_input(
+                    self.sample_rate
+                )  # audio after an end or interrupt: a new utterance
             speech, generation, size = self.speech, self._generation, max(1, int(BLOCK_S * self.sample_rate))
             for start in range(0, len(item), size):
                 await speech.push(item[start : start + size])  # superseded meanwhile: dropped
@@ -173,7 +207,7 @@ class WebsocketFeed:
     async def finish(self, feeding: asyncio.Task[None]) -> None:
         """The websocket is gone: what it buffered is fed, then the feeding stops."""
         try:
-            while (self._buffer or self._buffered) and not feeding.done():
+            while (self._buffer or self._buffered) and not feeding.done():  # noqa: ASYNC110 (a bounded drain)
                 await asyncio.sleep(BLOCK_S)
         finally:
             feeding.cancel()
@@ -206,7 +240,9 @@ async def say(request: web.Request) -> web.Response:
     try:
         text.encode("utf-8")
     except UnicodeEncodeError:
-        raise json_error(web.HTTPBadRequest, "'text' must be valid Unicode (it has a lone surrogate)") from None
+        raise json_error(
+            web.HTTPBadRequest, "'text' must be valid Unicode (it has a lone surrogate)"
+        ) from None
     if session.saying:
         raise json_error(web.HTTPConflict, "this session is already preparing a say; wait for its answer")
     controlled(session)
@@ -222,7 +258,10 @@ async def say(request: web.Request) -> web.Response:
         session.saying = False
     seconds = len(audio) / SAMPLE_RATE
     if seconds > config.max_say_s:
-        raise json_error(web.HTTPBadRequest, f"'text' makes {seconds:.0f} seconds of speech; at most {config.max_say_s:g} seconds are said")
+        raise json_error(
+            web.HTTPBadRequest,
+            f"'text' makes {seconds:.0f} seconds of speech; at most {config.max_say_s:g} seconds are said",
+        )
     if request.app[SESSIONS].get(session.id) is not session or session.pipeline is None:
         raise json_error(web.HTTPNotFound, "the session closed while its text was being synthesised")
     speech = session.pipeline.open_input(SAMPLE_RATE)
@@ -261,4 +300,3 @@ def samples(frame: AudioFrame) -> np.ndarray:
     array = frame.to_ndarray()
     channels = len(frame.layout.channels)
     return array.T if frame.format.is_planar else array.reshape(-1, channels)
-

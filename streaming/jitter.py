@@ -4,6 +4,7 @@ that arrives late. Pure arithmetic on sample counts (the caller reads the clock)
 Input that falls behind by more than the margin widens it to cover that lateness plus one chunk,
 up to `widest`; after `relax_after` samples with no late input, each new utterance takes it
 halfway back to `base`."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass

@@ -1,5 +1,6 @@
 """Rate limits: pure counters on a monotonic clock, no I/O (the server turns a refusal into a
 429 or a websocket close)."""
+
 from __future__ import annotations
 
 import time

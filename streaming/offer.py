@@ -1,5 +1,6 @@
 """A viewer's offer, read and checked before any peer connection is made for it: the JSON body
 (POST /offer) and the shape of its SDP (sizes, sections, candidates)."""
+
 from __future__ import annotations
 
 import json

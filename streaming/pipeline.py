@@ -25,6 +25,7 @@ again, halfway back to `margin_ms` at each new utterance that comes `relax_after
 last late input.
 Input faster than real time is scheduled ahead, at most `max_ahead_s` (then the chain waits).
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -58,8 +59,16 @@ class PipelineConfig:
     inbox_frames: int = 64  # per stage
 
     def __post_init__(self) -> None:
-        if not 0 <= self.margin_ms <= self.max_margin_ms or self.relax_after_s < 0 or self.max_ahead_s <= 0 or self.inbox_frames < 1:
-            raise ValueError("pipeline margin must be between 0 ms and max_margin_ms, relax_after_s >= 0, max_ahead_s > 0 and inbox_frames >= 1")
+        if (
+            not 0 <= self.margin_ms <= self.max_margin_ms
+            or self.relax_after_s < 0
+            or self.max_ahead_s <= 0
+            or self.inbox_frames < 1
+        ):
+            raise ValueError(
+                "pipeline margin must be between 0 ms and max_margin_ms, relax_after_s >= 0, "
+                "max_ahead_s > 0 and inbox_frames >= 1"
+            )
 
 
 # ---- frames -----------------------------------------------------------------------------------
@@ -283,7 +292,13 @@ class Pipeline:
         on_error: Callable[[BaseException], None] = lambda error: None,
     ) -> None:
         config = config or PipelineConfig()
-        self.speech, self.clock, self.timeline, self.audio, self.config = speech, clock, timeline, audio, config
+        self.speech, self.clock, self.timeline, self.audio, self.config = (
+            speech,
+            clock,
+            timeline,
+            audio,
+            config,
+        )
         self.chunk = SAMPLE_RATE * config.chunk_ms // 1000
         self.jitter = JitterMargin(
             base=SAMPLE_RATE * config.margin_ms // 1000,
@@ -321,8 +336,11 @@ class Pipeline:
     def widen_margin(self, late: int) -> None:
         """Input arrived `late` samples behind its time: later utterances get a margin that covers it."""
         self.jitter.widen(late, self.clock.now_samples())
-        log.info("speech input arrived %.0f ms late: the margin is now %.0f ms",
-                 1000 * late / SAMPLE_RATE, 1000 * self.margin / SAMPLE_RATE)
+        log.info(
+            "speech input arrived %.0f ms late: the margin is now %.0f ms",
+            1000 * late / SAMPLE_RATE,
+            1000 * self.margin / SAMPLE_RATE,
+        )
 
     @property
     def inbox(self) -> asyncio.Queue[FromInput]:
@@ -332,7 +350,9 @@ class Pipeline:
         """A new utterance: whatever the avatar is saying is interrupted first (barge-in)."""
         self.interrupt()
         self.jitter.relax(self.clock.now_samples())
-        self.inbox.put_nowait(FromInput(self.epoch, InputStart(sample_rate, audible)))  # the inbox is empty now
+        self.inbox.put_nowait(
+            FromInput(self.epoch, InputStart(sample_rate, audible))
+        )  # the inbox is empty now
         return SpeechInput(self, self.epoch)
 
     def interrupt(self) -> None:

@@ -1,5 +1,6 @@
 """Live sessions: one viewer's peer connection, the media clock all its tracks share, its face
 timeline and scheduled audio, and its speech chain (when the avatar can speak)."""
+
 from __future__ import annotations
 
 import asyncio
@@ -77,8 +78,16 @@ class Session:
         self.timeline = ParamsTimeline(IdleMotion(avatar.rest, avatar.motion, seed=secrets.randbits(32)))
         self.audio = ScheduledAudio()
         self.stats = TrackStats()
-        self.pipeline = Pipeline(avatar.speech, self.clock, self.timeline, self.audio, pipeline or PipelineConfig(), on_error) if avatar.speech else None
-        self.video = AvatarVideoTrack(SessionFrames(avatar.renderer, self.timeline), self.clock, self.stats, on_error)
+        self.pipeline = (
+            Pipeline(
+                avatar.speech, self.clock, self.timeline, self.audio, pipeline or PipelineConfig(), on_error
+            )
+            if avatar.speech
+            else None
+        )
+        self.video = AvatarVideoTrack(
+            SessionFrames(avatar.renderer, self.timeline), self.clock, self.stats, on_error
+        )
         self.audio_track = SpeechAudioTrack(self.audio, self.clock, self.stats)
         self.tasks: set[asyncio.Task] = set()  # its own background work, cancelled when it closes
         self.websocket: web.WebSocketResponse | None = None  # its websocket input: one at a time
@@ -148,13 +157,18 @@ class Session:
         if self.pipeline:
             await self.pipeline.close()
         if self.websocket is not None:
-            await self._bounded(self.websocket.close(code=WSCloseCode.GOING_AWAY, message=b"the session closed"), "its websocket")
+            await self._bounded(
+                self.websocket.close(code=WSCloseCode.GOING_AWAY, message=b"the session closed"),
+                "its websocket",
+            )
 
     async def _bounded(self, closing: Coroutine[object, object, object], what: str) -> None:
         try:
             await asyncio.wait_for(closing, self.close_timeout_s)
         except TimeoutError:
-            log.warning("session %s: closing %s took over %.1f s; abandoned", self.id, what, self.close_timeout_s)
+            log.warning(
+                "session %s: closing %s took over %.1f s; abandoned", self.id, what, self.close_timeout_s
+            )
         except Exception:  # aiortc can fail to close a connection whose negotiation broke half way
             log.exception("session %s: closing %s", self.id, what)
 

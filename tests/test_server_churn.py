@@ -1,6 +1,7 @@
 """Churn: many clients connect, speak, interrupt and leave (some vanish without closing) while a
 viewer watches: nothing leaks (tasks, threads, file descriptors, memory) and max_sessions holds
 at every moment."""
+
 from __future__ import annotations
 
 import asyncio
@@ -9,6 +10,7 @@ import random
 import re
 import threading
 import time
+from collections import Counter
 
 import aiohttp
 import pytest
@@ -47,24 +49,39 @@ async def cycle(http: aiohttp.ClientSession, url: str, rng: random.Random) -> st
     await ws.receive_json(timeout=10)
     await ws.send_bytes(tone_with_pauses(0, rng.uniform(0.05, 0.5)).tobytes())
     await ws.send_json({"type": "interrupt"})
-    if rng.random() < 0.3:  # vanishes: the socket drops, nothing is closed; the connect timeout frees the place
+    if (
+        rng.random() < 0.3
+    ):  # vanishes: the socket drops, nothing is closed; the connect timeout frees the place
         ws._response.connection.transport.abort()  # type: ignore[union-attr]
         return "vanished"
     await ws.close()
-    async with http.delete(f"{url}/sessions/{session['session_id']}", headers={"Authorization": f"Bearer {session['token']}"}):
+    async with http.delete(
+        f"{url}/sessions/{session['session_id']}", headers={"Authorization": f"Bearer {session['token']}"}
+    ):
         pass
     return "closed"
 
 
 async def test_churn_leaks_nothing_and_keeps_max_sessions(http: aiohttp.ClientSession) -> None:
-    config = ServerConfig(port=0, size=SIZE, max_sessions=MAX_SESSIONS, max_sessions_per_client=MAX_SESSIONS,
-                          offers_per_minute=100_000, connect_timeout_s=1.0)
+    config = ServerConfig(
+        port=0,
+        size=SIZE,
+        max_sessions=MAX_SESSIONS,
+        max_sessions_per_client=MAX_SESSIONS,
+        offers_per_minute=100_000,
+        connect_timeout_s=1.0,
+    )
     async with live_app(config) as (url, app):
         viewer = Viewer()
         await viewer.connect(http, url)
         await asyncio.wait_for(viewer.tracks["video"], 10)
         await viewer.record(0.5)
-        tasks, threads, fds, memory = len(asyncio.all_tasks()), threading.active_count(), open_fds(), rss_mib()
+        tasks, threads, fds, memory = (
+            len(asyncio.all_tasks()),
+            threading.active_count(),
+            open_fds(),
+            rss_mib(),
+        )
         most = 0
         done = asyncio.Event()
 
@@ -91,9 +108,11 @@ async def test_churn_leaks_nothing_and_keeps_max_sessions(http: aiohttp.ClientSe
         figures = (await viewer.record(1.0)).video
         await viewer.pc.close()
         await asyncio.sleep(1.0)  # the watcher's own session closes
-        print(f"churn: {CYCLES} cycles in {seconds:.0f} s {dict((o, outcomes.count(o)) for o in set(outcomes))}; "
-              f"most sessions at once {most}; tasks {tasks}->{len(asyncio.all_tasks())}, threads {threads}->"
-              f"{threading.active_count()}, fds {fds}->{open_fds()}, memory {memory:.0f}->{rss_mib():.0f} MiB")
+        print(
+            f"churn: {CYCLES} cycles in {seconds:.0f} s {Counter(outcomes)}; "
+            f"most sessions at once {most}; tasks {tasks}->{len(asyncio.all_tasks())}, threads {threads}->"
+            f"{threading.active_count()}, fds {fds}->{open_fds()}, memory {memory:.0f}->{rss_mib():.0f} MiB"
+        )
         assert most <= MAX_SESSIONS
         assert len(app[SESSIONS]) == 0
         assert len(asyncio.all_tasks()) <= tasks, asyncio.all_tasks()

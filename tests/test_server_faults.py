@@ -1,6 +1,7 @@
 """Faults inside the server: a speech model or a renderer raising mid-session, espeak-ng missing,
 a corrupted avatar bundle, the event loop blocked for 500 ms. Only the affected session fails,
 with a clear error; a watching viewer of another session keeps its frame rate."""
+
 from __future__ import annotations
 
 import asyncio
@@ -43,7 +44,11 @@ class FailingRenderer(GradientRenderer):
 
 def factory(name: str) -> LiveAvatar:
     if name == "bad-model":
-        return gradient_avatar(name, SIZE, SpeechModel(LoudnessExtractor(), lambda first, idle: FailingAnimator(FaceParams.neutral()), 0))
+        return gradient_avatar(
+            name,
+            SIZE,
+            SpeechModel(LoudnessExtractor(), lambda first, idle: FailingAnimator(FaceParams.neutral()), 0),
+        )
     if name == "bad-renderer":
         avatar = gradient_avatar(name, SIZE)
         return LiveAvatar(name, FailingRenderer(SIZE), avatar.rest, avatar.motion, None, avatar.speech_error)
@@ -94,7 +99,9 @@ async def test_a_renderer_failing_ends_that_session_only(http: aiohttp.ClientSes
             await watcher.pc.close()
 
 
-async def test_espeak_missing_fails_say_with_the_reason(http: aiohttp.ClientSession, monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_espeak_missing_fails_say_with_the_reason(
+    http: aiohttp.ClientSession, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from engine.pipeline import speak
 
     def missing(text: str, voice: str = "en-us") -> np.ndarray:
@@ -105,8 +112,11 @@ async def test_espeak_missing_fails_say_with_the_reason(http: aiohttp.ClientSess
         watcher = await watched(http, url)
         try:
             session = watcher.session
-            async with http.post(f"{url}/sessions/{session['session_id']}/say", json={"text": "hello"},
-                                 headers={"Authorization": f"Bearer {session['token']}"}) as response:
+            async with http.post(
+                f"{url}/sessions/{session['session_id']}/say",
+                json={"text": "hello"},
+                headers={"Authorization": f"Bearer {session['token']}"},
+            ) as response:
                 assert response.status == 503 and "espeak-ng" in (await response.json())["error"]
             assert await fps_of(watcher) >= MIN_FPS
         finally:
@@ -124,15 +134,24 @@ async def test_a_corrupted_bundle_is_refused_while_others_are_served(
     async with live_server(config, engine_avatar_factory(config.engine)) as url:
         watcher = await watched(http, url)
         try:
-            (tmp_path / "copy" / "reference.png").write_bytes(b"rebuilt half way")  # the served bundle changes on disk
+            (tmp_path / "copy" / "reference.png").write_bytes(
+                b"rebuilt half way"
+            )  # the served bundle changes on disk
             for name in ("broken", "copy"):
                 pc = Viewer()
                 try:
                     await pc.pc.setLocalDescription(await pc.pc.createOffer())
-                    async with http.post(f"{url}/offer", json={"sdp": pc.pc.localDescription.sdp, "type": "offer", "avatar": name}) as response:
+                    async with http.post(
+                        f"{url}/offer",
+                        json={"sdp": pc.pc.localDescription.sdp, "type": "offer", "avatar": name},
+                    ) as response:
                         body = await response.json()
                         if name == "broken":
-                            assert response.status == 400 and "cannot be loaded" in body["error"] and "/" not in body["error"]
+                            assert (
+                                response.status == 400
+                                and "cannot be loaded" in body["error"]
+                                and "/" not in body["error"]
+                            )
                         else:
                             assert response.status == 200, body  # served from memory, as loaded
                 finally:

@@ -6,6 +6,7 @@ and the server's memory stays bounded.
 Hypothesis runs in a thread of its own and sends each case to the server's event loop, so the
 server, the viewer and the cases are all real. The number of cases is small by default
 (FUZZ_EXAMPLES) to fit CI; `bench reliability` runs more."""
+
 from __future__ import annotations
 
 import asyncio
@@ -32,7 +33,9 @@ MIN_FPS = 0.6 * FPS  # loose: a loaded 2-core CI machine; bench reliability repo
 MAX_GROWTH_MIB = 200
 MIN_WATCH_S = 4.0
 CASE_TIMEOUT_S = 15
-FUZZ = settings(max_examples=FUZZ_EXAMPLES, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
+FUZZ = settings(
+    max_examples=FUZZ_EXAMPLES, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck)
+)
 
 pytestmark = pytest.mark.usefixtures("loopback_ice")
 
@@ -64,7 +67,9 @@ class Fuzzer:
         self.outcomes: Counter[str] = Counter()
 
     def run(self, case: Callable[[], Awaitable[str]]) -> None:
-        outcome = asyncio.run_coroutine_threadsafe(asyncio.wait_for(case(), CASE_TIMEOUT_S), self.loop).result()
+        outcome = asyncio.run_coroutine_threadsafe(
+            asyncio.wait_for(case(), CASE_TIMEOUT_S), self.loop
+        ).result()
         self.outcomes[outcome] += 1
 
     async def post(self, path: str, data: bytes, headers: dict[str, str]) -> str:
@@ -76,17 +81,28 @@ class Fuzzer:
                 assert "error" in json.loads(text), text
             if response.status == 200 and path == "/offer":  # a valid offer after all: free its place
                 session = json.loads(text)
-                async with self.http.delete(f"{self.url}/sessions/{session['session_id']}",
-                                            headers={"Authorization": f"Bearer {session['token']}"}):
+                async with self.http.delete(
+                    f"{self.url}/sessions/{session['session_id']}",
+                    headers={"Authorization": f"Bearer {session['token']}"},
+                ):
                     pass
             return str(response.status)
 
 
-async def fuzz(http: aiohttp.ClientSession, body: Callable[[Fuzzer], None], config: ServerConfig | None = None) -> Counter[str]:
+async def fuzz(
+    http: aiohttp.ClientSession, body: Callable[[Fuzzer], None], config: ServerConfig | None = None
+) -> Counter[str]:
     """Serves, watches a session, runs `body` (hypothesis) in a thread; checks the viewer's frame
     rate and the memory. The outcomes of the cases by status or close code."""
-    config = config or ServerConfig(port=0, size=SIZE, max_sessions=8, max_sessions_per_client=8, offers_per_minute=10_000,
-                                    max_controls_per_s=1000, avatar_retry_s=0.001)
+    config = config or ServerConfig(
+        port=0,
+        size=SIZE,
+        max_sessions=8,
+        max_sessions_per_client=8,
+        offers_per_minute=10_000,
+        max_controls_per_s=1000,
+        avatar_retry_s=0.001,
+    )
     async with live_server(config) as url:
         viewer = Viewer()
         try:
@@ -105,7 +121,9 @@ async def fuzz(http: aiohttp.ClientSession, body: Callable[[Fuzzer], None], conf
             fuzzer = Fuzzer(asyncio.get_running_loop(), http, url)
             start = time.monotonic()
             await asyncio.to_thread(body, fuzzer)
-            await asyncio.sleep(max(0.0, start + MIN_WATCH_S - time.monotonic()))  # a frame rate needs a few seconds
+            await asyncio.sleep(
+                max(0.0, start + MIN_WATCH_S - time.monotonic())
+            )  # a frame rate needs a few seconds
             seconds = time.monotonic() - start
             shown = [t for t in frames if t >= start]
             watching.cancel()
@@ -116,7 +134,10 @@ async def fuzz(http: aiohttp.ClientSession, body: Callable[[Fuzzer], None], conf
                 assert response.status == 200
         finally:
             await viewer.pc.close()
-    print(f"cases by outcome: {dict(fuzzer.outcomes)}, memory {growth:+.0f} MiB, viewer {len(shown) / seconds:.1f} fps")
+    print(
+        f"cases by outcome: {dict(fuzzer.outcomes)}, memory {growth:+.0f} MiB, "
+        f"viewer {len(shown) / seconds:.1f} fps"
+    )
     return fuzzer.outcomes
 
 
@@ -133,11 +154,18 @@ async def test_fuzzed_offers(http: aiohttp.ClientSession) -> None:
         @FUZZ
         @given(
             sdp=sdp_mutations(sdp),
-            extra=st.dictionaries(st.sampled_from(["type", "avatar", "input", "echo", "x"]), json_values, max_size=3),
+            extra=st.dictionaries(
+                st.sampled_from(["type", "avatar", "input", "echo", "x"]), json_values, max_size=3
+            ),
             avatar=st.none() | st.text(max_size=70),
         )
         def offer(sdp: str, extra: dict, avatar: str | None) -> None:
-            fields = {"sdp": sdp, "type": "offer", **extra, **({"avatar": avatar} if avatar is not None else {})}
+            fields = {
+                "sdp": sdp,
+                "type": "offer",
+                **extra,
+                **({"avatar": avatar} if avatar is not None else {}),
+            }
             data = json.dumps(fields).encode()
             fuzzer.run(lambda: fuzzer.post("/offer", data, {"Content-Type": "application/json"}))
 
@@ -152,13 +180,25 @@ async def test_fuzzed_bodies_and_headers(http: aiohttp.ClientSession) -> None:
         @FUZZ
         @given(
             data=st.binary(max_size=200) | json_values.map(lambda v: json.dumps(v).encode()),
-            content_type=st.sampled_from(["application/json", "text/plain", "application/json; charset=latin-1",
-                                          "application/json; charset=bogus", "multipart/form-data"]),
-            origin=st.none() | st.sampled_from(["null", "http://evil.example", "file://"]) | st.text(max_size=30),
-            authorization=st.none() | st.text(alphabet=st.characters(min_codepoint=32, max_codepoint=255), max_size=40),
+            content_type=st.sampled_from(
+                [
+                    "application/json",
+                    "text/plain",
+                    "application/json; charset=latin-1",
+                    "application/json; charset=bogus",
+                    "multipart/form-data",
+                ]
+            ),
+            origin=st.none()
+            | st.sampled_from(["null", "http://evil.example", "file://"])
+            | st.text(max_size=30),
+            authorization=st.none()
+            | st.text(alphabet=st.characters(min_codepoint=32, max_codepoint=255), max_size=40),
             path=st.sampled_from(["/offer", "/sessions/x/say", "/sessions/x/interrupt"]),
         )
-        def request(data: bytes, content_type: str, origin: str | None, authorization: str | None, path: str) -> None:
+        def request(
+            data: bytes, content_type: str, origin: str | None, authorization: str | None, path: str
+        ) -> None:
             headers = {"Content-Type": content_type}
             for name, value in (("Origin", origin), ("Authorization", authorization)):
                 if value is not None and value.isprintable() and value.strip() == value:
@@ -197,14 +237,21 @@ async def test_fuzzed_websocket_messages_and_say_text(http: aiohttp.ClientSessio
             if not session:
                 session.update(await open_session(fuzzer.http, fuzzer.url))
             data = json.dumps({"text": text}).encode()
-            return await fuzzer.post(f"/sessions/{session['session_id']}/say", data,
-                                     {"Content-Type": "application/json", "Authorization": f"Bearer {session['token']}"})
+            return await fuzzer.post(
+                f"/sessions/{session['session_id']}/say",
+                data,
+                {"Content-Type": "application/json", "Authorization": f"Bearer {session['token']}"},
+            )
 
         start = json.dumps({"type": "start", "sample_rate": 16000})
 
         @FUZZ
-        @given(messages=st.lists(
-            st.binary(max_size=400) | json_values.map(json.dumps) | st.text(max_size=40) | st.just(start), max_size=6))
+        @given(
+            messages=st.lists(
+                st.binary(max_size=400) | json_values.map(json.dumps) | st.text(max_size=40) | st.just(start),
+                max_size=6,
+            )
+        )
         def websocket(messages: list[str | bytes]) -> None:
             fuzzer.run(lambda: ws_case(messages))
 

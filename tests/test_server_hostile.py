@@ -1,9 +1,11 @@
 """The live server against hostile clients, one test per finding of the security review
 (docs/SECURITY.md lists them with the limits that answer them): a real server on loopback, real
 aiortc and aiohttp clients doing what an attacker would. Fuzzing is in test_server_fuzz.py."""
+
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 import threading
 import time
@@ -50,7 +52,9 @@ async def post(http: aiohttp.ClientSession, url: str, body: object, **kwargs: ob
         return response.status, await response.json(content_type=None)
 
 
-async def open_ws(http: aiohttp.ClientSession, url: str, session: dict, **kwargs: object) -> aiohttp.ClientWebSocketResponse:
+async def open_ws(
+    http: aiohttp.ClientSession, url: str, session: dict, **kwargs: object
+) -> aiohttp.ClientWebSocketResponse:
     ws = await http.ws_connect(f"{url}/ws/{session['session_id']}?token={session['token']}", **kwargs)
     await ws.send_json({"type": "start", "sample_rate": RATE})
     assert (await ws.receive_json(timeout=WAIT_S))["type"] == "ready"
@@ -81,7 +85,9 @@ class Camera(VideoStreamTrack):
         from av import VideoFrame
 
         pts, time_base = await self.next_timestamp()
-        frame = VideoFrame.from_ndarray(np.random.default_rng(pts).integers(0, 255, (240, 320, 3), np.uint8), format="rgb24")
+        frame = VideoFrame.from_ndarray(
+            np.random.default_rng(pts).integers(0, 255, (240, 320, 3), np.uint8), format="rgb24"
+        )
         frame.pts, frame.time_base = pts, time_base
         return frame
 
@@ -97,7 +103,9 @@ async def test_media_a_viewer_sends_is_not_received_unless_used(http: aiohttp.Cl
         pc.on("track", tracks.put_nowait)
         try:
             await pc.setLocalDescription(await pc.createOffer())
-            status, answer = await post(http, f"{url}/offer", {"sdp": pc.localDescription.sdp, "type": "offer"})
+            status, answer = await post(
+                http, f"{url}/offer", {"sdp": pc.localDescription.sdp, "type": "offer"}
+            )
             assert status == 200, answer
             directions = re.findall(r"a=(sendrecv|sendonly|recvonly|inactive)", answer["sdp"])
             assert directions == ["sendonly", "sendonly"], directions
@@ -123,7 +131,9 @@ def with_video_sections(sdp: str, count: int) -> str:
 
 
 def with_candidates(sdp: str, count: int) -> str:
-    lines = "".join(f"a=candidate:{i} 1 udp 2130706431 10.{i // 250}.{i % 250}.1 9 typ host\r\n" for i in range(count))
+    lines = "".join(
+        f"a=candidate:{i} 1 udp 2130706431 10.{i // 250}.{i % 250}.1 9 typ host\r\n" for i in range(count)
+    )
     return sdp.replace("a=end-of-candidates\r\n", "", 1).replace("a=mid:0\r\n", "a=mid:0\r\n" + lines, 1)
 
 
@@ -137,7 +147,9 @@ def with_candidates(sdp: str, count: int) -> str:
     ],
     ids=["40KiB", "2 video sections", "1500 sections", "100 candidates"],
 )
-async def test_oversized_or_overshaped_sdp_is_refused_at_once(http: aiohttp.ClientSession, change, words: str) -> None:
+async def test_oversized_or_overshaped_sdp_is_refused_at_once(
+    http: aiohttp.ClientSession, change, words: str
+) -> None:
     """Finding 2: size, sections per kind and candidates are bounded before aiortc sees the SDP."""
     async with live_server(ServerConfig(port=0, size=SIZE)) as url:
         start = time.monotonic()
@@ -159,7 +171,9 @@ async def test_one_client_cannot_take_every_session_or_offer_without_end(http: a
         first = await post(http, f"{url}/offer", {"sdp": sdp, "type": "offer"})
         second = await post(http, f"{url}/offer", {"sdp": sdp, "type": "offer"})
         assert first[0] == 200 and second[0] == 429 and "per client" in second[1]["error"], second
-        async with http.delete(f"{url}/sessions/{first[1]['session_id']}", headers=bearer(first[1])) as response:
+        async with http.delete(
+            f"{url}/sessions/{first[1]['session_id']}", headers=bearer(first[1])
+        ) as response:
             assert response.status == 200
         third = await post(http, f"{url}/offer", {"sdp": sdp, "type": "offer"})
         fourth = await post(http, f"{url}/offer", {"sdp": sdp, "type": "offer"})
@@ -174,17 +188,21 @@ async def test_one_client_cannot_take_every_session_or_offer_without_end(http: a
 async def test_other_sites_cannot_open_sessions(http: aiohttp.ClientSession, headers: dict) -> None:
     """Finding 3: a web page of another site (Origin), or a rebound DNS name (Host), is refused."""
     async with live_server(ServerConfig(port=0, size=SIZE)) as url:
-        status, body = await post(http, f"{url}/offer", {"sdp": await offer_sdp(), "type": "offer"}, headers=headers)
+        status, body = await post(
+            http, f"{url}/offer", {"sdp": await offer_sdp(), "type": "offer"}, headers=headers
+        )
         assert status == 403, (status, body)
         # the page's own origin is welcome
-        status, _ = await post(http, f"{url}/offer", {"sdp": await offer_sdp(), "type": "offer"}, headers={"Origin": url})
+        status, _ = await post(
+            http, f"{url}/offer", {"sdp": await offer_sdp(), "type": "offer"}, headers={"Origin": url}
+        )
         assert status == 200
 
 
 async def test_an_offer_must_be_json(http: aiohttp.ClientSession) -> None:
     """Finding 3: a form post (which any page may send without asking) is not an offer."""
     async with live_server(ServerConfig(port=0, size=SIZE)) as url:
-        body = '{"sdp": "%s", "type": "offer"}' % (await offer_sdp()).replace("\r\n", "\\r\\n")
+        body = json.dumps({"sdp": await offer_sdp(), "type": "offer"})
         async with http.post(f"{url}/offer", data=body, headers={"Content-Type": "text/plain"}) as response:
             assert response.status == 415, await response.text()
 
@@ -196,7 +214,9 @@ async def test_sessions_end_at_their_maximum_lifetime(http: aiohttp.ClientSessio
         try:
             session = await viewer.connect(http, url)
             await asyncio.sleep(3)
-            async with http.get(f"{url}/sessions/{session['session_id']}", headers=bearer(session)) as response:
+            async with http.get(
+                f"{url}/sessions/{session['session_id']}", headers=bearer(session)
+            ) as response:
                 assert response.status == 404
         finally:
             await viewer.pc.close()
@@ -237,7 +257,9 @@ class SlowExtractor(LoudnessExtractor):
 
 
 def slow_speech(seconds: float) -> SpeechModel:
-    return SpeechModel(SlowExtractor(seconds), lambda first, idle: loudness_speech().new_animator(first, idle), 0, "slow")
+    return SpeechModel(
+        SlowExtractor(seconds), lambda first, idle: loudness_speech().new_animator(first, idle), 0, "slow"
+    )
 
 
 async def test_interrupt_loops_do_not_pile_up_worker_jobs(http: aiohttp.ClientSession) -> None:
@@ -262,7 +284,9 @@ async def test_interrupt_loops_do_not_pile_up_worker_jobs(http: aiohttp.ClientSe
 # ---- 5. closing is bounded and frees the media first --------------------------------------------
 
 
-async def test_a_websocket_that_never_answers_cannot_keep_a_closed_session_alive(http: aiohttp.ClientSession) -> None:
+async def test_a_websocket_that_never_answers_cannot_keep_a_closed_session_alive(
+    http: aiohttp.ClientSession,
+) -> None:
     """Finding 5: DELETE with a websocket client that never reads: the peer connection closes at
     once (the viewer's track ends), the websocket close is bounded."""
     async with live_server(ServerConfig(port=0, size=SIZE, close_timeout_s=1.0)) as url:
@@ -272,7 +296,9 @@ async def test_a_websocket_that_never_answers_cannot_keep_a_closed_session_alive
             await viewer.record(0.5)
             ws = await open_ws(http, url, session)  # and never read again
             start = time.monotonic()
-            async with http.delete(f"{url}/sessions/{session['session_id']}", headers=bearer(session)) as response:
+            async with http.delete(
+                f"{url}/sessions/{session['session_id']}", headers=bearer(session)
+            ) as response:
                 assert response.status == 200
             assert time.monotonic() - start < 3
             video = await viewer.tracks["video"]
@@ -291,7 +317,9 @@ async def test_a_websocket_that_never_answers_cannot_keep_a_closed_session_alive
 async def test_an_interrupt_overtakes_audio_sent_ahead(http: aiohttp.ClientSession) -> None:
     """Finding 6: 20 s of audio sent at once, then interrupt and start: the answer to the start
     comes at once, not after the audio queued before it."""
-    async with live_server(ServerConfig(port=0, size=SIZE, max_buffered_audio_s=30, max_messages_per_s=1000)) as url:
+    async with live_server(
+        ServerConfig(port=0, size=SIZE, max_buffered_audio_s=30, max_messages_per_s=1000)
+    ) as url:
         session = await open_session(http, url)
         ws = await open_ws(http, url, session)
         pcm = tone(20)
@@ -367,12 +395,17 @@ async def test_say_refuses_text_it_cannot_encode(http: aiohttp.ClientSession) ->
     async with live_server(ServerConfig(port=0, size=SIZE)) as url:
         session = await open_session(http, url)
         body = '{"text": "hello \\ud800 there"}'
-        async with http.post(f"{url}/sessions/{session['session_id']}/say", data=body,
-                             headers={**bearer(session), "Content-Type": "application/json"}) as response:
+        async with http.post(
+            f"{url}/sessions/{session['session_id']}/say",
+            data=body,
+            headers={**bearer(session), "Content-Type": "application/json"},
+        ) as response:
             assert response.status == 400, await response.text()
 
 
-async def test_one_say_at_a_time_per_session(http: aiohttp.ClientSession, monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_one_say_at_a_time_per_session(
+    http: aiohttp.ClientSession, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Finding 8: a second say while the first is being synthesised is a 409."""
     from engine.pipeline import speak
 
@@ -395,12 +428,18 @@ async def test_say_caps_the_length_of_its_speech(http: aiohttp.ClientSession) ->
     """Finding 8: speech longer than max_say_s is refused."""
     async with live_server(ServerConfig(port=0, size=SIZE, max_say_s=1.0)) as url:
         session = await open_session(http, url)
-        status, body = await post(http, f"{url}/sessions/{session['session_id']}/say",
-                                  {"text": "This sentence takes more than one second to say aloud."}, headers=bearer(session))
+        status, body = await post(
+            http,
+            f"{url}/sessions/{session['session_id']}/say",
+            {"text": "This sentence takes more than one second to say aloud."},
+            headers=bearer(session),
+        )
         assert status == 400 and "seconds" in body["error"], body
 
 
-async def test_a_failing_text_to_speech_fails_only_its_request(http: aiohttp.ClientSession, monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_a_failing_text_to_speech_fails_only_its_request(
+    http: aiohttp.ClientSession, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Finding 8: text-to-speech raising is a 503 with a clear error; the server goes on."""
     from engine.pipeline import speak
 
@@ -410,7 +449,9 @@ async def test_a_failing_text_to_speech_fails_only_its_request(http: aiohttp.Cli
     monkeypatch.setattr(speak, "text_to_speech", broken)
     async with live_server(ServerConfig(port=0, size=SIZE)) as url:
         session = await open_session(http, url)
-        status, body = await post(http, f"{url}/sessions/{session['session_id']}/say", {"text": "hi"}, headers=bearer(session))
+        status, body = await post(
+            http, f"{url}/sessions/{session['session_id']}/say", {"text": "hi"}, headers=bearer(session)
+        )
         assert status == 503 and "/opt" not in body["error"], body
         async with http.get(f"{url}/health") as response:
             assert response.status == 200
@@ -437,7 +478,9 @@ async def test_the_page_is_served_while_every_session_thread_is_busy(http: aioht
 
     def factory(name: str):  # noqa: ANN202
         avatar = gradient_avatar(name, SIZE)
-        return type(avatar)(name, BlockedRenderer(SIZE, release), avatar.rest, avatar.motion, None, avatar.speech_error)
+        return type(avatar)(
+            name, BlockedRenderer(SIZE, release), avatar.rest, avatar.motion, None, avatar.speech_error
+        )
 
     async with live_server(ServerConfig(port=0, size=SIZE, workers=1), factory) as url:
         viewer = Viewer()
@@ -470,7 +513,10 @@ def clean(body: str) -> bool:
     [
         ('{"sdp": "x", "type": "offer"}', "application/json; charset=no-such-charset"),
         ("[" * 30_000 + "]" * 30_000, "application/json"),
-        ('{"sdp": "v=0\\r\\nm=video 9 UDP/TLS/RTP/SAVPF 96\\r\\na=rtpmap:x\\r\\n", "type": "offer"}', "application/json"),
+        (
+            '{"sdp": "v=0\\r\\nm=video 9 UDP/TLS/RTP/SAVPF 96\\r\\na=rtpmap:x\\r\\n", "type": "offer"}',
+            "application/json",
+        ),
         ('{"sdp": "%s", "type": "offer", "avatar": "broken"}', "application/json"),
     ],
     ids=["unknown charset", "deep nesting", "broken sdp", "avatar raising"],
@@ -496,7 +542,9 @@ async def test_non_ascii_tokens_are_refused_cleanly(http: aiohttp.ClientSession)
     """Finding 10: a token the session's cannot be compared with is a 401, not a 500."""
     async with live_server(ServerConfig(port=0, size=SIZE)) as url:
         session = await open_session(http, url)
-        async with http.get(f"{url}/sessions/{session['session_id']}", headers={"Authorization": "Bearer h\u00e9"}) as response:
+        async with http.get(
+            f"{url}/sessions/{session['session_id']}", headers={"Authorization": "Bearer h\u00e9"}
+        ) as response:
             assert response.status == 401
         async with http.get(f"{url}/ws/{session['session_id']}?token=%C3%A9") as response:
             assert response.status == 401
@@ -532,7 +580,10 @@ async def test_avatar_names_are_not_looked_up_in_the_working_directory(
     monkeypatch.chdir(tmp_path)
     config = ServerConfig(port=0, size=SIZE)
     engine = engine_avatar_factory(config.engine)
-    async with live_server(config, lambda name: gradient_avatar(name, SIZE) if name == "default" else engine(name)) as url:
-        status, body = await post(http, f"{url}/offer", {"sdp": await offer_sdp(), "type": "offer", "avatar": "planted"})
+    async with live_server(
+        config, lambda name: gradient_avatar(name, SIZE) if name == "default" else engine(name)
+    ) as url:
+        status, body = await post(
+            http, f"{url}/offer", {"sdp": await offer_sdp(), "type": "offer", "avatar": "planted"}
+        )
         assert status == 400 and "unknown avatar" in body["error"], (status, body)
-

@@ -1,4 +1,5 @@
 """The jitter-margin policy on its own: sample counts in, margins out (no clock, no asyncio)."""
+
 from __future__ import annotations
 
 import pytest

@@ -1,4 +1,5 @@
 """Rate limits on a fake clock."""
+
 from __future__ import annotations
 
 from streaming.limits import PerClientWindow, TokenBucket
