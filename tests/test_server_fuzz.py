@@ -135,7 +135,7 @@ async def fuzz(
         finally:
             await viewer.pc.close()
     print(
-        f"cases by outcome: {dict(fuzzer.outcomes)}, memory {growth:+.0f} MiB, "
+        f"cases by outcome: {dict(fuzzer.outcomes)}, memory {before:.0f}->{before + growth:.0f} MiB, "
         f"viewer {len(shown) / seconds:.1f} fps"
     )
     return fuzzer.outcomes
