@@ -5,6 +5,7 @@ _churn, _faults) in a child pytest, with more fuzzing cases than CI runs, and re
 cases tried, failures, the server process's memory before and after, and the frame rate of the
 viewer watching another session meanwhile. `--quick`: CI's sizes (a smoke run, not figures).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -34,20 +35,42 @@ CHURN_LINE = re.compile(r"churn: (\d+) cycles in (\d+) s Counter\((\{.*?\})\).*m
 
 def run(args: argparse.Namespace) -> None:
     fuzz_examples, churn_cycles = (30, 40) if args.quick else (300, 200)
-    env = {**os.environ, "FUZZ_EXAMPLES": str(fuzz_examples), "CHURN_CYCLES": str(churn_cycles), "PYTHONPATH": str(REPO_ROOT)}
+    env = {
+        **os.environ,
+        "FUZZ_EXAMPLES": str(fuzz_examples),
+        "CHURN_CYCLES": str(churn_cycles),
+        "PYTHONPATH": str(REPO_ROOT),
+    }
     rows = []
     for suite, path in SUITES.items():
         with tempfile.TemporaryDirectory() as tmp:
             junit = Path(tmp) / "junit.xml"
-            command = [sys.executable, "-m", "pytest", "-q", "-s", "-p", "no:cacheprovider", f"--junitxml={junit}", path]
+            command = [
+                sys.executable,
+                "-m",
+                "pytest",
+                "-q",
+                "-s",
+                "-p",
+                "no:cacheprovider",
+                f"--junitxml={junit}",
+                path,
+            ]
             output = subprocess.run(command, cwd=REPO_ROOT, env=env, capture_output=True, text=True).stdout
             cases = ElementTree.parse(junit).getroot().iter("testcase")
             tests = failed = 0
             for case in cases:
                 tests += 1
                 failed += any(child.tag in ("failure", "error") for child in case)
-        row = {"suite": suite, "tests": tests, "tests_failed": failed, "cases": tests, "memory_before_mib": None,
-               "memory_after_mib": None, "viewer_fps": None}  # fmt: skip
+        row = {
+            "suite": suite,
+            "tests": tests,
+            "tests_failed": failed,
+            "cases": tests,
+            "memory_before_mib": None,
+            "memory_after_mib": None,
+            "viewer_fps": None,
+        }
         if suite == "fuzz":
             found = FUZZ_LINE.findall(output)
             row["cases"] = sum(sum(ast.literal_eval(outcomes).values()) for outcomes, *_ in found)
@@ -62,12 +85,13 @@ def run(args: argparse.Namespace) -> None:
         print(f"{suite}: {row}", flush=True)
 
     notes = (
-        f"`python -m bench reliability{' --quick' if args.quick else ''}`: the suites that attack a real server on "
-        f"loopback, {fuzz_examples} hypothesis examples per fuzzing target, {churn_cycles} churn clients. cases: fuzz "
-        "cases (offers, bodies and headers, websocket messages, say text) or churn clients that got a session; "
-        "tests_failed: tests that failed (each test fails on a case that is not a clean 4xx or protocol close, a leak, "
-        f"or a watching viewer below its floor); viewer_fps: the slowest watching viewer during fuzzing (target "
-        f"{TARGET_FPS}). Memory: the server's process (pytest's) RSS before and after."
+        f"`python -m bench reliability{' --quick' if args.quick else ''}`: the suites that attack a real "
+        f"server on loopback, {fuzz_examples} hypothesis examples per fuzzing target, {churn_cycles} "
+        "churn clients. cases: fuzz cases (offers, bodies and headers, websocket messages, say text) or "
+        "churn clients that got a session; tests_failed: tests that failed (a test fails on a case that "
+        "is not a clean 4xx or protocol close, a leak, or a watching viewer below its floor); viewer_fps: "
+        f"the slowest watching viewer during fuzzing (target {TARGET_FPS}). Memory: the server's process "
+        "(pytest's) RSS before and after."
     )
 
     def plot(fig: Figure) -> None:
@@ -78,5 +102,11 @@ def run(args: argparse.Namespace) -> None:
         ax.set_xlabel("cases")
         ax.legend()
 
-    write_report("reliability", rows, title="Live server: hostile clients, churn, faults", notes=notes, plot=plot,
-                 results_dir=args.results_dir)  # fmt: skip
+    write_report(
+        "reliability",
+        rows,
+        title="Live server: hostile clients, churn, faults",
+        notes=notes,
+        plot=plot,
+        results_dir=args.results_dir,
+    )

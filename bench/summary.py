@@ -3,6 +3,7 @@
 One row per NAME.json under the results directory: the figures its report leads with and their
 targets (the sentences of its notes that name a target, else its first sentence), the command that
 made it, the machine it ran on, and links to its table and plot."""
+
 from __future__ import annotations
 
 import json
@@ -23,7 +24,9 @@ def headline(notes: str, limit: int = 400) -> str:
 
 def command_of(name: str, notes: str) -> str:
     match = COMMAND.search(notes)
-    return next(group for group in match.groups() if group) if match else f"python -m bench {name.split('_')[0]}"
+    return (
+        next(group for group in match.groups() if group) if match else f"python -m bench {name.split('_')[0]}"
+    )
 
 
 def machine_of(machine: dict) -> str:
@@ -39,19 +42,29 @@ def write_summary(results_dir: Path) -> Path:
     for path in sorted(results_dir.glob("*.json")):
         report = json.loads(path.read_text())
         name, notes = path.stem, report.get("notes", "")
-        links = [f"[table]({name}.md)"] + ([f"[plot]({name}.png)"] if (results_dir / f"{name}.png").exists() else [])
-        cells = [f"**{name}**: {report.get('title', '')}", headline(notes), f"`{command_of(name, notes)}`",
-                 machine_of(report.get("machine", {})), " ".join(links)]  # fmt: skip
+        links = [f"[table]({name}.md)"] + (
+            [f"[plot]({name}.png)"] if (results_dir / f"{name}.png").exists() else []
+        )
+        cells = [
+            f"**{name}**: {report.get('title', '')}",
+            headline(notes),
+            f"`{command_of(name, notes)}`",
+            machine_of(report.get("machine", {})),
+            " ".join(links),
+        ]
         rows.append("| " + " | ".join(cell.replace("|", "/") for cell in cells) + " |")
-    text = "\n".join([
-        "# Benchmark report",
-        "",
-        "Every benchmark's leading figures beside their targets, from the reports in this directory "
-        "(`python -m bench all` runs them all and writes this file; each row links its full table and plot).",
-        "",
-        *rows,
-        "",
-    ])
+    text = "\n".join(
+        [
+            "# Benchmark report",
+            "",
+            "Every benchmark's leading figures beside their targets, from the reports in this directory "
+            "(`python -m bench all` runs them all and writes this file; each row links its full table "
+            "and plot).",
+            "",
+            *rows,
+            "",
+        ]
+    )
     out = results_dir / "REPORT.md"
     out.write_text(text)
     return out
