@@ -1,8 +1,10 @@
-"""Serve the live avatar: python run_server.py [--host --port --avatar --device --backend --max-sessions ...]."""
+"""Serve the live avatar: python run_server.py [--host --port --avatar --device --max-sessions ...]."""
+
 from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import logging
 import sys
 
@@ -13,31 +15,156 @@ from engine.runtime import tune_allocator
 from streaming.access import AVATARS
 from streaming.app import ServerConfig, create_app
 
+# Limits against hostile or broken clients (docs/SECURITY.md): --NAME for each ServerConfig field.
+LIMITS = {
+    "max_sessions_per_client": "live sessions one client address may hold",
+    "offers_per_minute": "offers one client address may make in a minute",
+    "max_session_s": "a session's longest life in seconds",
+    "max_body_bytes": "largest HTTP request body",
+    "max_sdp_bytes": "largest SDP in an offer",
+    "max_candidates": "most ICE candidates in an offer",
+    "max_message_bytes": "largest websocket message",
+    "max_messages_per_s": "websocket messages a second (bursts of 5 s)",
+    "max_controls_per_s": "start/end/interrupt/say a second per session (bursts of 5 s)",
+    "max_buffered_audio_s": "websocket audio waiting for the speech chain, in seconds",
+    "max_text_chars": "text of one say",
+    "max_say_s": "speech one say may make, in seconds",
+    "connect_timeout_s": "seconds a viewer has to connect",
+    "ws_heartbeat_s": "websocket ping interval in seconds",
+    "close_timeout_s": "seconds each step of closing a session may take",
+    "avatar_retry_s": "seconds before an avatar that failed to load is tried again",
+}
+
 
 def parse_args(argv: list[str] | None = None) -> tuple[ServerConfig, int]:
     default = ServerConfig()
-    parser = argparse.ArgumentParser(description="Serve the talking avatar live over WebRTC; open the printed URL in a browser.")
-    parser.add_argument("--host", default=default.host, help="address to listen on (default: %(default)s, this machine only)")
-    parser.add_argument("--port", type=int, default=default.port, help="TCP port (default: %(default)s; 0 picks a free one)")
-    parser.add_argument("--avatar", default=default.avatar, help="avatar name under avatars/ or a bundle directory (default: %(default)s)")
-    parser.add_argument("--device", choices=("cpu", "cuda"), default=default.device, help="torch device for the models and rendering (default: %(default)s)")
-    parser.add_argument("--backend", default=default.backend, help="R2V inference backend: eager, compile, onnx, tensorrt (default: %(default)s)")
-    parser.add_argument("--renderer", choices=("auto", "r2v", "composite"), default=default.renderer, help="auto: R2V when the avatar has weights, else the direct compositor (default: %(default)s)")
-    parser.add_argument("--max-sessions", type=int, default=default.max_sessions, help="viewers served at once (default: %(default)s)")
-    parser.add_argument("--size", type=int, default=default.size, help="video frame size in pixels (default: %(default)s)")
-    parser.add_argument("--lookahead", type=int, default=default.lookahead, help="FACIAL-GAN look-ahead in frames: smoother lips, 33 ms more latency each (default: %(default)s)")
-    parser.add_argument("--stride", type=int, default=default.stride, help="FACIAL-GAN update stride in frames: less compute, 33 ms more latency each (default: %(default)s)")
-    parser.add_argument("--margin-ms", type=int, default=default.margin_ms, help="margin for compute and late input in the pipeline latency; late input widens a session's margin (default: %(default)s)")
-    parser.add_argument("--threads", type=int, default=1, help="torch threads per render or model call; sessions run in parallel threads (default: %(default)s)")
-    parser.add_argument("--workers", type=int, default=default.workers, help="threads for the sessions' rendering, models and codecs; 0: one per CPU core (default: %(default)s)")
+    parser = argparse.ArgumentParser(
+        description="Serve the talking avatar live over WebRTC; open the printed URL in a browser."
+    )
+    parser.add_argument(
+        "--host", default=default.host, help="address to listen on (default: %(default)s, this machine only)"
+    )
+    parser.add_argument(
+        "--port", type=int, default=default.port, help="TCP port (default: %(default)s; 0 picks a free one)"
+    )
+    parser.add_argument(
+        "--avatar",
+        default=default.avatar,
+        help="avatar name under avatars/ or a bundle directory (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--device",
+        choices=("cpu", "cuda"),
+        default=default.device,
+        help="torch device for the models and rendering (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--backend",
+        default=default.backend,
+        help="R2V inference backend: eager, compile, onnx, tensorrt (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--renderer",
+        choices=("auto", "r2v", "composite"),
+        default=default.renderer,
+        help="auto: R2V when the avatar has weights, else the direct compositor (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--max-sessions",
+        type=int,
+        default=default.max_sessions,
+        help="viewers served at once (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--size", type=int, default=default.size, help="video frame size in pixels (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--lookahead",
+        type=int,
+        default=default.lookahead,
+        help="FACIAL-GAN look-ahead in frames: smoother lips, 33 ms more latency each (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--stride",
+        type=int,
+        default=default.stride,
+        help="FACIAL-GAN update stride in frames: less compute, 33 ms more latency each "
+        "(default: %(default)s)",
+    )
+    parser.add_argument(
+        "--margin-ms",
+        type=int,
+        default=default.margin_ms,
+        help="margin for compute and late input in the pipeline latency; late input widens a session's "
+        "margin (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch threads per render or model call; sessions run in parallel threads "
+        "(default: %(default)s)",
+    )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=default.workers,
+        help="threads for the sessions' rendering, models and codecs; 0: one per CPU core "
+        "(default: %(default)s)",
+    )
+    access = parser.add_argument_group("access and limits (docs/SECURITY.md)")
+    access.add_argument(
+        "--allowed-origin",
+        action="append",
+        default=[],
+        dest="allowed_origins",
+        metavar="ORIGIN",
+        help="a site whose pages may use the server, e.g. https://app.example (repeat for more; "
+        "the server's own page always may)",
+    )
+    access.add_argument(
+        "--allowed-host",
+        action="append",
+        default=[],
+        dest="allowed_hosts",
+        metavar="NAME",
+        help="a Host name the server answers to (repeat for more; default: loopback names on a "
+        "loopback address, else any)",
+    )
+    access.add_argument(
+        "--stun-server",
+        default=default.stun_server,
+        help="STUN server host:port for public addresses, '' for none (default: %(default)s)",
+    )
+    types = {field.name: field.type for field in dataclasses.fields(ServerConfig)}
+    for name, text in LIMITS.items():
+        access.add_argument(
+            "--" + name.replace("_", "-"),
+            type=float if types[name] == "float" else int,
+            default=getattr(default, name),
+            help=f"{text} (default: %(default)s)",
+        )
     args = parser.parse_args(argv)
     if args.threads < 1:
         parser.error("--threads must be at least 1")
     try:
         config = ServerConfig(
-            args.host, args.port, args.avatar, args.device, args.size, args.max_sessions,
-            backend=args.backend, renderer=args.renderer, lookahead=args.lookahead, stride=args.stride, margin_ms=args.margin_ms,
+            host=args.host,
+            port=args.port,
+            avatar=args.avatar,
+            device=args.device,
+            size=args.size,
+            max_sessions=args.max_sessions,
+            backend=args.backend,
+            renderer=args.renderer,
+            lookahead=args.lookahead,
+            stride=args.stride,
+            margin_ms=args.margin_ms,
             workers=args.workers,
+            stun_server=args.stun_server,
+            allowed_origins=tuple(args.allowed_origins),
+            allowed_hosts=tuple(args.allowed_hosts),
+            **{name: getattr(args, name) for name in LIMITS},
         )
     except ValueError as e:
         parser.error(str(e))  # exits with status 2
@@ -52,8 +179,16 @@ async def serve(config: ServerConfig) -> None:
         await web.TCPSite(runner, config.host, config.port).start()
         host, port = runner.addresses[0][:2]
         avatar = await app[AVATARS].get(config.avatar)
-        speech = f"speech input: {avatar.speech.description}" if avatar.speech else f"WARNING: {avatar.speech_error}; the avatar idles"
-        print(f"run_server: avatar '{avatar.name}' live at http://{host}:{port}/ (open it in Chromium or Firefox); {speech}", flush=True)
+        speech = (
+            f"speech input: {avatar.speech.description}"
+            if avatar.speech
+            else f"WARNING: {avatar.speech_error}; the avatar idles"
+        )
+        print(
+            f"run_server: avatar '{avatar.name}' live at http://{host}:{port}/ "
+            f"(open it in Chromium or Firefox); {speech}",
+            flush=True,
+        )
         await asyncio.Event().wait()  # until Ctrl-C
     finally:
         await runner.cleanup()

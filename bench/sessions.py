@@ -127,7 +127,9 @@ def run(args: argparse.Namespace) -> None:
     speech = looped_speech()
     rows, held = [], {}
     for mode in ("auto", "gan-standin", "none"):
-        with server_process(speech=mode, device=device, max_sessions=MAX_SESSIONS) as server:
+        # every viewer comes from this machine: one client address may take every session
+        limits = {"max_sessions": MAX_SESSIONS, "max_sessions_per_client": MAX_SESSIONS}
+        with server_process(speech=mode, device=device, **limits) as server:
             if mode == "gan-standin" and not rows[0]["speech"].startswith("probe"):
                 continue  # the trained models are measured: no stand-in needed
             held[server.speech] = 0

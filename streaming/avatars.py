@@ -4,14 +4,17 @@ statistics, speech models), made once on first use in a worker thread.
 An avatar without trained speech models still serves: it idles (blinks, head motion, closed
 mouth), and every speech input is refused with the reason (`speech_error`), never faked.
 """
+
 from __future__ import annotations
 
 import asyncio
 import logging
 import os
+import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Executor
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Protocol
 
 import numpy as np
@@ -28,7 +31,6 @@ log = logging.getLogger(__name__)
 # (`python -m bench r2v`: 18.8 ms a streamed frame on one thread); on fewer cores than this the
 # frame rate comes first and "auto" serves the direct compositor (`--renderer r2v` insists).
 LIVE_R2V_MIN_CORES = 4
-_SETUP = ThreadPoolExecutor(max_workers=1, thread_name_prefix="avatar-setup")
 
 
 class FaceRenderer(Protocol):
@@ -64,9 +66,12 @@ AvatarFactory = Callable[[str], LiveAvatar]
 class EngineOptions:
     size: int = DEFAULT_SIZE
     device: str = "cpu"
-    renderer: str = "auto"  # R2V when the avatar has weights (and, on a CPU, LIVE_R2V_MIN_CORES cores), else the compositor
+    # R2V when the avatar has weights (and, on a CPU, LIVE_R2V_MIN_CORES cores), else the compositor
+    renderer: str = "auto"
     backend: str = "eager"
-    lookahead: int = StreamConfig.lookahead  # FACIAL-GAN streaming look-ahead, frames (latency against smoothness)
+    lookahead: int = (
+        StreamConfig.lookahead
+    )  # FACIAL-GAN streaming look-ahead, frames (latency against smoothness)
     stride: int = StreamConfig.stride  # FACIAL-GAN streaming update stride, frames (latency against compute)
 
 
@@ -82,27 +87,50 @@ class EngineRenderer:
         return self.source.windows(window)[0]
 
 
-def engine_avatar_factory(options: EngineOptions) -> AvatarFactory:
-    """Avatars from bundles (a name under avatars/ or a path): the engine's renderer, and its
-    speech models when they are trained."""
+def engine_avatar_factory(options: EngineOptions, cores: int | None = None) -> AvatarFactory:
+    """Avatars from bundles: the engine's renderer, and its speech models when they are trained.
+    A name is a bundle under avatars/ (never looked up elsewhere); a path (the operator's
+    --avatar) is a bundle directory. `cores`: the CPU cores the server may use (default: its
+    affinity)."""
+    from streaming.config import cpu_cores
 
+    cores = cores or cpu_cores()
     renderer = options.renderer
-    if renderer == "auto" and options.device == "cpu" and (os.cpu_count() or 1) < LIVE_R2V_MIN_CORES:
+    if renderer == "auto" and options.device == "cpu" and cores < LIVE_R2V_MIN_CORES:
         renderer = "composite"
-        log.info("%d CPU cores: live frames come from the direct compositor (R2V live wants %d; --renderer r2v insists)", os.cpu_count(), LIVE_R2V_MIN_CORES)
+        log.info(
+            "%d CPU cores: live frames come from the direct compositor "
+            "(R2V live wants %d; --renderer r2v insists)",
+            cores,
+            LIVE_R2V_MIN_CORES,
+        )
 
     def make(name: str) -> LiveAvatar:
-        avatar = load(name)
-        source = FrameSource(avatar, renderer=renderer, backend=options.backend, size=options.size, device=options.device, live=True)
+        avatar = load(bundle_path(name))
+        source = FrameSource(
+            avatar,
+            renderer=renderer,
+            backend=options.backend,
+            size=options.size,
+            device=options.device,
+            live=True,
+        )
         speech, error = None, ""
         try:
             speech = SpeechModel.load(avatar, options.lookahead, options.stride)
         except SpeechUnavailable as e:
             error = f"speech input is unavailable for avatar '{avatar.name}': {e}"
             log.warning("%s", error)
-        return LiveAvatar(avatar.name, EngineRenderer(source), avatar.rest_params, avatar.motion, speech, error)
+        return LiveAvatar(
+            avatar.name, EngineRenderer(source), avatar.rest_params, avatar.motion, speech, error
+        )
 
     return make
+
+
+def bundle_path(name: str) -> Path:
+    """The bundle directory of an avatar name (under avatars/) or of a path (with a separator)."""
+    return Path(name) if os.sep in name or name.startswith(".") else AVATARS_DIR / name
 
 
 def bundle_names() -> list[str]:
@@ -111,23 +139,35 @@ def bundle_names() -> list[str]:
 
 
 class AvatarCache:
-    """One LiveAvatar per name, made on first use in a thread of its own (setup takes seconds and
-    must not hold up the sessions already live, whose worker threads are as many as the cores) and
-    shared by every session of that avatar."""
+    """One LiveAvatar per name, made on first use in `executor` (setup takes seconds and must not
+    hold up the sessions already live, whose worker threads are as many as the cores) and shared
+    by every session of that avatar. A name that failed to load fails again at once for
+    `retry_s` seconds (a broken bundle is not reloaded for every offer), then is tried anew."""
 
-    def __init__(self, factory: AvatarFactory) -> None:
+    def __init__(
+        self, factory: AvatarFactory, executor: Executor | None = None, retry_s: float = 30.0
+    ) -> None:
         self._factory = factory
+        self._executor = executor
+        self.retry_s = retry_s
         self._avatars: dict[str, asyncio.Future[LiveAvatar]] = {}
+        self._failed: dict[str, tuple[float, BaseException]] = {}  # name -> (monotonic time, error)
 
     async def get(self, name: str) -> LiveAvatar:
+        failed = self._failed.get(name)
+        if failed is not None:
+            if time.monotonic() - failed[0] < self.retry_s:
+                raise failed[1]
+            del self._failed[name]
         avatar = self._avatars.get(name)
         if avatar is None:
-            avatar = asyncio.get_running_loop().run_in_executor(_SETUP, self._factory, name)
+            avatar = asyncio.get_running_loop().run_in_executor(self._executor, self._factory, name)
             self._avatars[name] = avatar
         try:
             # shielded: a viewer who gives up must not cancel the setup other viewers wait for
             return await asyncio.shield(avatar)
-        except Exception:
+        except Exception as error:
             if self._avatars.get(name) is avatar:
-                del self._avatars[name]  # not cached, so the next offer tries again
+                del self._avatars[name]
+                self._failed[name] = (time.monotonic(), error)
             raise

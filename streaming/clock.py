@@ -3,6 +3,7 @@
 Every track of a session paces from the same start time, so audio and video cannot drift apart
 however long the session runs (engine/types.py: video frame i starts at sample frame_pts(i)).
 """
+
 from __future__ import annotations
 
 import asyncio

@@ -5,7 +5,8 @@ audio to play, both stamped on the session's one media clock.
                                  '--> ScheduledAudio (what the audio track plays)
 
 Each stage is a Processor with one job: a task taking typed frames from a bounded inbox, doing its
-CPU work in a worker thread, pushing results to the next inbox (so a full stage slows the one
+CPU work in a worker thread (one job in flight per stage, even across interruptions), pushing
+results to the next inbox (so a full stage slows the one
 before it, back to the input: the websocket stops reading). Control frames travel in order with
 the data: `InputStart` (a new utterance and its sample rate), `SpeechEnd` (the utterance is over:
 every stage flushes). Interruption is not a frame in the queues but one call, `interrupt()`,
@@ -19,16 +20,19 @@ models must wait for (the feature look-ahead, the animator's, one frame), one in
 margin for compute and for input that arrives late (network jitter). Input that falls behind by
 more than the margin (its next chunk would be due in less than latency - margin) ends the
 utterance and starts a new one at now + latency, and the margin grows to cover that lateness
-(up to `max_margin_ms`): the session's own jitter buffer. It relaxes again, halfway back to
-`margin_ms` at each new utterance that comes `relax_after_s` after the last late input.
+(up to `max_margin_ms`): the session's own jitter buffer (streaming/jitter.py). It relaxes
+again, halfway back to `margin_ms` at each new utterance that comes `relax_after_s` after the
+last late input.
 Input faster than real time is scheduled ahead, at most `max_ahead_s` (then the chain waits).
 """
+
 from __future__ import annotations
 
 import asyncio
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
 
 import numpy as np
 
@@ -36,6 +40,7 @@ from engine.audio.features import FeatureStream
 from engine.audio.live import LiveChunker
 from engine.types import SAMPLE_RATE, AudioChunk, FaceParams, FeatureFrame, frame_pts
 from streaming.clock import MediaClock
+from streaming.jitter import JitterMargin
 from streaming.speech import Animator, SpeechModel
 from streaming.speech_audio import ScheduledAudio
 from streaming.timeline import ParamsTimeline
@@ -54,8 +59,16 @@ class PipelineConfig:
     inbox_frames: int = 64  # per stage
 
     def __post_init__(self) -> None:
-        if not 0 <= self.margin_ms <= self.max_margin_ms or self.relax_after_s < 0 or self.max_ahead_s <= 0 or self.inbox_frames < 1:
-            raise ValueError("pipeline margin must be between 0 ms and max_margin_ms, relax_after_s >= 0, max_ahead_s > 0 and inbox_frames >= 1")
+        if (
+            not 0 <= self.margin_ms <= self.max_margin_ms
+            or self.relax_after_s < 0
+            or self.max_ahead_s <= 0
+            or self.inbox_frames < 1
+        ):
+            raise ValueError(
+                "pipeline margin must be between 0 ms and max_margin_ms, relax_after_s >= 0, "
+                "max_ahead_s > 0 and inbox_frames >= 1"
+            )
 
 
 # ---- frames -----------------------------------------------------------------------------------
@@ -81,26 +94,57 @@ class SpeechEnd:
     """Control: the utterance is over; every stage flushes what it holds."""
 
 
+@dataclass(frozen=True)
+class FromInput:
+    """What an input queued, and the epoch it was opened in (stale once the epoch moves on)."""
+
+    epoch: int
+    frame: InputStart | InputBlock | SpeechEnd
+
+
+@dataclass(frozen=True)
+class Features:
+    """Data: feature frames as the stream made them final, in order."""
+
+    frames: list[FeatureFrame]
+
+
+In = TypeVar("In")
+Result = TypeVar("Result")
+
+
 # ---- stages -----------------------------------------------------------------------------------
 
 
-class Processor:
+class Processor(Generic[In]):
     """One job of the chain: frames from a bounded inbox, results pushed to the next stage."""
 
     def __init__(self, pipeline: Pipeline) -> None:
         self.pipeline = pipeline
-        self.inbox: asyncio.Queue = asyncio.Queue(pipeline.config.inbox_frames)
-        self.next: Processor | None = None
+        self.inbox: asyncio.Queue[In] = asyncio.Queue(pipeline.config.inbox_frames)
+        self.next: Processor[Any] | None = None
+        self._job: asyncio.Future[Any] | None = None  # its worker-thread job, until done
 
     async def run(self) -> None:
         while True:
             await self.process(await self.inbox.get())
 
-    async def process(self, frame: object) -> None:
+    async def process(self, frame: In) -> None:
         raise NotImplementedError
 
     async def push(self, frame: object) -> None:
+        assert self.next is not None, "the last stage pushes nowhere"
         await self.next.inbox.put(frame)
+
+    async def in_thread(self, work: Callable[..., Result], *args: object) -> Result:
+        """work(*args) in a worker thread. One job at a time per stage: an interruption cancels
+        the stage's task but not a thread already running its job, so the next job waits for it
+        (interrupt loops cannot pile work up on the sessions' shared threads)."""
+        if self._job is not None and not self._job.done():
+            await asyncio.wait([self._job])
+        self._job = job = asyncio.get_running_loop().run_in_executor(None, work, *args)
+        job.add_done_callback(_retrieve)  # an abandoned job's error is not an unhandled one
+        return await asyncio.shield(job)
 
     def reset(self) -> None:
         """Drops the queued frames and the current utterance's state."""
@@ -108,7 +152,12 @@ class Processor:
             self.inbox.get_nowait()
 
 
-class ChunkStage(Processor):
+def _retrieve(job: asyncio.Future[Any]) -> None:
+    if not job.cancelled():
+        job.exception()
+
+
+class ChunkStage(Processor[FromInput]):
     """Input blocks -> AudioChunks at SAMPLE_RATE stamped on the session clock; audible ones are
     scheduled for the audio track."""
 
@@ -118,23 +167,24 @@ class ChunkStage(Processor):
         self.start: InputStart | None = None
         self.next_pts = 0
 
-    async def process(self, item: tuple[int, object]) -> None:
-        epoch, frame = item
-        if epoch != self.pipeline.epoch:
+    async def process(self, item: FromInput) -> None:
+        if item.epoch != self.pipeline.epoch:
             return  # from an input superseded since it queued this
+        frame = item.frame
         if isinstance(frame, InputStart):
             await self._end()
             self.start = frame
         elif isinstance(frame, InputBlock):
             p = self.pipeline
             late = p.clock.now_samples() + p.latency - self.next_pts  # behind its time of arrival
-            if self.chunker is not None and late > p.margin:
+            if self.chunker is not None and p.jitter.is_late(late):
                 p.widen_margin(late)
                 await self._end()  # the input fell behind real time: start over at now + latency
             if self.chunker is None:
+                assert self.start is not None, "the input's InputStart comes first"
                 self.next_pts = p.clock.now_samples() + p.latency
                 self.chunker = LiveChunker(self.start.sample_rate, p.config.chunk_ms, self.next_pts)
-            for chunk in await asyncio.to_thread(self.chunker.push, frame.pcm):
+            for chunk in await self.in_thread(self.chunker.push, frame.pcm):
                 await self._emit(chunk)
         elif isinstance(frame, SpeechEnd):
             await self._end()
@@ -143,7 +193,7 @@ class ChunkStage(Processor):
         p = self.pipeline
         await p.clock.sleep_until(chunk.pts - p.latency - p.max_ahead)
         p.timeline.expect(range(frame_at(chunk.pts), frame_at(chunk.pts + len(chunk.pcm) - 1) + 1))
-        if self.start.audible:
+        if self.start is not None and self.start.audible:
             p.audio.forget_before(p.clock.now_samples())  # in case no audio track reads it
             p.audio.write(chunk)
         self.next_pts = chunk.pts + len(chunk.pcm)
@@ -158,7 +208,7 @@ class ChunkStage(Processor):
         await self.push(SpeechEnd())
 
 
-class FeatureStage(Processor):
+class FeatureStage(Processor[AudioChunk | SpeechEnd]):
     """AudioChunks -> FeatureFrames (lists, as the stream makes them final)."""
 
     def reset(self) -> None:
@@ -169,17 +219,17 @@ class FeatureStage(Processor):
         if isinstance(frame, AudioChunk):
             if self.stream is None:
                 self.stream = self.pipeline.speech.extractor.stream()
-            features = await asyncio.to_thread(self.stream.push, frame)
+            features = await self.in_thread(self.stream.push, frame)
         else:
-            features = await asyncio.to_thread(self.stream.flush) if self.stream else []
+            features = await self.in_thread(self.stream.flush) if self.stream else []
             self.stream = None
         if features:
-            await self.push(features)
+            await self.push(Features(features))
         if isinstance(frame, SpeechEnd):
             await self.push(frame)
 
 
-class AnimatorStage(Processor):
+class AnimatorStage(Processor[Features | SpeechEnd]):
     """FeatureFrames -> FaceParams written to the timeline at their session frame indices."""
 
     def reset(self) -> None:
@@ -187,16 +237,16 @@ class AnimatorStage(Processor):
         self.animator: Animator | None = None
         self.next_frame = 0  # session frame of the animator's next output row
 
-    async def process(self, frame: list[FeatureFrame] | SpeechEnd) -> None:
+    async def process(self, frame: Features | SpeechEnd) -> None:
         p = self.pipeline
-        if isinstance(frame, list):
+        if isinstance(frame, Features):
             if self.animator is None:
                 # A feature stream's frames lie on the session's frame grid: pts = frame_pts(index).
-                self.next_frame = frame_at(frame[0].pts)
+                self.next_frame = frame_at(frame.frames[0].pts)
                 self.animator = p.speech.new_animator(self.next_frame, p.timeline.idle)
-            params = await asyncio.to_thread(self.animator.push, np.stack([f.values for f in frame]))
+            params = await self.in_thread(self.animator.push, np.stack([f.values for f in frame.frames]))
         else:
-            params = await asyncio.to_thread(self.animator.flush) if self.animator else FaceParams.neutral(0)
+            params = await self.in_thread(self.animator.flush) if self.animator else FaceParams.neutral(0)
             self.animator = None
         if len(params):
             p.timeline.forget_before(frame_at(p.clock.now_samples()))  # in case no video track reads it
@@ -220,12 +270,12 @@ class SpeechInput:
 
     async def push(self, pcm: np.ndarray) -> None:
         if not self.superseded and len(pcm):
-            await self._pipeline.inbox.put((self._epoch, InputBlock(pcm)))
+            await self._pipeline.inbox.put(FromInput(self._epoch, InputBlock(pcm)))
 
     async def end(self) -> None:
         """The utterance is over: what the chain holds is finished and played."""
         if not self.superseded:
-            await self._pipeline.inbox.put((self._epoch, SpeechEnd()))
+            await self._pipeline.inbox.put(FromInput(self._epoch, SpeechEnd()))
 
 
 class Pipeline:
@@ -238,24 +288,33 @@ class Pipeline:
         clock: MediaClock,
         timeline: ParamsTimeline,
         audio: ScheduledAudio,
-        config: PipelineConfig = PipelineConfig(),
+        config: PipelineConfig | None = None,
         on_error: Callable[[BaseException], None] = lambda error: None,
     ) -> None:
-        self.speech, self.clock, self.timeline, self.audio, self.config = speech, clock, timeline, audio, config
-        self.base_margin = SAMPLE_RATE * config.margin_ms // 1000  # samples
-        self.widest_margin = SAMPLE_RATE * config.max_margin_ms // 1000
-        self.margin = self.base_margin  # widened by late input, relaxed after a quiet spell
+        config = config or PipelineConfig()
+        self.speech, self.clock, self.timeline, self.audio, self.config = (
+            speech,
+            clock,
+            timeline,
+            audio,
+            config,
+        )
         self.chunk = SAMPLE_RATE * config.chunk_ms // 1000
-        self.late_inputs = 0  # utterances restarted because their input fell behind
-        self._late_at = 0  # samples on the clock: the last late input
+        self.jitter = JitterMargin(
+            base=SAMPLE_RATE * config.margin_ms // 1000,
+            widest=SAMPLE_RATE * config.max_margin_ms // 1000,
+            chunk=self.chunk,
+            relax_after=int(config.relax_after_s * SAMPLE_RATE),
+        )
         self.max_ahead = int(config.max_ahead_s * SAMPLE_RATE)
         self.epoch = 0
         self.interrupts = 0
         self._on_error = on_error
-        self._stages = [ChunkStage(self), FeatureStage(self), AnimatorStage(self)]
-        for stage, after in zip(self._stages, self._stages[1:]):
+        self._chunks = ChunkStage(self)
+        self._stages: list[Processor[Any]] = [self._chunks, FeatureStage(self), AnimatorStage(self)]
+        for stage, after in zip(self._stages, self._stages[1:], strict=False):
             stage.next = after
-        self._tasks: list[asyncio.Task] = []
+        self._tasks: list[asyncio.Task[None]] = []
         self._closed = False
         self._start()
 
@@ -264,31 +323,37 @@ class Pipeline:
         """Samples from an utterance's arrival to its sound and face, audio and video alike."""
         return frame_pts(self.speech.wait_frames) + self.chunk + self.margin
 
-    def widen_margin(self, late: int) -> None:
-        """Input arrived `late` samples behind its time: later utterances get a margin that covers
-        it (one chunk more, within max_margin_ms)."""
-        self.late_inputs += 1
-        self.margin = max(self.margin, min(self.widest_margin, late + self.chunk))
-        self._late_at = self.clock.now_samples()
-        log.info("speech input arrived %.0f ms late: the margin is now %.0f ms", 1000 * late / SAMPLE_RATE, 1000 * self.margin / SAMPLE_RATE)
+    @property
+    def margin(self) -> int:
+        """Samples of the latency kept for compute and late input (widened by late input)."""
+        return self.jitter.margin
 
     @property
-    def inbox(self) -> asyncio.Queue:
-        return self._stages[0].inbox
+    def late_inputs(self) -> int:
+        """Utterances restarted because their input fell behind."""
+        return self.jitter.late_inputs
+
+    def widen_margin(self, late: int) -> None:
+        """Input arrived `late` samples behind its time: later utterances get a margin that covers it."""
+        self.jitter.widen(late, self.clock.now_samples())
+        log.info(
+            "speech input arrived %.0f ms late: the margin is now %.0f ms",
+            1000 * late / SAMPLE_RATE,
+            1000 * self.margin / SAMPLE_RATE,
+        )
+
+    @property
+    def inbox(self) -> asyncio.Queue[FromInput]:
+        return self._chunks.inbox
 
     def open_input(self, sample_rate: int, audible: bool = True) -> SpeechInput:
         """A new utterance: whatever the avatar is saying is interrupted first (barge-in)."""
         self.interrupt()
-        self._relax_margin()
-        self.inbox.put_nowait((self.epoch, InputStart(sample_rate, audible)))  # the inbox is empty now
+        self.jitter.relax(self.clock.now_samples())
+        self.inbox.put_nowait(
+            FromInput(self.epoch, InputStart(sample_rate, audible))
+        )  # the inbox is empty now
         return SpeechInput(self, self.epoch)
-
-    def _relax_margin(self) -> None:
-        """Halfway back to the configured margin, once input has been on time for relax_after_s."""
-        now = self.clock.now_samples()
-        if self.margin > self.base_margin and now - self._late_at >= self.config.relax_after_s * SAMPLE_RATE:
-            self.margin = (self.margin + self.base_margin) // 2
-            self._late_at = now  # the next step after another quiet spell
 
     def interrupt(self) -> None:
         """Barge-in: flushes every stage's queue and state, the scheduled audio and the speech
@@ -324,10 +389,11 @@ class Pipeline:
         for task in self._tasks:
             task.add_done_callback(self._stage_done)
 
-    def _stage_done(self, task: asyncio.Task) -> None:
+    def _stage_done(self, task: asyncio.Task[None]) -> None:
         if task.cancelled() or self._closed:
             return
         error = task.exception()
+        assert error is not None, "a stage runs until cancelled or failed"
         log.error("speech stage %s failed", task.get_name(), exc_info=error)
         self._closed = True
         for other in self._tasks:

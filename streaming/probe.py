@@ -6,6 +6,7 @@ Tests and the latency benchmark run it through the same interfaces as the real m
 transport are measured for real. The server never serves it: run_server.py uses the avatar's
 trained models, or refuses speech input.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -75,4 +76,6 @@ class JawAnimator:
 
 def loudness_speech(rest: FaceParams | None = None) -> SpeechModel:
     rest = rest if rest is not None else FaceParams.neutral()
-    return SpeechModel(LoudnessExtractor(), lambda first_frame, idle: JawAnimator(rest), 0, "probe: loudness opens the jaw")
+    return SpeechModel(
+        LoudnessExtractor(), lambda first_frame, idle: JawAnimator(rest), 0, "probe: loudness opens the jaw"
+    )

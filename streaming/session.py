@@ -1,5 +1,6 @@
 """Live sessions: one viewer's peer connection, the media clock all its tracks share, its face
 timeline and scheduled audio, and its speech chain (when the avatar can speak)."""
+
 from __future__ import annotations
 
 import asyncio
@@ -18,6 +19,7 @@ from engine.pipeline.idle import IdleMotion
 from engine.types import SAMPLE_RATE
 from streaming.avatars import FaceRenderer, LiveAvatar
 from streaming.clock import MediaClock
+from streaming.limits import TokenBucket
 from streaming.metrics import TrackStats
 from streaming.pipeline import Pipeline, PipelineConfig
 from streaming.speech_audio import ScheduledAudio
@@ -27,6 +29,7 @@ from streaming.tracks import AvatarVideoTrack, SpeechAudioTrack, frame_at
 log = logging.getLogger(__name__)
 
 INPUTS = ("websocket", "mic")
+BURST_S = 5  # rate limits allow bursts of this many seconds' worth
 
 
 class SessionFrames:
@@ -45,7 +48,9 @@ class SessionFrames:
 
 
 class Session:
-    """`on_error` is called when the session's media fails; the server then closes it."""
+    """`on_error` is called when the session's media fails; the server then closes it.
+    `controls_per_s` limits its speech controls (start, end, interrupt, say); `close_timeout_s`
+    bounds each step of closing it."""
 
     def __init__(
         self,
@@ -53,8 +58,11 @@ class Session:
         avatar: LiveAvatar,
         input: str = "websocket",
         echo: bool = False,
-        pipeline: PipelineConfig = PipelineConfig(),
+        pipeline: PipelineConfig | None = None,
         on_error: Callable[[BaseException], None] = lambda error: None,
+        client: str = "",
+        controls_per_s: float = 20,
+        close_timeout_s: float = 5.0,
     ) -> None:
         if input not in INPUTS:
             raise ValueError(f"input must be one of {INPUTS}, got {input!r}")
@@ -64,20 +72,32 @@ class Session:
         self.avatar = avatar
         self.input = input
         self.echo = echo  # microphone input is played back to the viewer
+        self.client = client  # the address that opened it
         self.created = time.time()  # wall-clock seconds
         self.clock = MediaClock()
         self.timeline = ParamsTimeline(IdleMotion(avatar.rest, avatar.motion, seed=secrets.randbits(32)))
         self.audio = ScheduledAudio()
         self.stats = TrackStats()
-        self.pipeline = Pipeline(avatar.speech, self.clock, self.timeline, self.audio, pipeline, on_error) if avatar.speech else None
-        self.video = AvatarVideoTrack(SessionFrames(avatar.renderer, self.timeline), self.clock, self.stats, on_error)
+        self.pipeline = (
+            Pipeline(
+                avatar.speech, self.clock, self.timeline, self.audio, pipeline or PipelineConfig(), on_error
+            )
+            if avatar.speech
+            else None
+        )
+        self.video = AvatarVideoTrack(
+            SessionFrames(avatar.renderer, self.timeline), self.clock, self.stats, on_error
+        )
         self.audio_track = SpeechAudioTrack(self.audio, self.clock, self.stats)
         self.tasks: set[asyncio.Task] = set()  # its own background work, cancelled when it closes
         self.websocket: web.WebSocketResponse | None = None  # its websocket input: one at a time
+        self.controls = TokenBucket(controls_per_s, controls_per_s * BURST_S)
+        self.saying = False  # a `say` is being synthesised: one at a time
+        self.close_timeout_s = close_timeout_s
         self.failed = False
 
     def authorizes(self, token: str) -> bool:
-        return secrets.compare_digest(token, self.token)
+        return token.isascii() and secrets.compare_digest(token, self.token)
 
     def run(self, work: Coroutine[object, object, None]) -> None:
         """Runs a coroutine as the session's background work."""
@@ -124,17 +144,33 @@ class Session:
         }
 
     async def close(self) -> None:
+        """Stops its media first (tracks, peer connection), then its inputs; every step that
+        waits on a peer is bounded by close_timeout_s, so a peer that stops answering cannot keep
+        a closed session rendering."""
         current = asyncio.current_task()
         for task in list(self.tasks):
             if task is not current:  # a task closing its own session must not cancel itself
                 task.cancel()
+        self.video.stop()
+        self.audio_track.stop()
+        await self._bounded(self.pc.close(), "its peer connection")
         if self.pipeline:
             await self.pipeline.close()
         if self.websocket is not None:
-            await self.websocket.close(code=WSCloseCode.GOING_AWAY, message=b"the session closed")
-        self.video.stop()
-        self.audio_track.stop()
-        await self.pc.close()
+            await self._bounded(
+                self.websocket.close(code=WSCloseCode.GOING_AWAY, message=b"the session closed"),
+                "its websocket",
+            )
+
+    async def _bounded(self, closing: Coroutine[object, object, object], what: str) -> None:
+        try:
+            await asyncio.wait_for(closing, self.close_timeout_s)
+        except TimeoutError:
+            log.warning(
+                "session %s: closing %s took over %.1f s; abandoned", self.id, what, self.close_timeout_s
+            )
+        except Exception:  # aiortc can fail to close a connection whose negotiation broke half way
+            log.exception("session %s: closing %s", self.id, what)
 
 
 class SessionRegistry:
@@ -151,6 +187,10 @@ class SessionRegistry:
 
     def __len__(self) -> int:
         return len(self._sessions)
+
+    def of_client(self, client: str) -> int:
+        """Live sessions opened from the address `client`."""
+        return sum(session.client == client for session in self._sessions.values())
 
     def __iter__(self) -> Iterator[Session]:
         return iter(list(self._sessions.values()))
@@ -184,10 +224,7 @@ class SessionRegistry:
         if session is None:
             return
         self.closed_counters.update(session.counters())
-        try:
-            await session.close()
-        except Exception:  # aiortc can fail to close a connection whose negotiation broke half way
-            log.exception("closing session %s", session_id)
+        await session.close()
         log.info("session %s closed after %.1f s", session_id, time.time() - session.created)
 
     async def close_all(self) -> None:

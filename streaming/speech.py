@@ -5,11 +5,12 @@ The real one is the avatar's trained FACIAL-GAN on its feature kind (`SpeechMode
 trained model is missing, loading raises SpeechUnavailable with the reason, and the server serves
 the avatar idle and refuses speech input with that reason: never a mouth made up without them.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, cast
 
 import numpy as np
 
@@ -51,30 +52,45 @@ class SpeechModel:
 
     def __post_init__(self) -> None:
         if self.extractor.lookahead_frames is None:
-            raise SpeechUnavailable(f"'{self.extractor.kind}' features need the whole input and cannot run live")
+            raise SpeechUnavailable(
+                f"'{self.extractor.kind}' features need the whole input and cannot run live"
+            )
 
     @property
     def wait_frames(self) -> int:
         """Frames of audio, from a frame's start, that must be in before its face is final."""
-        return self.extractor.lookahead_frames + self.animator_latency_frames + 1
+        lookahead = self.extractor.lookahead_frames
+        assert lookahead is not None, "checked when made"
+        return lookahead + self.animator_latency_frames + 1
 
     @classmethod
     def load(cls, avatar: Avatar, lookahead: int, stride: int) -> SpeechModel:
         """The avatar's feature extractor and FACIAL-GAN (its own or the general weights); raises
         SpeechUnavailable with one sentence when a trained model is missing or broken."""
         try:
-            return cls.facial(extractor(avatar.feature_kind), Gan.for_avatar(avatar, avatar.feature_kind), avatar.rest_params, StreamConfig(lookahead, stride))
+            return cls.facial(
+                extractor(avatar.feature_kind),
+                Gan.for_avatar(avatar, avatar.feature_kind),
+                avatar.rest_params,
+                StreamConfig(lookahead, stride),
+            )
         except (FeatureError, AnimatorError) as e:
             raise SpeechUnavailable(str(e)) from None
 
     @classmethod
-    def facial(cls, features: FeatureExtractor, gan: Gan, rest: FaceParams, config: StreamConfig) -> SpeechModel:
+    def facial(
+        cls, features: FeatureExtractor, gan: Gan, rest: FaceParams, config: StreamConfig
+    ) -> SpeechModel:
         """Features -> FACIAL-GAN's streaming animator around the avatar's rest face."""
 
         def new_animator(first_frame: int, idle: IdleMotion) -> Animator:
-            return StreamingAnimator(gan, rest, config, _IdleFrom(idle, first_frame))
+            return StreamingAnimator(
+                gan, rest, config, cast(IdleMotion, _IdleFrom(idle, first_frame))
+            )  # it calls params() only
 
-        description = f"'{features.kind}' features, FACIAL-GAN look-ahead {config.lookahead} stride {config.stride}"
+        description = (
+            f"'{features.kind}' features, FACIAL-GAN look-ahead {config.lookahead} stride {config.stride}"
+        )
         return cls(features, new_animator, config.latency_frames, description)
 
 

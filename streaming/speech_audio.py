@@ -4,6 +4,7 @@ The speech chain writes each AudioChunk at its pts as soon as it is made (ahead 
 pipeline's latency); the audio track reads the samples due as the clock reaches them. Where
 nothing is scheduled, it reads silence. Everything runs on the event loop: no locks.
 """
+
 from __future__ import annotations
 
 from collections import deque

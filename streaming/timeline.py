@@ -10,6 +10,7 @@ it; it reads the rows due at each frame (`params`) from its render thread. Trans
 - out of speech (its end, a gap, or an interruption): the last row's offset from the idle motion
   is held and faded to zero, so the face settles back into idle within `fade_frames`.
 """
+
 from __future__ import annotations
 
 import threading
@@ -77,7 +78,7 @@ class ParamsTimeline:
         idle = self.idle.params(frames).array
         with self._lock:
             self.last_read = max(self.last_read, int(frames.max()))
-            out = np.stack([self._row(int(i), row) for i, row in zip(frames, idle)])
+            out = np.stack([self._row(int(i), row) for i, row in zip(frames, idle, strict=True)])
         self.forget_before(int(frames.min()))
         return FaceParams(out)
 
@@ -89,7 +90,10 @@ class ParamsTimeline:
 
     def _row(self, index: int, idle: np.ndarray) -> np.ndarray:
         if index in self._rows:
-            run = next((k for k in range(1, self.fade_frames + 1) if index - k not in self._rows), self.fade_frames + 1)
+            run = next(
+                (k for k in range(1, self.fade_frames + 1) if index - k not in self._rows),
+                self.fade_frames + 1,
+            )
             row = self._rows[index].copy()
             if run <= self.fade_frames:
                 head = run / (self.fade_frames + 1)  # 1/(F+1) on a run's first frame, then up to 1

@@ -4,6 +4,7 @@ Tracks are pulled: aiortc calls recv() for the next frame, and all pacing lives 
 of a session count on the same clock: a video frame with pts p (in samples) and the audio packet
 starting at p go out at the same moment, and their RTP timestamps are p on each track's clock.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -93,7 +94,8 @@ class AvatarVideoTrack(VideoStreamTrack):
 
         # Render in a worker thread (blocking numpy/torch work) while waiting for the frame's time;
         # the sleeps are to absolute times on the clock, so their errors never accumulate.
-        while not self.source.final(index) and self.clock.delay_until(pts_samples - RENDER_LEAD) > 0:
+        # (a poll: the timeline is written from the speech chain, with no event to wait on)
+        while not self.source.final(index) and self.clock.delay_until(pts_samples - RENDER_LEAD) > 0:  # noqa: ASYNC110
             await asyncio.sleep(min(FINAL_POLL_S, self.clock.delay_until(pts_samples - RENDER_LEAD)))
         rendering = asyncio.get_running_loop().run_in_executor(None, self._render, index)
         await self.clock.sleep_until(pts_samples)

@@ -3,7 +3,7 @@ torch thread, and for live-server tests an HTTP client session, loopback-only IC
 of gradient avatars (tests/live_server.py)."""
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 
 import aiohttp
 import pytest
@@ -33,11 +33,12 @@ def one_torch_thread():
 
 
 @pytest.fixture
-def loopback_ice(monkeypatch: pytest.MonkeyPatch) -> None:
+def loopback_ice() -> Iterator[None]:
     """The test's aiortc viewers gather ICE candidates on loopback only, like the server."""
-    import aioice.ice
+    from streaming.ice import loopback_only
 
-    monkeypatch.setattr(aioice.ice, "get_host_addresses", lambda use_ipv4, use_ipv6: ["127.0.0.1"])
+    with loopback_only():
+        yield
 
 
 @pytest.fixture

@@ -88,15 +88,23 @@ def gradient_factory(size: int, avatars: dict[str, SpeechModel | None] | None = 
 
 
 @asynccontextmanager
-async def live_server(config: ServerConfig, factory: AvatarFactory | None = None) -> AsyncIterator[str]:
+async def live_app(config: ServerConfig, factory: AvatarFactory | None = None) -> AsyncIterator[tuple[str, web.Application]]:
     """Runs the app on config.host (port 0: a free one) with gradient avatars, or the avatars
-    `factory` makes; yields its URL."""
-    runner = web.AppRunner(create_app(config, factory or gradient_factory(config.size)))
+    `factory` makes; yields its URL and the app (for tests that look at its sessions)."""
+    app = create_app(config, factory or gradient_factory(config.size))
+    runner = web.AppRunner(app)
     await runner.setup()
     try:
         site = web.TCPSite(runner, config.host, config.port)
         await site.start()
         host, port = runner.addresses[0][:2]
-        yield f"http://{host}:{port}"
+        yield f"http://{host}:{port}", app
     finally:
         await runner.cleanup()
+
+
+@asynccontextmanager
+async def live_server(config: ServerConfig, factory: AvatarFactory | None = None) -> AsyncIterator[str]:
+    """live_app's URL alone."""
+    async with live_app(config, factory) as (url, _):
+        yield url

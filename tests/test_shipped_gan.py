@@ -19,7 +19,6 @@ from engine.types import FPS
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 SENTENCE = "Hello, my name is Ava, and I love bubbles."
-SIZE = 256
 CLOSED = 0.1  # openness (0 rest, 1 jaw half open): her lips rest together, so closed is about 0
 
 
@@ -38,12 +37,12 @@ def bilabials() -> list[int]:
 @pytest.mark.parametrize("mode", ["offline", "streaming"])
 def test_speak_closes_the_lips_on_bilabials_and_opens_them_on_vowels(bilabials, avatar, tmp_path, mode):
     out = tmp_path / "ava.mp4"
-    command = [sys.executable, "-m", "engine", "speak", "--avatar", "default", "--text", SENTENCE, "--out", str(out), "--mode", mode, "--size", str(SIZE)]
+    command = [sys.executable, "-m", "engine", "speak", "--avatar", "default", "--text", SENTENCE, "--out", str(out), "--mode", mode]
     result = subprocess.run(command, capture_output=True, text=True, timeout=120)  # a fresh process, as a user's
     assert result.returncode == 0, result.stderr
     with av.open(str(out)) as container:
         frames = np.stack([f.to_ndarray(format="rgb24") for f in container.decode(video=0)])
-    openness = MouthMeter(avatar, SIZE)(frames)
+    openness = MouthMeter(avatar, frames.shape[1])(frames)
     assert np.isfinite(openness).all()
     nearest = np.array([openness[max(0, c - 1) : c + 2].min() for c in bilabials])
     assert (nearest <= CLOSED).all(), nearest

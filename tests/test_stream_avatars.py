@@ -11,7 +11,6 @@ import pytest
 from engine.avatar.bundle import MotionStats
 from engine.pipeline.idle import IdleMotion
 from engine.types import FaceParams
-from streaming import avatars
 from streaming.avatars import AvatarCache, EngineOptions, LiveAvatar, bundle_names, engine_avatar_factory
 
 SIZE = 64
@@ -56,17 +55,30 @@ async def test_the_cache_makes_each_avatar_once_and_retries_after_a_failure():
             raise LookupError("not yet")
         return f"avatar {name}"
 
-    cache = AvatarCache(factory)
+    cache = AvatarCache(factory, retry_s=0)
     with pytest.raises(LookupError):
         await cache.get("a")
     results = await asyncio.gather(*(cache.get("a") for _ in range(3)))
     assert results == ["avatar a"] * 3 and calls == ["a", "a"]
 
 
+async def test_the_cache_remembers_a_failure_for_retry_s():
+    calls: list[str] = []
+
+    def factory(name: str) -> str:
+        calls.append(name)
+        raise LookupError("broken")
+
+    cache = AvatarCache(factory, retry_s=60)
+    for _ in range(3):
+        with pytest.raises(LookupError):
+            await cache.get("a")
+    assert calls == ["a"]
+
+
 @pytest.mark.parametrize("cores, r2v", [(2, False), (8, True)])
-def test_auto_serves_r2v_live_only_with_the_cores_for_it(monkeypatch, cores, r2v):
-    monkeypatch.setattr(avatars.os, "cpu_count", lambda: cores)
-    live = engine_avatar_factory(EngineOptions())("default")  # the default size: R2V's face region pasted
+def test_auto_serves_r2v_live_only_with_the_cores_for_it(cores, r2v):
+    live = engine_avatar_factory(EngineOptions(), cores=cores)("default")  # the default size: R2V's face region pasted
     assert live.renderer.source.uses_r2v == r2v and live.renderer.size == 512
     forced = engine_avatar_factory(EngineOptions(size=SIZE, renderer="r2v"))("default")
     assert forced.renderer.source.uses_r2v
