@@ -23,10 +23,10 @@ from bench.report import write_report
 from engine.audio.builtin_features import DEFAULT_WEIGHTS, BuiltinExtractor
 from engine.audio.decode import load_audio
 from engine.audio.phones import PHONE_INDEX, VISEMES
+from engine.audio.tts import Voice
 from engine.train import asterisk
 from engine.train.align import align
 from engine.train.augment import telephone
-from engine.train.espeak import Espeak
 from engine.train.evaluate import decode, edit_distance, summary, viseme_confusion
 from engine.train.sentences import sentences
 from engine.train.speech_data import HELD_OUT_VARIANTS, espeak_speech, step_labels
@@ -83,13 +83,12 @@ def score_real(extractor: BuiltinExtractor, quick: bool) -> dict[str, Scorer]:
 
 
 def score_synthetic(extractor: BuiltinExtractor, quick: bool) -> dict[str, Scorer]:
-    espeak = Espeak.get()
     scorers = {"synthetic": Scorer(), "synthetic 8 kHz mu-law": Scorer()}
     rng = np.random.default_rng(7)
     for i, text in enumerate(sentences(12 if quick else 90, seed=12345)):
-        voice = ("en-us", "en", "en-gb-x-rp")[i % 3] + "+" + HELD_OUT_VARIANTS[i % len(HELD_OUT_VARIANTS)]
-        espeak.set_voice(voice, rate=int(rng.uniform(140, 200)), pitch=int(rng.uniform(30, 70)))
-        audio, phones, starts = espeak_speech(espeak, text)
+        name = ("en-us", "en", "en-gb-x-rp")[i % 3] + "+" + HELD_OUT_VARIANTS[i % len(HELD_OUT_VARIANTS)]
+        voice = Voice(name, rate=int(rng.uniform(140, 200)), pitch=int(rng.uniform(30, 70)))
+        audio, phones, starts = espeak_speech(text, voice)
         for name, signal in (("synthetic", audio), ("synthetic 8 kHz mu-law", telephone(audio, mu_law=True))):
             features = extractor.offline(signal)
             frame_phones = step_labels(phones, starts, len(features), 1 / FPS)

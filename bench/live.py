@@ -162,7 +162,7 @@ async def viewer(http: aiohttp.ClientSession, url: str) -> AsyncIterator[tuple[o
 def speech_script(utterances: int) -> tuple[np.ndarray, list[int]]:
     """int16 PCM at SAMPLE_RATE: phrases with silence after each, and each phrase's onset: the
     first sample of its first 20 ms block with sound."""
-    from engine.pipeline.speak import text_to_speech
+    from engine.audio.tts import text_to_speech
     from streaming.probe import rms
 
     parts, onsets, length = [np.zeros(int(0.5 * SAMPLE_RATE), np.float32)], [], int(0.5 * SAMPLE_RATE)

@@ -48,7 +48,7 @@ def count_frames_without_decoding() -> None:
 
 
 def looped_speech() -> np.ndarray:
-    from engine.pipeline.speak import text_to_speech
+    from engine.audio.tts import text_to_speech
 
     pause = np.zeros(int(0.3 * SAMPLE_RATE), np.float32)
     return (np.concatenate([part for phrase in PHRASES for part in (text_to_speech(phrase), pause)]) * 32767).astype("<i2")

@@ -9,6 +9,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from engine.errors import EngineError
+
 SAMPLE_RATE = 16_000  # Hz, mono float32 PCM everywhere inside the engine
 FPS = 30
 
@@ -81,7 +83,7 @@ class FeatureFrame:
     pts: int
 
 
-class FaceParamsError(ValueError):
+class FaceParamsError(EngineError):
     """A face-parameter sequence that is malformed (wrong shape, NaN, unknown columns)."""
 
 

@@ -13,6 +13,7 @@ from pathlib import Path
 import av
 import numpy as np
 
+from engine.errors import EngineError
 from engine.types import FPS, SAMPLE_RATE
 
 AUDIO_RATE = 48_000  # AAC in MP4 players expects a standard rate
@@ -85,7 +86,7 @@ def _encode_audio(container, stream, audio: np.ndarray, sample_rate: int, second
     container.mux(stream.encode())
 
 
-class VideoReadError(ValueError):
+class VideoReadError(EngineError):
     """A video file that cannot be read: missing, not a media file, or without a video stream."""
 
 

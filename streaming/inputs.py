@@ -122,7 +122,7 @@ class WebsocketFeed:
 
 async def say(request: web.Request) -> web.Response:
     """POST /sessions/{id}/say {"text"}: espeak-ng speaks it through the avatar, interrupting it."""
-    from engine.pipeline.speak import SpeakError, text_to_speech  # espeak loads on first use
+    from engine.audio.tts import TtsError as SpeakError, text_to_speech  # espeak loads on first use
 
     session = speaking_session(request, bearer_token(request))
     limit = request.app[CONFIG].max_text_chars

@@ -102,7 +102,7 @@ MOUTH_WATCH_S = 5.0
 
 def speech_wav(path: Path, silence_s: float = 2.0) -> Path:
     """espeak-ng saying SENTENCE, then silence: 16-bit mono at SAMPLE_RATE."""
-    from engine.pipeline.speak import text_to_speech
+    from engine.audio.tts import text_to_speech
 
     audio = np.concatenate([text_to_speech(SENTENCE), np.zeros(int(silence_s * SAMPLE_RATE), np.float32)])
     with wave.open(str(path), "wb") as out:

@@ -4,8 +4,8 @@ from __future__ import annotations
 import numpy as np
 
 from engine.audio.phones import PHONE_INDEX, SILENCE
+from engine.audio.tts import Espeak
 from engine.train import gan_data, speech_data
-from engine.train.espeak import Espeak
 from engine.train.gan_targets import TargetConfig
 from engine.types import NUM_PARAMS, SAMPLE_RATE
 
@@ -24,9 +24,7 @@ class Rms:
 
 
 def test_espeak_segments_tile_the_audio_with_known_phones():
-    espeak = Espeak.get()
-    espeak.set_voice("en-us")
-    synthesis = espeak.synthesize("Bob bought a map.")
+    synthesis = Espeak.get().synthesize("Bob bought a map.")
     segments = gan_data.espeak_segments(synthesis)
     assert all(p in PHONE_INDEX for p, _, _ in segments)
     assert all(a[2] == b[1] for a, b in zip(segments, segments[1:]))  # contiguous

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from engine.render.mouth_meter import MouthMeter
-from engine.train.espeak import Espeak
+from engine.audio.tts import Espeak
 from engine.types import FPS
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -26,9 +26,7 @@ CLOSED = -1.0  # openness (0 rest, 1 jaw half open): her lips part at rest, meet
 @pytest.fixture(scope="module")
 def bilabials() -> list[int]:
     """Centre frames of the sentence's p/b/m."""
-    espeak = Espeak.get()
-    espeak.set_voice("en-us")
-    synthesis = espeak.synthesize(SENTENCE)
+    synthesis = Espeak.get().synthesize(SENTENCE)
     ends = np.append(synthesis.starts_s[1:], len(synthesis.audio) / synthesis.sample_rate)
     centres = [round((s + e) / 2 * FPS) for p, s, e in zip(synthesis.phonemes, synthesis.starts_s, ends) if p in ("m", "b", "p")]
     assert len(centres) == 4  # my, name, bubbles (b, b)

@@ -15,7 +15,8 @@ from engine.audio import features as feature_registry
 from engine.audio.features import FeatureExtractor, FeatureStream, num_frames
 from engine.avatar.bundle import add_files, load
 from engine.pipeline.animator import AnimatorError
-from engine.pipeline.speak import Speaker, SpeakError, speak, text_to_speech
+from engine.audio.tts import TtsError, text_to_speech
+from engine.pipeline.speak import Speaker, SpeakError, speak
 from engine.speak_cli import add_parser
 from engine.types import NUM_PARAMS, PARAM_NAMES, RIG_VERSION, SAMPLE_RATE, frame_pts
 from models.facial_gan import FacialGAN, FacialGANConfig, checkpoint
@@ -124,7 +125,7 @@ def test_a_few_milliseconds_of_audio_still_make_a_frame(speaking_avatar, tmp_pat
 def test_errors(speaking_avatar, tmp_path):
     with pytest.raises(SpeakError, match="empty"):
         speak(Speaker(speaking_avatar, KIND), np.zeros(0, np.float32), str(tmp_path / "x.mp4"))
-    with pytest.raises(SpeakError, match="empty"):
+    with pytest.raises(TtsError, match="empty"):
         text_to_speech("   ")
     with pytest.raises(AnimatorError, match="no FACIAL-GAN weights"):
         Speaker(load("default"), KIND)  # the shipped avatar has no weights for the test kind

@@ -5,10 +5,10 @@ import numpy as np
 import pytest
 
 from engine.audio.phones import PHONE_INDEX, PHONES, SILENCE, VISEMES, ipa_to_phones
+from engine.audio.tts import Espeak, Voice
 from engine.train import asterisk
 from engine.train.align import align
 from engine.train.augment import augment, telephone
-from engine.train.espeak import Espeak
 from engine.train.evaluate import decode, edit_distance, summary, viseme_confusion
 from engine.train.sentences import sentences
 from engine.train.speech_data import espeak_speech, step_labels
@@ -22,9 +22,8 @@ def espeak():
     return Espeak.get()
 
 
-def test_espeak_phone_timings_are_monotonic_and_cover_the_audio(espeak):
-    espeak.set_voice("en-us+f3", rate=170, pitch=60)
-    audio, phones, starts = espeak_speech(espeak, "Bob moved five boxes.")
+def test_espeak_phone_timings_are_monotonic_and_cover_the_audio():
+    audio, phones, starts = espeak_speech("Bob moved five boxes.", Voice("en-us+f3", rate=170, pitch=60))
     duration = len(audio) / SAMPLE_RATE
     assert 0.8 < duration < 4
     assert np.all(np.diff(starts) >= 0) and starts[0] < 0.2 and starts[-1] < duration

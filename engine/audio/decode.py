@@ -16,6 +16,7 @@ import av
 import numpy as np
 
 from engine.audio.pcm import check_pcm
+from engine.errors import EngineError
 from engine.types import SAMPLE_RATE
 
 CHUNK_SAMPLES = SAMPLE_RATE  # stream_audio's default chunk: 1 s
@@ -25,7 +26,7 @@ TRUNCATED_SHARE = 0.9
 TRUNCATED_SLACK_S = 0.05
 
 
-class AudioDecodeError(ValueError):
+class AudioDecodeError(EngineError):
     """A file with no decodable audio."""
 
 

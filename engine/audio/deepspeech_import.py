@@ -28,6 +28,7 @@ from google.protobuf.message import DecodeError
 from tensorboard.compat.proto import graph_pb2, types_pb2
 
 from engine.audio.mfcc import TfMfccConfig
+from engine.errors import EngineError
 from engine.types import SAMPLE_RATE
 from models.deepspeech import DeepSpeech, DeepSpeechConfig
 
@@ -54,7 +55,7 @@ OFFICIAL_NAMES = {
 _LEGACY_SUFFIX = {"/kernel": "/weights", "/bias": "/biases"}
 
 
-class DeepSpeechFileError(ValueError):
+class DeepSpeechFileError(EngineError):
     """A file that is not a DeepSpeech 0.1.0 / 0.9.3 acoustic model we can read."""
 
 

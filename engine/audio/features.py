@@ -30,12 +30,13 @@ from collections.abc import Callable
 import numpy as np
 
 from engine.audio.pcm import check_pcm
+from engine.errors import EngineError
 from engine.types import FPS, SAMPLE_RATE, AudioChunk, FeatureFrame, frame_pts
 
 CLOCK_PERIOD = SAMPLE_RATE // math.gcd(SAMPLE_RATE, FPS)  # 1600 samples = 3 frames
 
 
-class FeatureError(ValueError):
+class FeatureError(EngineError):
     """An extractor that cannot be built or used as asked (unknown kind, bad model file, misuse)."""
 
 

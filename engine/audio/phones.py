@@ -12,6 +12,8 @@ import unicodedata
 
 import numpy as np
 
+from engine.errors import EngineError
+
 SILENCE = "SIL"
 PHONES = (
     SILENCE,
@@ -62,7 +64,7 @@ _FESTIVAL = {
 }  # fmt: skip
 
 
-class PhoneError(ValueError):
+class PhoneError(EngineError):
     """A phone symbol with no mapping."""
 
 

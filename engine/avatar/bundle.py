@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from engine.errors import EngineError
 from engine.face.model import Camera, Identity
 from engine.face.topology import NUM_LANDMARKS
 from engine.types import RIG_VERSION, FaceParams, FaceParamsError
@@ -40,7 +41,7 @@ REQUIRED_FILES = {
 }
 
 
-class AvatarError(ValueError):
+class AvatarError(EngineError):
     """An avatar that cannot be found or whose bundle is invalid."""
 
 

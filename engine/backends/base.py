@@ -11,12 +11,13 @@ from abc import ABC, abstractmethod
 import torch
 from torch import Tensor, nn
 
+from engine.errors import EngineError
 from models.r2v import R2V
 
 PRECISIONS = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 
 
-class BackendError(ValueError):
+class BackendError(EngineError):
     """A backend that is unknown, not installed, or cannot run the requested way on this machine."""
 
 

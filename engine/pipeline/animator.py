@@ -35,6 +35,7 @@ from scipy.ndimage import gaussian_filter1d
 from scipy.signal import savgol_coeffs, savgol_filter
 
 from engine.avatar.bundle import Avatar
+from engine.errors import EngineError
 from engine.pipeline.idle import IdleMotion
 from engine.types import BLINK_COL, EXP_START, EXPRESSION_NAMES, FPS, PARAM_NAMES, RIG_VERSION, FaceParams
 from models.facial_gan import FacialGAN, generator_from_checkpoint
@@ -50,7 +51,7 @@ MOUTH = [EXP_START + EXPRESSION_NAMES.index(n) for n in ("jawOpen", "mouthFunnel
 _SAVGOL_AT = [savgol_coeffs(*SAVGOL, pos=p, use="dot") for p in range(SAVGOL[0])]  # fit evaluated at position p
 
 
-class AnimatorError(ValueError):
+class AnimatorError(EngineError):
     """Weights or features that do not fit together or with this engine."""
 
 

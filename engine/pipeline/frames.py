@@ -24,6 +24,7 @@ import torch
 from torch import Tensor
 
 from engine.avatar.bundle import Avatar
+from engine.errors import EngineError
 from engine.render.renderer import AvatarRenderer
 from engine.types import NUM_PARAMS, FaceParams
 from models.r2v import R2V, R2VConfig
@@ -32,7 +33,7 @@ RENDERERS = ("auto", "r2v", "composite")
 CACHE_FRAMES = 256  # rendered faces kept: a few sessions' windows
 
 
-class FramesError(ValueError):
+class FramesError(EngineError):
     """A renderer that cannot be used for this avatar as asked."""
 
 

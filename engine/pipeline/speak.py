@@ -16,11 +16,11 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import signal
 
 from engine.audio.features import extractor
 from engine.audio.pcm import check_pcm
 from engine.avatar.bundle import Avatar
+from engine.errors import EngineError
 from engine.pipeline.animator import Gan, StreamConfig, StreamingAnimator, animate_offline
 from engine.pipeline.frames import FrameSource
 from engine.pipeline.idle import IdleMotion
@@ -32,8 +32,8 @@ RENDER_BATCH = 8
 MODES = ("offline", "streaming")
 
 
-class SpeakError(ValueError):
-    """Input that cannot be spoken (no audio, no text-to-speech)."""
+class SpeakError(EngineError):
+    """Input that cannot be spoken: no audio, an unknown mode."""
 
 
 @dataclass
@@ -49,21 +49,6 @@ class Timings:
     @property
     def total(self) -> float:
         return self.features + self.animate + self.render
-
-
-def text_to_speech(text: str, voice: str = "en-us") -> np.ndarray:
-    """espeak-ng -> [S] float32 at SAMPLE_RATE."""
-    from engine.train.espeak import Espeak, EspeakError
-
-    if not text.strip():
-        raise SpeakError("the text to speak is empty")
-    try:
-        espeak = Espeak.get()
-        espeak.set_voice(voice)
-        synthesis = espeak.synthesize(text)
-    except EspeakError as e:
-        raise SpeakError(f"text-to-speech failed: {e}") from None
-    return signal.resample_poly(synthesis.audio, SAMPLE_RATE // 50, synthesis.sample_rate // 50).astype(np.float32)
 
 
 class Speaker:

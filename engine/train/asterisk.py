@@ -68,7 +68,7 @@ def prompts(language: str) -> list[Prompt]:
 
 def phone_words(prompt: Prompt) -> list[list[str]]:
     """The transcript as words of phones (espeak-ng's pronunciation for the language)."""
-    from engine.train.espeak import Espeak
+    from engine.audio.tts import Espeak
 
     words = Espeak.get().phonemize(prompt.text, LANGUAGES[prompt.language][1])
     phones = [[p for symbol in word for p in ipa_to_phones(symbol) if p != SILENCE] for word in words]

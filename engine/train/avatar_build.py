@@ -30,9 +30,10 @@ from pathlib import Path
 import numpy as np
 
 from engine.avatar.bundle import Avatar, save
+from engine.errors import EngineError
 from engine.face.model import Camera
-from engine.train.avatar_video import Crop, crop_frames, motion_stats, stable_crop, write_npy
 from engine.progress import progress_bar
+from engine.train.avatar_video import Crop, crop_frames, motion_stats, stable_crop, write_npy
 from engine.train.work_dir import Work
 from engine.types import FPS, FaceParams
 
@@ -42,7 +43,7 @@ TRAIN_SHARE = 0.85  # the first 85% trains, the last 15% is held out
 MIN_CONFIDENCE = 0.2  # frames the fitted face model misses by more than ~6% of the face's size are left out
 
 
-class BuildError(ValueError):
+class BuildError(EngineError):
     """A video that cannot become an avatar, or an output that must not be overwritten."""
 
 

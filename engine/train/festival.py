@@ -14,11 +14,12 @@ import numpy as np
 
 from engine.audio.decode import load_audio
 from engine.audio.phones import festival_to_phone
+from engine.errors import EngineError
 
 VOICES = ("kal_diphone", "cmu_us_slt_arctic_hts")
 
 
-class FestivalError(RuntimeError):
+class FestivalError(EngineError):
     """festival is missing or failed."""
 
 

@@ -20,16 +20,16 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
-from scipy import signal
 from tqdm import tqdm
 
 from engine.audio.decode import load_audio
 from engine.audio.features import FeatureExtractor
+from engine.audio.pcm import to_sample_rate
 from engine.audio.phones import PHONES, SILENCE, ipa_to_phones
+from engine.audio.tts import Espeak, Synthesis, Voice
 from engine.train import asterisk, festival, speech_data
 from engine.train.align import align
 from engine.train.augment import augment
-from engine.train.espeak import Espeak, Synthesis
 from engine.train.gan_targets import Segment, TargetConfig, targets
 from engine.train.sentences import sentences
 from engine.train.train_features import log_posteriors
@@ -94,18 +94,19 @@ def espeak_sessions(
     count: int, texts: list[str], variants: tuple[str, ...], held_out: bool, per_session: tuple[int, int], rng: np.random.Generator
 ) -> list[Session]:
     espeak = Espeak.get()
+    voices = speech_data.ESPEAK_VOICES
     out = []
     for i in range(count):
         variant = variants[i % len(variants)]
-        voice = speech_data.ESPEAK_VOICES[rng.integers(len(speech_data.ESPEAK_VOICES))] + (f"+{variant}" if variant else "")
-        espeak.set_voice(voice, rate=int(rng.uniform(130, 210)), pitch=int(rng.uniform(25, 75)), pitch_range=int(rng.uniform(30, 90)))
+        name = voices[rng.integers(len(voices))] + (f"+{variant}" if variant else "")
+        voice = Voice(name, rate=int(rng.uniform(130, 210)), pitch=int(rng.uniform(25, 75)),
+                      pitch_range=int(rng.uniform(30, 90)))  # fmt: skip
         pieces = []
         chosen = [texts.pop() for _ in range(rng.integers(*per_session))]
         for text in chosen:
-            synthesis = espeak.synthesize(text)
-            pcm = signal.resample_poly(synthesis.audio, SAMPLE_RATE // 50, synthesis.sample_rate // 50)
-            pieces.append((pcm, espeak_segments(synthesis)))
-        out.append(_join(f"espeak:{voice}", held_out, pieces, chosen, rng))
+            synthesis = espeak.synthesize(text, voice)
+            pieces.append((to_sample_rate(synthesis.audio, synthesis.sample_rate), espeak_segments(synthesis)))
+        out.append(_join(f"espeak:{name}", held_out, pieces, chosen, rng))
     return out
 
 

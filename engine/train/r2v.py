@@ -25,7 +25,15 @@ from PIL import Image
 
 from engine.avatar.bundle import Avatar
 from engine.render.renderer import AvatarRenderer
-from engine.train.r2v_data import FramePool, PhotoSource, Segment, SegmentSource, TrainingDataError, render_segment, sample_params
+from engine.train.r2v_data import (
+    FramePool,
+    PhotoSource,
+    Segment,
+    SegmentSource,
+    TrainingDataError,
+    render_segment,
+    sample_params,
+)
 from engine.train.r2v_quality import Quality, grid, quality, run_segment
 from models.discriminators import MultiScaleDiscriminator, PatchGANConfig
 from models.losses import LossWeights, generator_losses, lsgan_discriminator, region_weights

@@ -23,6 +23,7 @@ from torch import Tensor
 from torch.nn.functional import interpolate
 
 from engine.avatar.bundle import Avatar
+from engine.errors import EngineError
 from engine.face import topology
 from engine.face.model import posed
 from engine.face.video_track import runs
@@ -41,7 +42,7 @@ WINKS = [EXPRESSION_NAMES.index(n) for n in ("eyeBlink_L", "eyeBlink_R")]
 JAW = EXPRESSION_NAMES.index("jawOpen")
 
 
-class TrainingDataError(ValueError):
+class TrainingDataError(EngineError):
     """Training frames that cannot be used (mismatched arrays, no run of usable frames long enough)."""
 
 

@@ -17,7 +17,7 @@ PAUSE_S = 0.4  # between sentences
 
 def talking_speech(seconds: float, seed: int = 0, voice: str = "en-us") -> np.ndarray:
     """[S] float32 at SAMPLE_RATE: `seconds` of generated sentences with pauses between them."""
-    from engine.pipeline.speak import text_to_speech
+    from engine.audio.tts import text_to_speech
     from engine.train.sentences import sentences
 
     pieces, total, count = [], 0, 0

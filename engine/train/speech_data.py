@@ -20,13 +20,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from scipy import signal
 
 from engine.audio.decode import load_audio
+from engine.audio.pcm import to_sample_rate
 from engine.audio.phones import PHONE_INDEX, SILENCE, ipa_to_phones
+from engine.audio.tts import Espeak, Voice
 from engine.train import asterisk, festival
 from engine.train.augment import augment, random_warp
-from engine.train.espeak import Espeak
 from engine.train.sentences import sentences
 from engine.types import SAMPLE_RATE
 from models.phonetic import LogMel, PhoneticConfig
@@ -86,10 +86,10 @@ def _features(audio: np.ndarray, config: PhoneticConfig, warp: float) -> np.ndar
     return mels[: len(mels) // config.stride * config.stride].astype(np.float16)
 
 
-def espeak_speech(espeak: Espeak, text: str) -> tuple[np.ndarray, list[str], np.ndarray]:
-    """Speak `text` with the current voice -> audio [S] at SAMPLE_RATE, phones, their starts (s)."""
-    synthesis = espeak.synthesize(text)
-    audio = signal.resample_poly(synthesis.audio, SAMPLE_RATE // 50, synthesis.sample_rate // 50).astype(np.float32)
+def espeak_speech(text: str, voice: Voice) -> tuple[np.ndarray, list[str], np.ndarray]:
+    """Speak `text` with `voice` -> audio [S] at SAMPLE_RATE, phones, their starts (s)."""
+    synthesis = Espeak.get().synthesize(text, voice)
+    audio = to_sample_rate(synthesis.audio, synthesis.sample_rate)
     phones, starts = [], []
     bounds = list(synthesis.starts_s) + [len(synthesis.audio) / synthesis.sample_rate]
     for name, start, end in zip(synthesis.phonemes, bounds[:-1], bounds[1:]):
@@ -100,9 +100,9 @@ def espeak_speech(espeak: Espeak, text: str) -> tuple[np.ndarray, list[str], np.
     return audio, phones, np.array(starts)
 
 
-def _espeak_utterance(espeak: Espeak, text: str, config: PhoneticConfig, rng: np.random.Generator,
+def _espeak_utterance(text: str, voice: Voice, config: PhoneticConfig, rng: np.random.Generator,
                       source: str, held_out: bool) -> Utterance:  # fmt: skip
-    audio, phones, starts = espeak_speech(espeak, text)
+    audio, phones, starts = espeak_speech(text, voice)
     clean = held_out and rng.random() < 0.5
     mels = _features(audio if clean else augment(audio, rng), config, 1.0 if clean else random_warp(rng))
     labels = step_labels(phones, starts, len(mels) // config.stride, config.step_samples / SAMPLE_RATE)
@@ -111,27 +111,25 @@ def _espeak_utterance(espeak: Espeak, text: str, config: PhoneticConfig, rng: np
 
 def espeak_english(config: PhoneticConfig, data: DataConfig) -> list[Utterance]:
     rng = np.random.default_rng(data.seed)
-    espeak = Espeak.get()
     out = []
     for i, text in enumerate(sentences(data.espeak_sentences, data.seed)):
         variant = ESPEAK_VARIANTS[i % len(ESPEAK_VARIANTS)]
-        voice = ESPEAK_VOICES[rng.integers(len(ESPEAK_VOICES))] + (f"+{variant}" if variant else "")
-        espeak.set_voice(voice, rate=int(rng.uniform(120, 230)), pitch=int(rng.uniform(20, 80)),
-                         pitch_range=int(rng.uniform(20, 90)))  # fmt: skip
-        out.append(_espeak_utterance(espeak, text, config, rng, f"espeak:{voice}", variant in HELD_OUT_VARIANTS))
+        name = ESPEAK_VOICES[rng.integers(len(ESPEAK_VOICES))] + (f"+{variant}" if variant else "")
+        voice = Voice(name, rate=int(rng.uniform(120, 230)), pitch=int(rng.uniform(20, 80)),
+                      pitch_range=int(rng.uniform(20, 90)))  # fmt: skip
+        out.append(_espeak_utterance(text, voice, config, rng, f"espeak:{name}", variant in HELD_OUT_VARIANTS))
     return out
 
 
 def espeak_prompts(config: PhoneticConfig, data: DataConfig, language: str) -> list[Utterance]:
     """The training prompts' transcripts of `language`, spoken by espeak-ng (two variants each)."""
     rng = np.random.default_rng(data.seed + 1)
-    espeak = Espeak.get()
     out = []
     for prompt in (p for p in asterisk.prompts(language) if not p.held_out):
         for variant in ("", ESPEAK_VARIANTS[rng.integers(1, len(ESPEAK_VARIANTS) - len(HELD_OUT_VARIANTS))]):
-            voice = asterisk.LANGUAGES[language][1] + (f"+{variant}" if variant else "")
-            espeak.set_voice(voice, rate=int(rng.uniform(130, 200)), pitch=int(rng.uniform(30, 70)))
-            out.append(_espeak_utterance(espeak, prompt.text, config, rng, f"espeak-{language}", False))
+            name = asterisk.LANGUAGES[language][1] + (f"+{variant}" if variant else "")
+            voice = Voice(name, rate=int(rng.uniform(130, 200)), pitch=int(rng.uniform(30, 70)))
+            out.append(_espeak_utterance(prompt.text, voice, config, rng, f"espeak-{language}", False))
     return out
 
 
