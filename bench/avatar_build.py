@@ -1,6 +1,6 @@
 """`python -m bench avatar-build`: the cost and quality of `build-avatar --video --preset quick`.
 
-Input: a 2-minute 512x512 30-fps talking-head video made here (engine/train/sample_video.py: the
+Input: a 2-minute 512x512 30-fps talking-head video made here (bench/sample_video.py: the
 built-in avatar saying generated sentences; the issue's reference case). The build runs in a child
 process (`python -m engine build-avatar`), as a user runs it, on a fresh work directory; the report
 gives the wall time of each stage, the whole build's wall time (target <= 20 min on 2 CPU cores),
@@ -27,7 +27,7 @@ TARGET_MINUTES = 20
 
 
 def run(args: argparse.Namespace) -> None:
-    from engine.train.sample_video import talking_video
+    from bench.sample_video import talking_video
 
     seconds, preset = (30, "tiny") if args.quick else (120, "quick")
     with tempfile.TemporaryDirectory() as tmp:

@@ -2,7 +2,7 @@
 
 Scores the shipped extractor's 30 fps output (offline; streaming is identical, tested) on speech it
 never trained on:
-- real: the held-out Asterisk prompts of every installed language (engine/train/asterisk.py; the
+- real: the held-out Asterisk prompts of every installed language (engine/train/speech/asterisk.py; the
   same speakers as in training, other sentences). Frame references come from forced alignment of
   the transcript with the shipped *aligner* (phonetic_builtin.aligner.pt), which never saw them.
 - synthetic: new sentences from espeak-ng variants never trained on, clean and through an 8 kHz
@@ -24,13 +24,13 @@ from engine.audio.builtin_features import DEFAULT_WEIGHTS, BuiltinExtractor
 from engine.audio.decode import load_audio
 from engine.audio.phones import PHONE_INDEX, VISEMES
 from engine.audio.tts import Voice
-from engine.train import asterisk
-from engine.train.align import align
-from engine.train.augment import telephone
-from engine.train.evaluate import decode, edit_distance, summary, viseme_confusion
-from engine.train.sentences import sentences
-from engine.train.speech_data import HELD_OUT_VARIANTS, espeak_speech, step_labels
-from engine.train.train_features import log_posteriors
+from engine.train.speech import asterisk
+from engine.train.speech.align import align
+from engine.train.speech.augment import telephone
+from engine.train.speech.data import HELD_OUT_VARIANTS, espeak_speech, step_labels
+from engine.train.speech.evaluate import decode, edit_distance, summary, viseme_confusion
+from engine.train.speech.sentences import sentences
+from engine.train.speech.train import log_posteriors
 from engine.types import FPS, SAMPLE_RATE, AudioChunk, frame_pts
 from models.phonetic import LogMel, load_phonetic
 

@@ -2,7 +2,7 @@
 `track_video`, then `fit_clip`, as `build-avatar --video` does) recover face parameters that are
 known.
 
-Input: SECONDS of the built-in avatar talking (engine/train/sample_video.py: generated sentences,
+Input: SECONDS of the built-in avatar talking (bench/sample_video.py: generated sentences,
 FACIAL-GAN, the direct compositor, 256x256 H.264), whose face parameters are the truth. Per rig
 shape that the speech moves: the correlation of the fitted curve with the truth, its amplitude
 (standard deviation over the truth's) and its mean bias; and the same for the head's pitch and yaw
@@ -26,11 +26,11 @@ SHAPES = ("jawOpen", "mouthClose", "mouthFunnel", "mouthPucker", "mouthStretch_L
 
 
 def run(args: argparse.Namespace) -> None:
+    from bench.sample_video import talking_speech, talking_video
     from engine.avatar.bundle import load
     from engine.face.model import Camera
     from engine.face.video_track import fit_clip, track_video
     from engine.pipeline.speak import Speaker, Timings
-    from engine.train.sample_video import talking_speech, talking_video
     from engine.types import EXP_START, EXPRESSION_NAMES
 
     seconds = 8 if args.quick else SECONDS

@@ -28,8 +28,7 @@ import numpy as np
 import torch
 from matplotlib.figure import Figure
 
-from bench.report import write_report
-from bench.report import torch_threads
+from bench.report import torch_threads, write_report
 from engine.audio.features import extractor
 from engine.avatar.bundle import load
 from engine.face.model import FaceModel
@@ -54,8 +53,8 @@ class Case:
 
 
 def _predict(gan: Gan, session, seal: float, seed: int) -> Case:  # noqa: ANN001
-    from engine.train import gan_prosody
-    from engine.train.gan_targets import TargetConfig, targets
+    from engine.train.gan import prosody as gan_prosody
+    from engine.train.gan.targets import TargetConfig, targets
 
     features = extractor(KIND).offline(session.audio)
     rest = FaceParams.neutral()
@@ -145,8 +144,8 @@ def batched_speed(gan: Gan, streams: int, repeats: int = 20) -> dict:
 def run(args: argparse.Namespace) -> None:
     # The training stack (espeak-ng, festival) is needed for the data only: imported here, so the
     # speed functions above run on machines without it.
-    from engine.train import gan_data
-    from engine.train.gan_targets import lip_seal
+    from engine.train.gan import data as gan_data
+    from engine.train.gan.targets import lip_seal
 
     torch.set_num_threads(1)
     gan = Gan.for_avatar(load("default"), KIND)

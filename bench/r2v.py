@@ -33,8 +33,8 @@ from engine.backends.base import Inference
 from engine.pipeline.frames import FrameSource, r2v_weights
 from engine.pipeline.idle import IdleMotion
 from engine.render.renderer import AvatarRenderer
-from engine.train.r2v_quality import grid, quality, run_segment
-from engine.train.r2v_data import render_segment, sample_params
+from engine.train.r2v.data import render_segment, sample_params
+from engine.train.r2v.quality import grid, quality, run_segment
 from models.r2v import R2V, R2VConfig, count_gmacs
 
 QUALITY_SEED = 20_211_011  # held-out frames: neither the training pool's nor its validation's seed

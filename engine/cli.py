@@ -48,7 +48,7 @@ def animate(args: argparse.Namespace) -> None:
 def build_avatar(args: argparse.Namespace) -> None:
     from pathlib import Path
 
-    from engine.train import avatar_build
+    from engine.avatar import video_build as avatar_build
 
     name = args.name or Path(args.out).name
     if args.video:
@@ -110,9 +110,11 @@ def parser() -> argparse.ArgumentParser:
 
     from engine import speak_cli, track_cli
     from engine.audio import cli_features
-    from engine.train import gan_cli, r2v_cli, train_features
+    from engine.train.gan import cli as gan_cli
+    from engine.train.r2v import cli as r2v_cli
+    from engine.train.speech import cli as speech_cli
 
-    for command in (speak_cli, track_cli, cli_features, train_features, gan_cli, r2v_cli):
+    for command in (speak_cli, track_cli, cli_features, speech_cli, gan_cli, r2v_cli):
         command.add_parser(sub)
     return p
 

@@ -30,9 +30,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 
 def run(args: argparse.Namespace) -> None:
     from engine.audio.decode import load_audio
+    from engine.audio.tts import text_to_speech
     from engine.avatar.bundle import load
     from engine.pipeline.animator import StreamConfig
-    from engine.audio.tts import text_to_speech
     from engine.pipeline.speak import Speaker, speak
     from engine.types import FPS
     from engine.video import check_writable

@@ -17,9 +17,9 @@ from aiohttp import web
 from engine.avatar.bundle import MotionStats
 from engine.types import FaceParams
 from streaming import probe
-from streaming.probe import loudness_speech
 from streaming.app import ServerConfig, create_app
 from streaming.avatars import AvatarFactory, LiveAvatar
+from streaming.probe import loudness_speech
 from streaming.speech import SpeechModel
 
 INDEX_BITS = 12  # the frame index is drawn as this many black/white blocks along the top

@@ -12,7 +12,6 @@ from engine.audio.decode import load_audio
 from engine.audio.features import extractor
 from engine.types import SAMPLE_RATE
 
-
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 

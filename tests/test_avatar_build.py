@@ -1,5 +1,5 @@
 """build-avatar --video: the whole path on a short talking-head video made here (the built-in
-avatar speaking, engine/train/sample_video.py), with the tiny preset; resuming; refusals."""
+avatar speaking, bench/sample_video.py), with the tiny preset; resuming; refusals."""
 from __future__ import annotations
 
 import json
@@ -7,11 +7,11 @@ import json
 import numpy as np
 import pytest
 
+from bench.sample_video import talking_video
+from engine.avatar import video_build as avatar_build
 from engine.avatar.bundle import load
+from engine.avatar.video_build import BuildError, BuildOptions, build
 from engine.face.track import NoFaceError
-from engine.train import avatar_build
-from engine.train.avatar_build import BuildError, BuildOptions, build
-from engine.train.sample_video import talking_video
 from engine.video import VideoReadError, read_frames, write_mp4
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_torch_thread")]

@@ -18,11 +18,11 @@ from pathlib import Path
 import aiohttp
 import numpy as np
 import pytest
-from PIL import Image
 from browser_process import browser_process
 from cdp import CdpPage
 from live_server import jaw_box, live_server
 from page_checks import MIN_FPS, SENTENCE, WATCH_MOUTH, check_playing, say_and_interrupt, until
+from PIL import Image
 
 from engine.types import SAMPLE_RATE
 from streaming.app import ServerConfig

@@ -6,8 +6,8 @@ from engine.audio.builtin_features import DEFAULT_WEIGHTS, BuiltinExtractor
 from engine.audio.features import FeatureError, num_frames
 from engine.audio.phones import NUM_PHONES, PHONE_INDEX, SILENCE, VISEMES
 from engine.audio.tts import Voice
-from engine.train.evaluate import summary, viseme_confusion
-from engine.train.speech_data import HELD_OUT_VARIANTS, espeak_speech, step_labels
+from engine.train.speech.data import HELD_OUT_VARIANTS, espeak_speech, step_labels
+from engine.train.speech.evaluate import summary, viseme_confusion
 from engine.types import FPS, SAMPLE_RATE, AudioChunk, frame_pts
 
 

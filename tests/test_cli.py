@@ -4,7 +4,6 @@ import subprocess
 import sys
 
 import av
-
 import numpy as np
 import pytest
 

@@ -13,8 +13,9 @@ from engine.audio import features as feature_registry
 from engine.audio.features import FeatureExtractor, num_frames
 from engine.avatar.bundle import load
 from engine.pipeline.animator import Gan
-from engine.train import gan, gan_data
-from engine.train.gan_cli import add_parser
+from engine.train.gan import data as gan_data
+from engine.train.gan import train as gan
+from engine.train.gan.cli import add_parser
 from engine.types import NUM_PARAMS, SAMPLE_RATE, FaceParams, frame_pts
 from models.facial_gan import FacialGANConfig, checkpoint
 

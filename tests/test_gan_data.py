@@ -5,8 +5,9 @@ import numpy as np
 
 from engine.audio.phones import PHONE_INDEX, SILENCE
 from engine.audio.tts import Espeak
-from engine.train import gan_data, speech_data
-from engine.train.gan_targets import TargetConfig
+from engine.train.gan import data as gan_data
+from engine.train.gan.targets import TargetConfig
+from engine.train.speech import data as speech_data
 from engine.types import NUM_PARAMS, SAMPLE_RATE
 
 SMALL = gan_data.DataConfig(espeak_sessions=2, festival_sessions=0, held_out_sessions=2, sentences_per_session=(2, 3))

@@ -4,8 +4,8 @@ from __future__ import annotations
 import numpy as np
 
 from engine.audio.features import num_frames
-from engine.train import gan_prosody
-from engine.train.gan_prosody import Prosody, analyse, blinks, head_motion, measure
+from engine.train.gan import prosody as gan_prosody
+from engine.train.gan.prosody import Prosody, analyse, blinks, head_motion, measure
 from engine.types import FPS, SAMPLE_RATE
 
 POSE_STD = np.array([0.035, 0.045, 0.02, 0.15, 0.12, 0.1])

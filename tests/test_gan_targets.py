@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 
 from engine.face.topology import LOWER_LIP_MID_INNER, UPPER_LIP_MID_INNER
-from engine.train import gan_targets
-from engine.train.gan_targets import TargetConfig, lip_seal, targets, viseme_channels
+from engine.train.gan import targets as gan_targets
+from engine.train.gan.targets import TargetConfig, lip_seal, targets, viseme_channels
 from engine.types import EXP_START, EXPRESSION_NAMES, FPS, SAMPLE_RATE, FaceParams
 
 

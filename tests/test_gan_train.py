@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from engine.audio.features import frame_windows
-from engine.train import gan
+from engine.train.gan import train as gan
 from engine.types import NUM_PARAMS, PARAM_NAMES, RIG_VERSION
 from models.facial_gan import FacialGANConfig
 

@@ -1,4 +1,4 @@
-"""engine/train/r2v.py and r2v_data.py: sampled training data, a few steps on tiny sizes, resume."""
+"""engine/train/r2v/train.py and r2v_data.py: sampled training data, a few steps on tiny sizes, resume."""
 from __future__ import annotations
 
 import json
@@ -8,11 +8,12 @@ import pytest
 import torch
 
 from engine.render.renderer import AvatarRenderer
-from engine.train.r2v import R2VTrainConfig, R2VTrainer
-from engine.train.r2v_quality import mouth_boxes, quality
-from engine.train.r2v_data import render_segment, sample_params, window_batch
+from engine.train.r2v.data import render_segment, sample_params, window_batch
+from engine.train.r2v.quality import mouth_boxes, quality
+from engine.train.r2v.train import R2VTrainConfig, R2VTrainer
 from models.discriminators import PatchGANConfig
 from models.r2v import R2VConfig
+
 
 @pytest.fixture(autouse=True)
 def one_thread():

@@ -1,4 +1,4 @@
-"""R2V on a video's frames (engine/train/r2v_data.py VideoSource, engine/train/r2v.py): a synthetic
+"""R2V on a video's frames (engine/train/r2v/data.py VideoSource, engine/train/r2v/train.py): a synthetic
 "video" made by the direct compositor under sampled parameters, so the truth is known, with some
 frames marked lost and a time split into training and held-out frames."""
 from __future__ import annotations
@@ -9,9 +9,17 @@ import torch
 from PIL import Image
 
 from engine.render.renderer import AvatarRenderer
-from engine.train.r2v import R2VTrainConfig, R2VTrainer
-from engine.train.r2v_quality import GRID_ROWS, evaluate_video, mouth_boxes, psnr, run_segment
-from engine.train.r2v_data import TrainingDataError, VideoSource, fit_frames, render_segment, sample_params, usable_runs, video_segment
+from engine.train.r2v.data import (
+    TrainingDataError,
+    VideoSource,
+    fit_frames,
+    render_segment,
+    sample_params,
+    usable_runs,
+    video_segment,
+)
+from engine.train.r2v.quality import GRID_ROWS, evaluate_video, mouth_boxes, psnr, run_segment
+from engine.train.r2v.train import R2VTrainConfig, R2VTrainer
 from models.discriminators import PatchGANConfig
 from models.losses import ssim
 from models.r2v import R2V, R2VConfig

@@ -20,8 +20,8 @@ from viewers import OPEN, RECEIVE_TIMEOUT_S, Microphone, Viewer, health, post_of
 from engine.types import FPS, SAMPLE_RATE, FaceParams, frame_pts
 from streaming.app import ServerConfig
 from streaming.avatars import engine_avatar_factory
-from streaming.speech import SpeechModel
 from streaming.probe import LoudnessExtractor, loudness_speech
+from streaming.speech import SpeechModel
 
 SIZE = 128
 FRAMES = 30

@@ -12,8 +12,8 @@ import av
 import numpy as np
 import pytest
 
-from engine.render.mouth_meter import MouthMeter
 from engine.audio.tts import Espeak
+from engine.render.mouth_meter import MouthMeter
 from engine.types import FPS
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")

@@ -13,9 +13,9 @@ import torch
 
 from engine.audio import features as feature_registry
 from engine.audio.features import FeatureExtractor, FeatureStream, num_frames
+from engine.audio.tts import TtsError, text_to_speech
 from engine.avatar.bundle import add_files, load
 from engine.pipeline.animator import AnimatorError
-from engine.audio.tts import TtsError, text_to_speech
 from engine.pipeline.speak import Speaker, SpeakError, speak
 from engine.speak_cli import add_parser
 from engine.types import NUM_PARAMS, PARAM_NAMES, RIG_VERSION, SAMPLE_RATE, frame_pts

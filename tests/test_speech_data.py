@@ -6,12 +6,12 @@ import pytest
 
 from engine.audio.phones import PHONE_INDEX, PHONES, SILENCE, VISEMES, ipa_to_phones
 from engine.audio.tts import Espeak, Voice
-from engine.train import asterisk
-from engine.train.align import align
-from engine.train.augment import augment, telephone
-from engine.train.evaluate import decode, edit_distance, summary, viseme_confusion
-from engine.train.sentences import sentences
-from engine.train.speech_data import espeak_speech, step_labels
+from engine.train.speech import asterisk
+from engine.train.speech.align import align
+from engine.train.speech.augment import augment, telephone
+from engine.train.speech.data import espeak_speech, step_labels
+from engine.train.speech.evaluate import decode, edit_distance, summary, viseme_confusion
+from engine.train.speech.sentences import sentences
 from engine.types import SAMPLE_RATE
 
 STEP_S = 0.02
@@ -54,7 +54,7 @@ def test_sentences_are_deterministic_and_cover_every_phone(espeak):
 
 @pytest.mark.skipif(shutil.which("festival") is None, reason="festival is not installed (Debian festival + festvox voices)")
 def test_festival_segments_cover_the_audio():
-    from engine.train.festival import synthesize
+    from engine.train.speech.festival import synthesize
 
     (utt,) = synthesize(["Maybe five boys."], "kal_diphone")
     assert utt.phones[0] == SILENCE and utt.phones[-1] == SILENCE and "M" in utt.phones and "OY" in utt.phones

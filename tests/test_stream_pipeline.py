@@ -20,8 +20,8 @@ from engine.types import EXP_START, FPS, NUM_PARAMS, SAMPLE_RATE, FaceParams, fr
 from models.facial_gan import FacialGAN, FacialGANConfig
 from streaming.clock import MediaClock
 from streaming.pipeline import Pipeline, PipelineConfig
-from streaming.speech import SpeechModel
 from streaming.probe import JAW, JAW_GAIN, LoudnessExtractor, loudness_speech
+from streaming.speech import SpeechModel
 from streaming.speech_audio import ScheduledAudio
 from streaming.timeline import FADE_FRAMES, ParamsTimeline
 from streaming.tracks import frame_at

@@ -16,7 +16,6 @@ from models.facial_gan import FacialGAN, FacialGANConfig
 from streaming.probe import LoudnessExtractor
 from streaming.speech import SpeechModel, SpeechUnavailable
 
-
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 

@@ -12,7 +12,15 @@ from engine.types import FPS, SAMPLE_RATE, AudioChunk, frame_pts
 from streaming.clock import MediaClock
 from streaming.metrics import TrackStats
 from streaming.speech_audio import ScheduledAudio
-from streaming.tracks import AUDIO_PACKET, AUDIO_TIME_BASE, ENCODER_DELAY, RENDER_LEAD, AvatarVideoTrack, SpeechAudioTrack, frame_at
+from streaming.tracks import (
+    AUDIO_PACKET,
+    AUDIO_TIME_BASE,
+    ENCODER_DELAY,
+    RENDER_LEAD,
+    AvatarVideoTrack,
+    SpeechAudioTrack,
+    frame_at,
+)
 
 SIZE = 32
 FRAME_S = 1 / FPS

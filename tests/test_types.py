@@ -1,7 +1,16 @@
 import numpy as np
 import pytest
 
-from engine.types import FPS, NUM_EXP, NUM_PARAMS, PARAM_NAMES, SAMPLE_RATE, FaceParams, FaceParamsError, frame_pts
+from engine.types import (
+    FPS,
+    NUM_EXP,
+    NUM_PARAMS,
+    PARAM_NAMES,
+    SAMPLE_RATE,
+    FaceParams,
+    FaceParamsError,
+    frame_pts,
+)
 
 
 def test_column_order_is_pose_blink_expression():

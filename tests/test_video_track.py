@@ -7,7 +7,16 @@ import pytest
 from engine.face.fit import fit
 from engine.face.model import Camera, FaceModel, Identity
 from engine.face.track import NoFaceError
-from engine.face.video_track import at_rest, blink_events, fit_clip, load_track, save_track, smooth, track_video, write_preview
+from engine.face.video_track import (
+    at_rest,
+    blink_events,
+    fit_clip,
+    load_track,
+    save_track,
+    smooth,
+    track_video,
+    write_preview,
+)
 from engine.render.renderer import AvatarRenderer
 from engine.types import BLINK_COL, EXP_START, EXPRESSION_NAMES, FPS, FaceParams
 from engine.video import VideoReadError, read_frames, write_mp4

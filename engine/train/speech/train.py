@@ -1,19 +1,17 @@
-"""Train the built-in phonetic model: data, forced alignment of the real recordings, final model.
+"""Training the built-in phonetic model: the aligner, forced alignment of the real recordings,
+the final model (`python -m engine train-features`, engine/train/speech/cli.py, runs it).
 
-    nice python -m engine.train.train_features --out models/weights/phonetic_builtin.pt
-
-1. Build the corpus (engine/train/speech_data.py) into --data (outside the repository).
+1. Build the corpus (engine/train/speech/data.py).
 2. Train an *aligner* (the same network with a long look-ahead) on the synthetic speech, align the
    real recordings' transcripts with it (Viterbi), retrain it on synthetic + real, realign.
 3. Train the shipped model (short look-ahead) on synthetic + aligned real speech; save it with its
    config, normaliser statistics and held-out scores.
-One torch thread throughout: the machine is shared.
 """
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -21,12 +19,11 @@ import torch
 from torch import nn
 
 from engine.audio.phones import IS_VOICED, PHONE_INDEX, PHONES, SILENCE, VISEME_OF_PHONE, VISEMES
-from engine.train import speech_data
-from engine.train.align import align
-from engine.train.evaluate import decode, edit_distance, summary, viseme_confusion
+from engine.train.speech import data as speech_data
+from engine.train.speech.align import align
+from engine.train.speech.evaluate import decode, edit_distance, summary, viseme_confusion
 from models.phonetic import PhoneticConfig, PhoneticNet, RunningCMVN, save_phonetic
 
-REPO = Path(__file__).resolve().parents[2]
 IGNORE = -100
 
 
@@ -149,42 +146,19 @@ def streams_for(utterances: list, feats: list[np.ndarray], stride: int, with_rea
     return [(synthetic, 1 - tc.real_fraction), (stream(lambda u: u.real), tc.real_fraction)]
 
 
-def _arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    parser.add_argument("--out", type=Path, default=REPO / "models" / "weights" / "phonetic_builtin.pt",
-                        help="model file to write (the aligner goes beside it as NAME.aligner.pt)")
-    parser.add_argument("--data", type=Path, default=REPO / "out" / "speech_data" / "corpus.pkl",
-                        help="where the generated corpus is kept (outside the repository)")
-    parser.add_argument("--reuse-data", action="store_true", help="load --data if it exists instead of rebuilding")
-    parser.add_argument("--quick", action="store_true", help="tiny data and few batches: a smoke run")
-    return parser  # fmt: skip
-
-
-def add_parser(subparsers) -> None:  # noqa: ANN001
-    """`python -m engine train-features ...`"""
-    parser = subparsers.add_parser("train-features", help="train the built-in phonetic feature model", description=__doc__,
-                                   formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
-    _arguments(parser).set_defaults(run=run)
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m engine.train.train_features", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
-    return run(_arguments(parser).parse_args(argv))
-
-
-def run(args: argparse.Namespace) -> int:
-    torch.set_num_threads(1)
+def train_model(out: Path, data_path: Path, reuse_data: bool, quick: bool, log: Callable[[str], None]) -> None:
+    """Build (or, with `reuse_data`, load) the corpus at `data_path`, train the aligner and the final
+    model; write them to `out` and NAME.aligner.pt beside it. `quick`: tiny data, few batches."""
     torch.manual_seed(0)
     began = time.time()
-    log = lambda msg: print(f"[{time.time() - began:6.0f} s] {msg}", flush=True)  # noqa: E731
     config = PhoneticConfig()
-    data = speech_data.DataConfig(espeak_sentences=60, festival_sentences=6, real_copies=1) if args.quick else speech_data.DataConfig()
-    tc = TrainConfig(aligner_batches=(20, 20, 20), final_batches=20, batch=8) if args.quick else TrainConfig()
-    if args.reuse_data and args.data.exists():
-        utterances = speech_data.load(args.data)
+    data = speech_data.DataConfig(espeak_sentences=60, festival_sentences=6, real_copies=1) if quick else speech_data.DataConfig()
+    tc = TrainConfig(aligner_batches=(20, 20, 20), final_batches=20, batch=8) if quick else TrainConfig()
+    if reuse_data and data_path.exists():
+        utterances = speech_data.load(data_path)
     else:
         log("building speech data")
-        utterances = speech_data.build(args.data, config, data, log)
+        utterances = speech_data.build(data_path, config, data, log)
     mean, var, feats = normalise(utterances, config)
 
     aligner = PhoneticNet(dataclasses.replace(config, lookahead_steps=tc.aligner_lookahead_steps))
@@ -194,7 +168,7 @@ def run(args: argparse.Namespace) -> int:
         align_real(aligner, utterances, feats, log)
         log(f"  aligner held-out real: {scores(aligner, utterances, feats, real=True)}")
 
-    aligner_path = args.out.with_name(args.out.stem + ".aligner.pt")
+    aligner_path = out.with_name(out.stem + ".aligner.pt")
     aligner.cmvn_mean.copy_(torch.from_numpy(mean).float())
     aligner.cmvn_var.copy_(torch.from_numpy(var).float())
     save_phonetic(aligner, str(aligner_path), purpose="forced alignment of held-out recordings for the benchmark")
@@ -205,13 +179,9 @@ def run(args: argparse.Namespace) -> int:
     train(model, streams_for(utterances, feats, config.stride, True, tc), tc.final_batches, tc, log)
     held_out = {"real": scores(model, utterances, feats, real=True), "synthetic": scores(model, utterances, feats, real=False)}
     log(f"  final held-out (per 20 ms step): {held_out}")
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    save_phonetic(model, str(args.out), phones=list(PHONES), silence=SILENCE, train_config=dataclasses.asdict(tc),
+    out.parent.mkdir(parents=True, exist_ok=True)
+    save_phonetic(model, str(out), phones=list(PHONES), silence=SILENCE, train_config=dataclasses.asdict(tc),
                   data_config=dataclasses.asdict(data), held_out_step_scores=held_out,
                   train_seconds=round(time.time() - began))  # fmt: skip
-    log(f"saved {args.out} ({args.out.stat().st_size / 1e6:.2f} MB)")
-    return 0
+    log(f"saved {out} ({out.stat().st_size / 1e6:.2f} MB)")
 
-
-if __name__ == "__main__":
-    raise SystemExit(main())

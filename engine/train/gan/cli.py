@@ -3,7 +3,7 @@
     python -m engine train-gan --general [--features builtin] [--preset paper|cpu-small]
     python -m engine train-gan --avatar NAME --dataset TRACK.npz [--audio VIDEO]
 
-General: builds (or reuses) the generated-speech data set (engine/train/gan_data.py) in --data,
+General: builds (or reuses) the generated-speech data set (engine/train/gan/data.py) in --data,
 trains with a resumable checkpoint in --checkpoint, and writes the inference weights to --ship
 (default models/weights/facial_gan_KIND.pt). Personal: the avatar's tracked parameters (an .npz
 as FaceParams.save writes it, plus the audio of the same video: an `audio` array in the .npz at
@@ -23,12 +23,12 @@ import torch
 
 from engine.types import FPS
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 WEIGHTS = REPO / "models" / "weights"
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    from engine.train.gan import PRESETS
+    from engine.train.gan.train import PRESETS
 
     p = subparsers.add_parser("train-gan", help="train FACIAL-GAN (general) or fine-tune it for an avatar", description=__doc__,
                               formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
@@ -74,8 +74,8 @@ def _general_data(args: argparse.Namespace, kind: str, features):  # noqa: ANN00
     """The data set of `kind`: loaded from --data, else made (the speech itself is cached apart,
     in out/gan_data/sessions_SCALE.pkl, as it serves every feature kind)."""
     from engine.avatar.bundle import load as load_avatar
-    from engine.train import gan_data
-    from engine.train.gan_targets import TargetConfig, lip_seal
+    from engine.train.gan import data as gan_data
+    from engine.train.gan.targets import TargetConfig, lip_seal
     from models.phonetic import load_phonetic
 
     data_path = args.data or REPO / "out" / "gan_data" / f"{kind}.npz"
@@ -106,7 +106,7 @@ def _general_data(args: argparse.Namespace, kind: str, features):  # noqa: ANN00
 
 
 def _general(args: argparse.Namespace) -> None:
-    from engine.train import gan
+    from engine.train.gan import train as gan
 
     kind = args.features or "builtin"
     features = _extractor(args, kind)
@@ -134,7 +134,7 @@ def _personal(args: argparse.Namespace) -> None:
     from engine.audio.decode import load_audio
     from engine.avatar.bundle import add_files
     from engine.avatar.bundle import load as load_avatar
-    from engine.train import gan
+    from engine.train.gan import train as gan
     from engine.types import FaceParams
 
     avatar = load_avatar(args.avatar)

@@ -27,12 +27,13 @@ from engine.audio.features import FeatureExtractor
 from engine.audio.pcm import to_sample_rate
 from engine.audio.phones import PHONES, SILENCE, ipa_to_phones
 from engine.audio.tts import Espeak, Synthesis, Voice
-from engine.train import asterisk, festival, speech_data
-from engine.train.align import align
-from engine.train.augment import augment
-from engine.train.gan_targets import Segment, TargetConfig, targets
-from engine.train.sentences import sentences
-from engine.train.train_features import log_posteriors
+from engine.train.gan.targets import Segment, TargetConfig, targets
+from engine.train.speech import asterisk, festival
+from engine.train.speech import data as speech_data
+from engine.train.speech.align import align
+from engine.train.speech.augment import augment
+from engine.train.speech.sentences import sentences
+from engine.train.speech.train import log_posteriors
 from engine.types import SAMPLE_RATE
 from models.phonetic import LogMel, PhoneticNet
 
@@ -125,7 +126,7 @@ def festival_sessions(count: int, texts: list[str], per_session: tuple[int, int]
 
 
 def aligned_segments(aligner: PhoneticNet, audio: np.ndarray, words: list[list[str]]) -> list[Segment] | None:
-    """A recording's known phones placed in time by forced alignment (engine/train/align.py) on
+    """A recording's known phones placed in time by forced alignment (engine/train/speech/align.py) on
     the phonetic aligner's posteriors; None when it does not fit."""
     config = aligner.config
     mels = LogMel(config).push(audio)
@@ -140,7 +141,7 @@ def aligned_segments(aligner: PhoneticNet, audio: np.ndarray, words: list[list[s
 
 
 def real_sessions(aligner: PhoneticNet, per_session: tuple[int, int], rng: np.random.Generator, log=print) -> list[Session]:  # noqa: ANN001
-    """The Asterisk recordings (engine/train/asterisk.py, one speaker per language), training
+    """The Asterisk recordings (engine/train/speech/asterisk.py, one speaker per language), training
     prompts only, aligned and joined into sessions per language."""
     out = []
     for language in asterisk.installed_languages():

@@ -2,7 +2,7 @@
 the weights to its bundle as r2v_<variant>.pt.
 
 Photo avatars (one image, no video) are trained on the direct compositor under sampled face
-parameters (engine/train/r2v_data.py). Runs resume from `--run-dir` when it holds a checkpoint.
+parameters (engine/train/r2v/data.py). Runs resume from `--run-dir` when it holds a checkpoint.
 """
 from __future__ import annotations
 
@@ -11,15 +11,10 @@ import sys
 import time
 from pathlib import Path
 
-# Per variant: frame size, batch, discriminator (width, layers, scales). Full is pix2pixHD's;
-# lite's discriminator is small enough that a CPU step is dominated by the generator.
-VARIANT_DEFAULTS = {
-    "lite": {"size": 256, "batch": 4, "discriminator": (16, 3, 2)},
-    "full": {"size": 512, "batch": 1, "discriminator": (64, 3, 3)},
-}
-
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    from engine.train.r2v.train import VARIANT_DEFAULTS
+
     p = subparsers.add_parser("train-r2v", help="train an avatar's rendering-to-video network")
     p.add_argument("--avatar", default="default", help="a name under avatars/ or a bundle directory")
     p.add_argument("--variant", choices=list(VARIANT_DEFAULTS), default="lite")
@@ -44,7 +39,7 @@ def run(args: argparse.Namespace) -> None:
     import torch
 
     from engine.avatar.bundle import add_files, load
-    from engine.train.r2v import R2VTrainConfig, R2VTrainer
+    from engine.train.r2v.train import VARIANT_DEFAULTS, R2VTrainConfig, R2VTrainer
     from models.discriminators import PatchGANConfig
     from models.r2v import R2VConfig
 

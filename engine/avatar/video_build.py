@@ -14,7 +14,7 @@ their checkpoints). A work directory made from another video or preset is starte
   features  the speech features of the clip's own sound
   gan       FACIAL-GAN fine-tuned from the general weights on the first 85% of the clip (by time)
   r2v       R2V trained on the same part (lite on the CPU, full on CUDA)
-  report    held-out metrics on the last 15% (engine.train.avatar_report.py)
+  report    held-out metrics on the last 15% (engine.avatar.build_report.py)
   bundle    everything written to --out in one atomic swap
 """
 from __future__ import annotations
@@ -30,11 +30,11 @@ from pathlib import Path
 import numpy as np
 
 from engine.avatar.bundle import Avatar, save
+from engine.avatar.video_crop import Crop, crop_frames, motion_stats, stable_crop, write_npy
+from engine.avatar.work_dir import Work
 from engine.errors import EngineError
 from engine.face.model import Camera
 from engine.progress import progress_bar
-from engine.train.avatar_video import Crop, crop_frames, motion_stats, stable_crop, write_npy
-from engine.train.work_dir import Work
 from engine.types import FPS, FaceParams
 
 REPO = Path(__file__).resolve().parents[2]
@@ -208,7 +208,7 @@ class Stages:
 
     def gan(self) -> None:
         from engine.pipeline.animator import WEIGHTS_DIR
-        from engine.train import gan
+        from engine.train.gan import train as gan
 
         if not (self.work / "features.npy").is_file():
             return
@@ -235,8 +235,8 @@ class Stages:
 
     def r2v(self) -> None:
         from engine.render.renderer import AvatarRenderer
-        from engine.train.r2v import R2VTrainer
-        from engine.train.r2v_data import VideoSource, video_segment
+        from engine.train.r2v.data import VideoSource, video_segment
+        from engine.train.r2v.train import R2VTrainer
 
         avatar, (params, usable), frames = self.draft, self.fitted, self.frames()
         config = r2v_config(self.preset, self.variant)
@@ -249,7 +249,7 @@ class Stages:
 
     # -- report and bundle -----------------------------------------------------------------------
     def report(self) -> None:
-        from engine.train.avatar_report import write_report
+        from engine.avatar.build_report import write_report
 
         write_report(self)
 
@@ -274,9 +274,8 @@ def variant_for(device: str) -> str:
     return "full" if device.startswith("cuda") else "lite"
 
 
-def r2v_config(preset: Preset, variant: str):  # noqa: ANN201 (engine.train.r2v.R2VTrainConfig)
-    from engine.train.r2v import R2VTrainConfig
-    from engine.train.r2v_cli import VARIANT_DEFAULTS
+def r2v_config(preset: Preset, variant: str):  # noqa: ANN201 (engine.train.r2v.train.R2VTrainConfig)
+    from engine.train.r2v.train import VARIANT_DEFAULTS, R2VTrainConfig
     from models.discriminators import PatchGANConfig
     from models.r2v import R2VConfig
 
@@ -292,9 +291,9 @@ def r2v_config(preset: Preset, variant: str):  # noqa: ANN201 (engine.train.r2v.
 
 def train_photo_r2v(avatar: Avatar, preset: str, device: str = "cpu", work: str | os.PathLike | None = None) -> Avatar:
     """A photo avatar's R2V, trained on the direct compositor's frames under sampled parameters
-    (engine/train/r2v_data.py), added to its bundle. Resumes from `work` (default out/r2v/NAME-photo)."""
+    (engine/train/r2v/data.py), added to its bundle. Resumes from `work` (default out/r2v/NAME-photo)."""
     from engine.avatar.bundle import add_files
-    from engine.train.r2v import R2VTrainer
+    from engine.train.r2v.train import R2VTrainer
 
     variant = variant_for(device)
     config = r2v_config(replace(PRESETS[preset], resolution=avatar.resolution), variant)

@@ -25,7 +25,7 @@ Channels -> rig (engine/types.py EXPRESSION_NAMES):
   centre of each bilabial the lips actually meet;  tuck -> mouthLowerLipTuck and funnel ->
   mouthFunnel, both scaled by (1 - closure) since they part the lips;  pucker -> mouthPucker;
   spread -> mouthStretch_L/R.
-Head motion, brows and blinks: engine/train/gan_prosody.py.
+Head motion, brows and blinks: engine/train/gan/prosody.py.
 """
 from __future__ import annotations
 
@@ -38,7 +38,7 @@ from engine.audio.phones import PHONE_INDEX, SILENCE, VISEME_GROUPS
 from engine.avatar.bundle import MotionStats
 from engine.face.model import FaceModel, Identity
 from engine.face.topology import LOWER_LIP_MID_INNER, UPPER_LIP_MID_INNER
-from engine.train import gan_prosody
+from engine.train.gan import prosody as gan_prosody
 from engine.types import BLINK_COL, EXP_START, EXPRESSION_NAMES, FPS, NUM_PARAMS, FaceParams
 
 Segment = gan_prosody.Segment

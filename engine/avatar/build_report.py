@@ -4,7 +4,7 @@ On the held-out frames (the last 15% of the clip, never trained on):
 - speech -> motion: FACIAL-GAN's parameters from the clip's own sound vs the tracked ones (jawOpen
   correlation, blink rate, head-pose spread);
 - R2V: its frames from the tracked parameters vs the real frames (PSNR/SSIM of the whole frame
-  and the mouth box, flicker: engine/train/r2v_quality.py);
+  and the mouth box, flicker: engine/train/r2v/quality.py);
 - landmark distance: MediaPipe tracks the generated frames (audio-driven, and reconstructed from
   the tracked parameters) and the real ones, over the first LANDMARK_FRAMES of the held-out part;
   the mean distance between corresponding landmarks, in % of the inter-ocular distance, over the
@@ -67,8 +67,8 @@ def write_report(stages) -> dict:  # noqa: ANN001 (avatar_build.Stages)
     from engine.pipeline.animator import Gan, animate_offline
     from engine.pipeline.frames import FrameSource, r2v_weights
     from engine.render.renderer import AvatarRenderer
-    from engine.train.r2v_data import VideoSource
-    from engine.train.r2v_quality import evaluate_video
+    from engine.train.r2v.data import VideoSource
+    from engine.train.r2v.quality import evaluate_video
     from models.r2v import R2V
 
     work, avatar = stages.work, stages.trained()

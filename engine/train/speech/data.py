@@ -6,8 +6,8 @@ Sources (each utterance is one `Utterance`):
 - `festival:VOICE`: the same kind of sentences from festival's two Debian voices; labels from segs.
 - `espeak-LANG`: the training transcripts of the Asterisk prompts of LANG spoken by espeak-ng, so
   the first aligner has seen every language's sounds.
-- `real:LANG`: the Asterisk recordings (see engine/train/asterisk.py for the split). They have no
-  timings: `labels` is None until `engine.train.align` fills it from a model. Training prompts come
+- `real:LANG`: the Asterisk recordings (see engine/train/speech/asterisk.py for the split). They have no
+  timings: `labels` is None until `engine.train.speech.align` fills it from a model. Training prompts come
   in several copies: one clean, the others through `augment` with a random vocal-tract warp.
 
 Synthetic audio goes through `augment` and a random warp. Frames are raw log-mels (normalised
@@ -25,9 +25,9 @@ from engine.audio.decode import load_audio
 from engine.audio.pcm import to_sample_rate
 from engine.audio.phones import PHONE_INDEX, SILENCE, ipa_to_phones
 from engine.audio.tts import Espeak, Voice
-from engine.train import asterisk, festival
-from engine.train.augment import augment, random_warp
-from engine.train.sentences import sentences
+from engine.train.speech import asterisk, festival
+from engine.train.speech.augment import augment, random_warp
+from engine.train.speech.sentences import sentences
 from engine.types import SAMPLE_RATE
 from models.phonetic import LogMel, PhoneticConfig
 

@@ -1,6 +1,6 @@
 """Training R2V for one avatar: generator + multi-scale PatchGAN, pix2pixHD's recipe.
 
-Each step: a batch of input stacks and targets from the frame pool (engine/train/r2v_data.py), fed
+Each step: a batch of input stacks and targets from the frame pool (engine/train/r2v/data.py), fed
 by the avatar's segment source (sampled parameters for a photo avatar, its tracked video otherwise);
 once the adversarial phase has started (`gan_start`), a discriminator step (LSGAN) on real and
 generated frames, conditioned on the current rendered frame and its attention map; then a
@@ -10,7 +10,7 @@ and decaying linearly to zero over the second, as pix2pixHD does.
 
 The run directory holds `checkpoint.pt` (everything needed to resume, written atomically every
 `checkpoint_every` steps and at the end), `val/step_NNNNNN.png` validation grids (rendered input |
-attention | output | ground truth) and `metrics.jsonl`. Metrics: engine/train/r2v_quality.py.
+attention | output | ground truth) and `metrics.jsonl`. Metrics: engine/train/r2v/quality.py.
 """
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ from PIL import Image
 
 from engine.avatar.bundle import Avatar
 from engine.render.renderer import AvatarRenderer
-from engine.train.r2v_data import (
+from engine.train.r2v.data import (
     FramePool,
     PhotoSource,
     Segment,
@@ -34,10 +34,17 @@ from engine.train.r2v_data import (
     render_segment,
     sample_params,
 )
-from engine.train.r2v_quality import Quality, grid, quality, run_segment
+from engine.train.r2v.quality import Quality, grid, quality, run_segment
 from models.discriminators import MultiScaleDiscriminator, PatchGANConfig
 from models.losses import LossWeights, generator_losses, lsgan_discriminator, region_weights
 from models.r2v import R2V, R2VConfig
+
+# Per variant: frame size, batch, discriminator (width, layers, scales). Full is pix2pixHD's;
+# lite's discriminator is small enough that a CPU step is dominated by the generator.
+VARIANT_DEFAULTS = {
+    "lite": {"size": 256, "batch": 4, "discriminator": (16, 3, 2)},
+    "full": {"size": 512, "batch": 1, "discriminator": (64, 3, 3)},
+}
 
 VAL_SEED_OFFSET = 1_000_003  # validation frames come from their own random stream: held out
 

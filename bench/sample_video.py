@@ -18,7 +18,7 @@ PAUSE_S = 0.4  # between sentences
 def talking_speech(seconds: float, seed: int = 0, voice: str = "en-us") -> np.ndarray:
     """[S] float32 at SAMPLE_RATE: `seconds` of generated sentences with pauses between them."""
     from engine.audio.tts import text_to_speech
-    from engine.train.sentences import sentences
+    from engine.train.speech.sentences import sentences
 
     pieces, total, count = [], 0, 0
     while total < seconds * SAMPLE_RATE:

@@ -16,7 +16,7 @@ import torch
 from PIL import Image
 from torch import Tensor
 
-from engine.train.r2v_data import Segment, TrainingDataError, VideoSource, window_batch
+from engine.train.r2v.data import Segment, TrainingDataError, VideoSource, window_batch
 from models.losses import ssim
 from models.r2v import R2V, R2VConfig
 
