@@ -9,6 +9,7 @@ import sys
 import uvloop
 from aiohttp import web
 
+from engine.errors import EngineError
 from engine.runtime import tune_allocator
 from streaming.access import AVATARS
 from streaming.app import ServerConfig, create_app
@@ -72,7 +73,7 @@ def main() -> None:
             runner.run(serve(config))
     except KeyboardInterrupt:
         pass
-    except (ImportError, LookupError, ValueError, OSError) as e:
+    except (ImportError, LookupError, EngineError, OSError) as e:
         print(f"run_server: error: {e}", file=sys.stderr)
         sys.exit(2)
 

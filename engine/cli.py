@@ -7,6 +7,7 @@ from collections.abc import Iterator
 
 import numpy as np
 
+from engine.errors import EngineError, UsageError
 from engine.types import FaceParamsError
 
 BATCH = 8  # frames rendered per call: amortises per-call overhead, bounded memory
@@ -48,15 +49,15 @@ def animate(args: argparse.Namespace) -> None:
 def build_avatar(args: argparse.Namespace) -> None:
     from pathlib import Path
 
-    from engine.avatar import video_build as avatar_build
+    from engine.avatar import video_build
 
     name = args.name or Path(args.out).name
     if args.video:
-        options = avatar_build.BuildOptions(Path(args.video), Path(args.out), name, args.preset, args.device, args.force, args.work, args.features)
-        avatar_build.build(options)
+        options = video_build.BuildOptions(Path(args.video), Path(args.out), name, args.preset, args.device, args.force, args.work, args.features)
+        video_build.build(options)
         return
     if (Path(args.out) / "avatar.json").exists() and not args.force:
-        raise ValueError(f"{args.out} already holds an avatar; pass --force to replace it")
+        raise UsageError(f"{args.out} already holds an avatar; pass --force to replace it")
     from PIL import Image, UnidentifiedImageError
 
     from engine.avatar import build
@@ -67,11 +68,11 @@ def build_avatar(args: argparse.Namespace) -> None:
         try:
             image = np.asarray(Image.open(args.image).convert("RGB"))
         except (OSError, UnidentifiedImageError) as e:
-            raise ValueError(f"{args.image}: not a readable image ({e})") from None
+            raise video_build.BuildError(f"{args.image}: not a readable image ({e})") from None
         avatar = build.from_image(image, args.out, name=name, resolution=args.resolution, source=str(args.image))
     print(f"wrote avatar '{avatar.name}' to {args.out}", file=sys.stderr)
     if args.image and args.preset != "none":
-        avatar_build.train_photo_r2v(avatar, args.preset, args.device, args.work)
+        video_build.train_photo_r2v(avatar, args.preset, args.device, args.work)
 
 
 def parser() -> argparse.ArgumentParser:
@@ -120,16 +121,13 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from engine.audio.decode import AudioDecodeError
-    from engine.avatar.bundle import AvatarError
-    from engine.face.track import NoFaceError
     from engine.runtime import tune_allocator
 
     args = parser().parse_args(argv)
     tune_allocator()
     try:
         args.run(args)
-    except (FaceParamsError, AvatarError, NoFaceError, AudioDecodeError, OSError, ValueError) as e:
+    except (EngineError, OSError) as e:  # bad input or files; anything else is a bug: its traceback shows
         print(f"error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

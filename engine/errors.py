@@ -11,3 +11,7 @@ from __future__ import annotations
 
 class EngineError(ValueError):
     """Something the user can fix: the message is one sentence that says what and where."""
+
+
+class UsageError(EngineError):
+    """A command's options that do not fit together or name nothing usable."""

@@ -107,3 +107,15 @@ def test_build_avatar_from_photo_and_bad_photos(tmp_path):
         result = run("build-avatar", "--image", str(tmp_path / photo), "--out", str(tmp_path / "bad"))
         assert result.returncode == 2 and message in result.stderr and "Traceback" not in result.stderr
         assert not (tmp_path / "bad").exists()
+
+
+def test_a_bug_shows_its_traceback_instead_of_passing_for_bad_input(monkeypatch):
+    """Only the engine's own errors (and file errors) become one line and exit status 2."""
+    from engine import cli
+
+    def broken(args):
+        raise ValueError("a bug")
+
+    monkeypatch.setattr(cli, "animate", broken)
+    with pytest.raises(ValueError, match="a bug"):
+        cli.main(["animate", "--demo", "--out", "x.mp4"])

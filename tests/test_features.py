@@ -19,6 +19,7 @@ from engine.audio.features import (
     kinds,
     num_frames,
 )
+from engine.audio.pcm import BadAudioError
 from engine.types import FPS, SAMPLE_RATE, AudioChunk, frame_pts
 
 CHUNKS = (160, 320, 533, 1600, 7919)  # 10 ms, 20 ms, one frame, 100 ms, an odd size
@@ -161,11 +162,11 @@ def test_stream_misuse_and_bad_samples():
     assert stream.flush() == []  # nothing pushed, nothing out
     with pytest.raises(FeatureError, match="push after flush"):
         stream.push(AudioChunk(np.zeros(10, np.float32), 0))
-    with pytest.raises(ValueError, match="NaN or infinite sample at 0.001 s"):
+    with pytest.raises(BadAudioError, match="NaN or infinite sample at 0.001 s"):
         FrameEnergy().stream().push(AudioChunk(np.array([0.0] * 16 + [np.inf], np.float32), 0))
-    with pytest.raises(ValueError, match="NaN"):
+    with pytest.raises(BadAudioError, match="NaN"):
         FrameEnergy().offline(np.array([0.1, np.nan], np.float32))
-    with pytest.raises(ValueError, match="mono"):
+    with pytest.raises(BadAudioError, match="mono"):
         FrameEnergy().offline(np.zeros((100, 2), np.float32))
 
 

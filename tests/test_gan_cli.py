@@ -12,6 +12,7 @@ import torch
 from engine.audio import features as feature_registry
 from engine.audio.features import FeatureExtractor, num_frames
 from engine.avatar.bundle import load
+from engine.errors import UsageError
 from engine.pipeline.animator import Gan
 from engine.train.gan import data as gan_data
 from engine.train.gan import train as gan
@@ -75,13 +76,13 @@ def test_personal_fine_tuning_goes_into_the_bundle(tmp_path):
 
 def test_personal_errors(tmp_path):
     shutil.copytree(load("default").path, tmp_path / "person")
-    with pytest.raises(ValueError, match="needs --dataset"):
+    with pytest.raises(UsageError, match="needs --dataset"):
         _run("--avatar", str(tmp_path / "person"), "--features", KIND)
     FaceParams.neutral(40).save(str(tmp_path / "track.npz"))
-    with pytest.raises(ValueError, match="no 'audio'"):
+    with pytest.raises(UsageError, match="no 'audio'"):
         _run("--avatar", str(tmp_path / "person"), "--dataset", str(tmp_path / "track.npz"), "--features", KIND)
     np.savez(tmp_path / "with_audio.npz", params=np.zeros((40, NUM_PARAMS)), audio=np.zeros(SAMPLE_RATE, np.float32))
-    with pytest.raises(ValueError, match="no general weights"):
+    with pytest.raises(UsageError, match="no general weights"):
         _run("--avatar", str(tmp_path / "person"), "--dataset", str(tmp_path / "with_audio.npz"), "--features", KIND, "--init", str(tmp_path / "none.pt"))
 
 

@@ -44,7 +44,7 @@ def test_windows_cut_with_stride_and_local_windows_like_frame_windows():
 
 
 def test_too_short_data_is_a_clear_error():
-    with pytest.raises(ValueError, match="not enough data"):
+    with pytest.raises(gan.GanDataError, match="not enough data"):
         gan.Windows([(np.zeros((10, 6)), np.zeros((10, NUM_PARAMS)))], TINY, stride=5)
 
 

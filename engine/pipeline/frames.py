@@ -27,7 +27,7 @@ from engine.avatar.bundle import Avatar
 from engine.errors import EngineError
 from engine.render.renderer import AvatarRenderer
 from engine.types import NUM_PARAMS, FaceParams
-from models.r2v import R2V, R2VConfig
+from models.r2v import R2V, R2VConfig, R2VError
 
 RENDERERS = ("auto", "r2v", "composite")
 CACHE_FRAMES = 256  # rendered faces kept: a few sessions' windows
@@ -69,7 +69,10 @@ class FrameSource:
         weights = r2v_weights(avatar, variant) if renderer != "composite" else None
         if renderer == "r2v" and weights is None:
             raise FramesError(f"avatar '{avatar.name}' has no r2v_{variant} weights: train them with `python -m engine train-r2v --avatar {avatar.name} --variant {variant}`")
-        model = R2V.from_checkpoint(weights) if weights is not None else None
+        try:
+            model = R2V.from_checkpoint(weights) if weights is not None else None
+        except R2VError as e:  # models/ knows only torch: its errors become the engine's here
+            raise FramesError(str(e)) from None
         if model is not None and size not in (None, model.config.size):
             if renderer == "r2v":
                 raise FramesError(f"the r2v_{variant} network of avatar '{avatar.name}' makes {model.config.size}x{model.config.size} frames, not {size}x{size}")

@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from engine.errors import UsageError
 from engine.types import FPS
 
 REPO = Path(__file__).resolve().parents[3]
@@ -83,7 +84,7 @@ def _general_data(args: argparse.Namespace, kind: str, features):  # noqa: ANN00
         print(f"data: {data_path}", file=sys.stderr)
         items = gan_data.load(data_path)
         if items[0].features.shape[1] != features.dim:
-            raise ValueError(f"{data_path}: features of dimension {items[0].features.shape[1]}, the '{kind}' extractor gives {features.dim}; use --rebuild-data")
+            raise UsageError(f"{data_path}: features of dimension {items[0].features.shape[1]}, the '{kind}' extractor gives {features.dim}; use --rebuild-data")
         return items, data_path
     base = gan_data.DataConfig()
     sizes = ("espeak_sessions", "festival_sessions", "held_out_sessions")
@@ -140,14 +141,14 @@ def _personal(args: argparse.Namespace) -> None:
     avatar = load_avatar(args.avatar)
     kind = args.features or avatar.feature_kind
     if args.dataset is None:
-        raise ValueError("personal fine-tuning needs --dataset (the tracked parameters of the avatar's video)")
+        raise UsageError("personal fine-tuning needs --dataset (the tracked parameters of the avatar's video)")
     params = FaceParams.load(str(args.dataset))
     if args.audio:
         audio = load_audio(args.audio)
     else:
         with np.load(args.dataset, allow_pickle=False) as f:
             if "audio" not in f:
-                raise ValueError(f"{args.dataset}: no 'audio' array; give the video's sound with --audio")
+                raise UsageError(f"{args.dataset}: no 'audio' array; give the video's sound with --audio")
             audio = np.asarray(f["audio"], np.float32)
     extractor = _extractor(args, kind)
     features = extractor.offline(audio)
@@ -155,7 +156,7 @@ def _personal(args: argparse.Namespace) -> None:
     offsets = params.array[:frames] - avatar.reference_params.array[0]  # the GAN predicts offsets from rest
     init = args.init or WEIGHTS / f"facial_gan_{kind}.pt"
     if not Path(init).is_file():
-        raise ValueError(f"{init}: no general weights to fine-tune (train them with --general)")
+        raise UsageError(f"{init}: no general weights to fine-tune (train them with --general)")
     state = gan.load(init)
     ckpt = args.checkpoint or REPO / "out" / "train-gan" / f"{avatar.name}_{kind}.ckpt"
     info = {**state["meta"], **gan.meta(kind, gan.silence_features(extractor)), "avatar": avatar.name, "frames": frames}

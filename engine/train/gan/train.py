@@ -25,6 +25,7 @@ import torch
 from tqdm import tqdm
 
 from engine.audio.features import FeatureExtractor
+from engine.errors import EngineError
 from engine.types import FPS, PARAM_NAMES, RIG_VERSION, SAMPLE_RATE
 from models.facial_gan import (
     FacialGAN,
@@ -36,6 +37,10 @@ from models.facial_gan import (
     generator_from_checkpoint,
     generator_loss,
 )
+
+
+class GanDataError(EngineError):
+    """Training data or weights that FACIAL-GAN cannot be trained on."""
 
 
 @dataclass(frozen=True)
@@ -77,7 +82,7 @@ class Windows:
             [(k, s) for k, (f, _) in enumerate(sequences) for s in range(0, len(f) - config.window + 1, stride)], np.int64
         ).reshape(-1, 2)
         if len(self.index) == 0:
-            raise ValueError(f"no sequence is {config.window} frames long ({config.window / FPS:.1f} s): not enough data to train on")
+            raise GanDataError(f"no sequence is {config.window} frames long ({config.window / FPS:.1f} s): not enough data to train on")
 
     def __len__(self) -> int:
         return len(self.index)
@@ -235,7 +240,7 @@ def fine_tune(
     in `out`, which --resume continues from)."""
     generator = resumed_generator(init)
     if generator.config.feature_dim != features.shape[1]:
-        raise ValueError(f"the general weights take {generator.config.feature_dim}-d features, these are {features.shape[1]}-d")
+        raise GanDataError(f"the general weights take {generator.config.feature_dim}-d features, these are {features.shape[1]}-d")
     data = Windows([(features, offsets)], generator.config, TrainConfig.stride)
     steps = steps or max(1, epochs * len(data) // batch)
     config = replace(TrainConfig(), **{**PERSONAL, "batch": batch, "steps": steps})

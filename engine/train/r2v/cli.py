@@ -39,12 +39,13 @@ def run(args: argparse.Namespace) -> None:
     import torch
 
     from engine.avatar.bundle import add_files, load
+    from engine.errors import UsageError
     from engine.train.r2v.train import VARIANT_DEFAULTS, R2VTrainConfig, R2VTrainer
     from models.discriminators import PatchGANConfig
     from models.r2v import R2VConfig
 
     if args.steps < 1:
-        raise ValueError(f"--steps must be at least 1, got {args.steps}")
+        raise UsageError(f"--steps must be at least 1, got {args.steps}")
     if args.threads:
         torch.set_num_threads(args.threads)
     avatar = load(args.avatar)

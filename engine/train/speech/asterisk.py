@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from engine.audio.phones import SILENCE, ipa_to_phones
+from engine.errors import EngineError
 
 SOUNDS = Path("/usr/share/asterisk/sounds")
 DOCS = Path("/usr/share/doc")
@@ -28,6 +29,10 @@ LANGUAGES = {
     "ru": ("ru_RU_f_IvrvoiceRU", "ru"),
 }
 HELD_OUT_BELOW = 26  # of 256: ~10 %
+
+
+class AsteriskError(EngineError):
+    """The Asterisk prompt recordings are not installed."""
 
 
 @dataclass(frozen=True)

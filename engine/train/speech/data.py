@@ -167,7 +167,7 @@ def build(path: Path, config: PhoneticConfig, data: DataConfig, log=print) -> li
     utterances: list[Utterance] = []
     languages = asterisk.installed_languages()
     if not languages:
-        raise RuntimeError(f"no Asterisk recordings installed: apt-get install {' '.join(DEBIAN_PACKAGES)}")
+        raise asterisk.AsteriskError(f"no Asterisk recordings installed: apt-get install {' '.join(DEBIAN_PACKAGES)}")
     steps = [("espeak English", lambda: espeak_english(config, data)), ("festival", lambda: festival_english(config, data))]
     for lang in languages:
         steps.append((f"espeak {lang} prompts", lambda lang=lang: espeak_prompts(config, data, lang)))
