@@ -9,7 +9,9 @@ import sys
 import uvloop
 from aiohttp import web
 
+from engine.backends import BACKENDS
 from engine.errors import EngineError
+from engine.pipeline.frames import RENDERERS
 from engine.runtime import tune_allocator
 from streaming.access import AVATARS
 from streaming.app import ServerConfig, create_app
@@ -22,8 +24,10 @@ def parse_args(argv: list[str] | None = None) -> tuple[ServerConfig, int]:
     parser.add_argument("--port", type=int, default=default.port, help="TCP port (default: %(default)s; 0 picks a free one)")
     parser.add_argument("--avatar", default=default.avatar, help="avatar name under avatars/ or a bundle directory (default: %(default)s)")
     parser.add_argument("--device", choices=("cpu", "cuda"), default=default.device, help="torch device for the models and rendering (default: %(default)s)")
-    parser.add_argument("--backend", default=default.backend, help="R2V inference backend: eager, compile, onnx, tensorrt (default: %(default)s)")
-    parser.add_argument("--renderer", choices=("auto", "r2v", "composite"), default=default.renderer, help="auto: R2V when the avatar has weights, else the direct compositor (default: %(default)s)")
+    parser.add_argument("--backend", choices=list(BACKENDS), default=default.backend,
+                        help="R2V inference backend (default: %(default)s)")
+    parser.add_argument("--renderer", choices=RENDERERS, default=default.renderer,
+                        help="auto: R2V when the avatar has weights, else the direct compositor (default: %(default)s)")
     parser.add_argument("--max-sessions", type=int, default=default.max_sessions, help="viewers served at once (default: %(default)s)")
     parser.add_argument("--size", type=int, default=default.size, help="video frame size in pixels (default: %(default)s)")
     parser.add_argument("--lookahead", type=int, default=default.lookahead, help="FACIAL-GAN look-ahead in frames: smoother lips, 33 ms more latency each (default: %(default)s)")
@@ -36,9 +40,9 @@ def parse_args(argv: list[str] | None = None) -> tuple[ServerConfig, int]:
         parser.error("--threads must be at least 1")
     try:
         config = ServerConfig(
-            args.host, args.port, args.avatar, args.device, args.size, args.max_sessions,
-            backend=args.backend, renderer=args.renderer, lookahead=args.lookahead, stride=args.stride, margin_ms=args.margin_ms,
-            workers=args.workers,
+            host=args.host, port=args.port, avatar=args.avatar, device=args.device, size=args.size,
+            max_sessions=args.max_sessions, backend=args.backend, renderer=args.renderer,
+            lookahead=args.lookahead, stride=args.stride, margin_ms=args.margin_ms, workers=args.workers,
         )
     except ValueError as e:
         parser.error(str(e))  # exits with status 2

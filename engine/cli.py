@@ -53,7 +53,10 @@ def build_avatar(args: argparse.Namespace) -> None:
 
     name = args.name or Path(args.out).name
     if args.video:
-        options = video_build.BuildOptions(Path(args.video), Path(args.out), name, args.preset, args.device, args.force, args.work, args.features)
+        options = video_build.BuildOptions(
+            video=Path(args.video), out=Path(args.out), name=name, preset=args.preset, device=args.device,
+            force=args.force, work=args.work, features=args.features,
+        )
         video_build.build(options)
         return
     if (Path(args.out) / "avatar.json").exists() and not args.force:
@@ -76,6 +79,9 @@ def build_avatar(args: argparse.Namespace) -> None:
 
 
 def parser() -> argparse.ArgumentParser:
+    from engine.backends import BACKENDS
+    from engine.pipeline.frames import RENDERERS
+
     p = argparse.ArgumentParser(prog="python -m engine", description="FACIAL talking-avatar engine: offline commands.")
     sub = p.add_subparsers(dest="command", required=True)
 
@@ -88,9 +94,9 @@ def parser() -> argparse.ArgumentParser:
     a.add_argument("--audio", help="audio (any format PyAV reads) to mux in, trimmed to the video")
     a.add_argument("--size", type=int, default=256, choices=[128, 256, 384, 512], help="frame size in pixels")
     a.add_argument("--device", default="cpu", help="torch device: cpu or cuda")
-    a.add_argument("--renderer", choices=["auto", "r2v", "composite"], default="auto",
+    a.add_argument("--renderer", choices=RENDERERS, default="auto",
                    help="auto: R2V when the avatar has lite weights for this size, else the direct compositor")  # fmt: skip
-    a.add_argument("--backend", choices=["eager", "compile", "onnxruntime", "tensorrt"], default="eager", help="R2V inference backend")
+    a.add_argument("--backend", choices=list(BACKENDS), default="eager", help="R2V inference backend")
     a.set_defaults(run=animate)
 
     b = sub.add_parser("build-avatar", help="build an avatar bundle from a talking-head video or a photo")

@@ -7,6 +7,7 @@ import sys
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     from engine.pipeline.animator import StreamConfig
+    from engine.pipeline.frames import RENDERERS
     from engine.pipeline.speak import MODES
 
     p = subparsers.add_parser("speak", help="make a video of the avatar speaking an audio file or a text")
@@ -22,7 +23,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument("--lookahead", type=int, default=StreamConfig.lookahead, help="streaming: frames of look-ahead of the animator")
     p.add_argument("--stride", type=int, default=StreamConfig.stride, help="streaming: frames per animator update")
     p.add_argument("--size", type=int, help="frame size in pixels (default: the avatar's renderer's)")
-    p.add_argument("--renderer", choices=["auto", "r2v", "composite"], default="auto", help="auto: R2V when the avatar has weights")
+    p.add_argument("--renderer", choices=RENDERERS, default="auto", help="auto: R2V when the avatar has weights")
     p.add_argument("--device", default="cpu", help="torch device: cpu or cuda")
     p.set_defaults(run=run)
     return p
