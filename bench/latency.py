@@ -42,6 +42,7 @@ from matplotlib.figure import Figure
 
 from bench.live import BLOCK, Server, loopback_client, server_process, speech_model, speech_script, viewer
 from bench.report import write_report
+from engine.runtime import usable_cores
 from engine.types import FPS, SAMPLE_RATE, FaceParams, frame_pts
 
 UTTERANCES = 10
@@ -262,7 +263,7 @@ def run(args: argparse.Namespace) -> None:
         f"speech: {server.speech}. aiortc client on loopback, espeak-ng phrases sent in real time over the websocket. "
         f"A/V offset: the video's delay (received mouth openness against the same models' offline reference) minus the audio's (received against sent loudness), per phrase. "
         f"Targets: p95 send-to-mouth <= 250 ms, |A/V offset| <= 40 ms. Command: python -m bench latency"
-        f". Machine load when it started: {load:.1f} runnable processes on {os.cpu_count()} cores (other work shares it)"
+        f". Machine load when it started: {load:.1f} runnable processes on {usable_cores()} cores (other work shares it)"
     )
     if probe:
         notes += ". The trained models are not there yet: this measures the probe (loudness opens the jaw, no look-ahead)" + trained_latency_note()

@@ -26,6 +26,7 @@ from matplotlib.figure import Figure
 
 from bench.live import BLOCK, PHRASES, Server, loopback_client, server_process, viewer
 from bench.report import write_report
+from engine.runtime import usable_cores
 from engine.types import SAMPLE_RATE
 
 TARGET_FPS = 29
@@ -143,7 +144,7 @@ def run(args: argparse.Namespace) -> None:
         f"Largest number of concurrent sessions each receiving >= {TARGET_FPS} fps ({summary}). Default avatar, direct "
         f"compositor at 256x256, {device}; every session speaks all the time over its websocket except the idle case. "
         f"Viewers on the same machine count encoded frames (no decoding). Target: >= 2 on a 2-core CPU. Command: python -m bench sessions"
-        f". Machine load when it started: {load:.1f} runnable processes on {os.cpu_count()} cores (other work shares it)"
+        f". Machine load when it started: {load:.1f} runnable processes on {usable_cores()} cores (other work shares it)"
     )
 
     def plot(fig: Figure) -> None:

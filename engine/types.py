@@ -21,6 +21,12 @@ def frame_pts(index: int) -> int:
     return index * SAMPLE_RATE // FPS
 
 
+def frame_at(pts: int) -> int:
+    """The video frame whose span [frame_pts(i), frame_pts(i + 1)) holds sample `pts`: the inverse
+    of frame_pts (frame_at(frame_pts(i)) == i), exact in integers."""
+    return ((pts + 1) * FPS - 1) // SAMPLE_RATE  # the last i with i * SAMPLE_RATE // FPS <= pts
+
+
 # ---- FaceParams column order ------------------------------------------------------------------
 # A sequence of face parameters is an array [N, 7 + K]:
 #   0..5  pose: pitch, yaw, roll (radians; rotation of the head about its pivot, 0 = facing the
