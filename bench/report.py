@@ -103,7 +103,7 @@ def machine_info() -> dict:
         "torch_threads": torch.get_num_threads(),
         "cuda_device": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
         "python": platform.python_version(),
-        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "git_commit": _git(["rev-parse", "--short", "HEAD"]),
         "git_dirty": bool(_git(["status", "--porcelain", "--untracked-files=no"])),
     }

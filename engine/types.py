@@ -109,18 +109,18 @@ class FaceParams:
         object.__setattr__(self, "array", np.ascontiguousarray(a, dtype=np.float32))
 
     @classmethod
-    def neutral(cls, n: int = 1) -> "FaceParams":
+    def neutral(cls, n: int = 1) -> FaceParams:
         return cls(np.zeros((n, NUM_PARAMS), np.float32))
 
     @classmethod
-    def from_parts(cls, pose: np.ndarray, blink: np.ndarray, exp: np.ndarray) -> "FaceParams":
+    def from_parts(cls, pose: np.ndarray, blink: np.ndarray, exp: np.ndarray) -> FaceParams:
         """pose [N, 6], blink [N], exp [N, NUM_EXP]."""
         return cls(np.concatenate([pose, np.asarray(blink)[:, None], exp], axis=1))
 
     def __len__(self) -> int:
         return len(self.array)
 
-    def __getitem__(self, index: int | slice) -> "FaceParams":
+    def __getitem__(self, index: int | slice) -> FaceParams:
         return FaceParams(self.array[index : index + 1] if isinstance(index, int) else self.array[index])
 
     @property
@@ -140,7 +140,7 @@ class FaceParams:
         np.savez(path, params=self.array, names=np.array(PARAM_NAMES), fps=FPS, rig_version=RIG_VERSION)
 
     @classmethod
-    def load(cls, path: str) -> "FaceParams":
+    def load(cls, path: str) -> FaceParams:
         """Reads an .npz written by save(); columns are matched by name when `names` is present."""
         try:
             with np.load(path, allow_pickle=False) as f:

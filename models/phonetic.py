@@ -183,7 +183,7 @@ class PhoneticNet(nn.Module):
             x = block(x)
         return self.head(x)
 
-    def train(self, mode: bool = True) -> "PhoneticNet":
+    def train(self, mode: bool = True) -> PhoneticNet:
         self._stream_layers = None  # weights may change: fold them again for the next stream
         return super().train(mode)
 

@@ -67,7 +67,7 @@ class R2VConfig:
             raise R2VError(f"R2V {self.variant} needs a size divisible by {self.downscale}, got {self.size}")
 
     @classmethod
-    def full(cls, **overrides: object) -> "R2VConfig":
+    def full(cls, **overrides: object) -> R2VConfig:
         return cls(**{"variant": "full", "size": 512, **overrides})
 
     @property
@@ -247,7 +247,7 @@ class R2V(nn.Module):
         return {"config": asdict(self.config), "model": self.state_dict()}
 
     @classmethod
-    def from_checkpoint(cls, checkpoint: dict | str | os.PathLike) -> "R2V":
+    def from_checkpoint(cls, checkpoint: dict | str | os.PathLike) -> R2V:
         """A network rebuilt from a checkpoint dict or file (its config included), in eval mode."""
         if not isinstance(checkpoint, dict):
             try:

@@ -32,10 +32,10 @@ class Camera:
     height: int
 
     @classmethod
-    def with_fov(cls, width: int, height: int, fov_degrees: float = 20.0) -> "Camera":
+    def with_fov(cls, width: int, height: int, fov_degrees: float = 20.0) -> Camera:
         return cls(max(width, height) / (2 * math.tan(math.radians(fov_degrees) / 2)), width, height)
 
-    def resized(self, width: int, height: int) -> "Camera":
+    def resized(self, width: int, height: int) -> Camera:
         """The same view rendered at another resolution (scaled uniformly, centred)."""
         return Camera(self.focal * min(width / self.width, height / self.height), width, height)
 
@@ -67,7 +67,7 @@ class Identity:
     camera: Camera
 
     @classmethod
-    def from_landmarks(cls, landmarks: np.ndarray, camera: Camera) -> tuple["Identity", FaceParams]:
+    def from_landmarks(cls, landmarks: np.ndarray, camera: Camera) -> tuple[Identity, FaceParams]:
         """Lifts one photo's landmarks [478, 3] into an identity; also returns the photo's own
         FaceParams (its head rotation, zero translation and expression)."""
         eye_px = np.linalg.norm(landmarks[263, :2] - landmarks[33, :2])

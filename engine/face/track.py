@@ -41,7 +41,7 @@ class Tracker:
             min_detection_confidence=min_confidence,
         )
 
-    def __enter__(self) -> "Tracker":
+    def __enter__(self) -> Tracker:
         return self
 
     def __exit__(self, *exc) -> None:

@@ -92,7 +92,7 @@ class VideoTrack:
         write_npz(path, landmarks=self.landmarks, valid=self.valid, faces=self.faces, width=self.width, height=self.height)
 
     @classmethod
-    def load(cls, path: str | os.PathLike) -> "VideoTrack":
+    def load(cls, path: str | os.PathLike) -> VideoTrack:
         with np.load(path, allow_pickle=False) as f:
             return cls(f["landmarks"], f["valid"], f["faces"], int(f["width"]), int(f["height"]))
 

@@ -78,7 +78,7 @@ class Gan:
     silence: np.ndarray  # [F] the feature row of silence
 
     @classmethod
-    def load(cls, path: str | Path, device: str = "cpu") -> "Gan":
+    def load(cls, path: str | Path, device: str = "cpu") -> Gan:
         try:
             state = torch.load(path, map_location="cpu", weights_only=True)
             meta = state["meta"]
@@ -93,7 +93,7 @@ class Gan:
         return cls(model.to(device), str(meta.get("feature_kind", "?")), silence)
 
     @classmethod
-    def for_avatar(cls, avatar: Avatar, kind: str, device: str = "cpu") -> "Gan":
+    def for_avatar(cls, avatar: Avatar, kind: str, device: str = "cpu") -> Gan:
         """The avatar's fine-tuned weights for `kind` if its bundle has them, else the general ones."""
         own = avatar.extra_files.get(f"facial_gan_{kind}")
         path = avatar.path / own if own else WEIGHTS_DIR / f"facial_gan_{kind}.pt"

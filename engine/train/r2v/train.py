@@ -70,7 +70,7 @@ class R2VTrainConfig:
     seed: int = 0
 
     @classmethod
-    def from_dict(cls, d: dict) -> "R2VTrainConfig":
+    def from_dict(cls, d: dict) -> R2VTrainConfig:
         return cls(**{**d, "model": R2VConfig(**d["model"]), "discriminator": PatchGANConfig(**d["discriminator"]), "losses": LossWeights(**d["losses"])})
 
 
