@@ -42,7 +42,9 @@ def run(args: argparse.Namespace) -> None:
         metrics = json.loads((tmp / "work" / "report.json").read_text())
         args.results_dir.mkdir(parents=True, exist_ok=True)
         for name in ("frames", "curves"):
-            shutil.copyfile(tmp / "work" / f"report_{name}.png", args.results_dir / f"avatar-build_{name}.png")
+            shutil.copyfile(
+                tmp / "work" / f"report_{name}.png", args.results_dir / f"avatar-build_{name}.png"
+            )
     rows = [{"stage": stage, "seconds": seconds_} for stage, seconds_ in metrics["stage_seconds"].items()]
     rows.append({"stage": "whole build (wall)", "seconds": round(wall, 1)})
     notes = (
@@ -57,4 +59,11 @@ def run(args: argparse.Namespace) -> None:
         ax.barh([r["stage"] for r in rows], [r["seconds"] for r in rows])
         ax.set_xlabel("seconds")
 
-    write_report("avatar-build", rows, title="build-avatar --video: wall time per stage", notes=notes, plot=plot, results_dir=args.results_dir)
+    write_report(
+        "avatar-build",
+        rows,
+        title="build-avatar --video: wall time per stage",
+        notes=notes,
+        plot=plot,
+        results_dir=args.results_dir,
+    )

@@ -44,7 +44,9 @@ def speech_like(seconds: float, seed: int = 0) -> np.ndarray:
 def random_deepspeech(version: str, device: str = "cpu") -> DeepSpeechExtractor:
     torch.manual_seed(0)
     network = DeepSpeech(DeepSpeechConfig(version=version)).eval()
-    return DeepSpeechExtractor(ImportedDeepSpeech(network, TfMfccConfig() if version == "0.9.3" else None), device=device)
+    return DeepSpeechExtractor(
+        ImportedDeepSpeech(network, TfMfccConfig() if version == "0.9.3" else None), device=device
+    )
 
 
 def extractors() -> dict[str, Callable[[], FeatureExtractor]]:
@@ -58,7 +60,11 @@ def extractors() -> dict[str, Callable[[], FeatureExtractor]]:
 def streaming(ex: FeatureExtractor, audio: np.ndarray) -> Callable[[], object]:
     def run() -> object:
         stream = ex.stream()
-        frames = [f for start in range(0, len(audio), CHUNK) for f in stream.push(AudioChunk(audio[start : start + CHUNK], start))]
+        frames = [
+            f
+            for start in range(0, len(audio), CHUNK)
+            for f in stream.push(AudioChunk(audio[start : start + CHUNK], start))
+        ]
         return frames + stream.flush()
 
     return run
@@ -79,7 +85,17 @@ def run(args: argparse.Namespace) -> None:
         if ex.lookahead_frames is not None:
             modes["streaming"] = streaming(ex, audio)
         for mode, fn in modes.items():
-            row = time_case(f"{name} {mode}", fn, threads=1, warmup=1, repeats=repeats, kind=ex.kind, mode=mode, audio_s=SECONDS, lookahead_ms=lookahead_ms)
+            row = time_case(
+                f"{name} {mode}",
+                fn,
+                threads=1,
+                warmup=1,
+                repeats=repeats,
+                kind=ex.kind,
+                mode=mode,
+                audio_s=SECONDS,
+                lookahead_ms=lookahead_ms,
+            )
             row["rtf"] = row["median_ms"] / 1000 / SECONDS
             rows.append(row)
     notes = (
@@ -107,7 +123,16 @@ def run_cuda(results_dir: Path, repeats: int = 3) -> None:
         if cuda.lookahead_frames is not None:
             modes["streaming"] = streaming(cuda, audio)
         for mode, fn in modes.items():
-            row = time_case(f"deepspeech {version} (random, full size) {mode}", fn, device="cuda", warmup=1, repeats=repeats, kind="deepspeech", mode=mode, audio_s=CUDA_SECONDS)
+            row = time_case(
+                f"deepspeech {version} (random, full size) {mode}",
+                fn,
+                device="cuda",
+                warmup=1,
+                repeats=repeats,
+                kind="deepspeech",
+                mode=mode,
+                audio_s=CUDA_SECONDS,
+            )
             row["rtf"] = row["median_ms"] / 1000 / CUDA_SECONDS
             row["audio_s_per_s"] = 1 / row["rtf"]
             rows.append(row)
@@ -132,8 +157,16 @@ def _report(name: str, rows: list[dict], title: str, notes: str, results_dir: Pa
         y = np.arange(len(rows))
         ax.barh(y, [row["rtf"] for row in rows], height=0.5)
         ax.axvline(1.0, color="tab:red", linestyle="--", linewidth=1, label="real time")
-        ax.axvline(REAL_TIME_TARGET, color="tab:green", linestyle=":", linewidth=1, label=f"built-in streaming target {REAL_TIME_TARGET}")
-        ax.set_yticks(y, [f"{row['case']} ({row['device']})\nRTF {row['rtf']:.3g}" for row in rows], fontsize=7)
+        ax.axvline(
+            REAL_TIME_TARGET,
+            color="tab:green",
+            linestyle=":",
+            linewidth=1,
+            label=f"built-in streaming target {REAL_TIME_TARGET}",
+        )
+        ax.set_yticks(
+            y, [f"{row['case']} ({row['device']})\nRTF {row['rtf']:.3g}" for row in rows], fontsize=7
+        )
         ax.invert_yaxis()
         ax.set_xscale("log")
         ax.set_xlabel("real-time factor (compute / audio duration), lower is faster")

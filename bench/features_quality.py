@@ -54,7 +54,11 @@ class Scorer:
         self.utterances += 1
 
     def row(self, name: str) -> dict:
-        return {"set": name, "utterances": self.utterances, **summary(self.confusion, self.errors, self.phones)}
+        return {
+            "set": name,
+            "utterances": self.utterances,
+            **summary(self.confusion, self.errors, self.phones),
+        }
 
 
 def _frame_centres_s(count: int) -> np.ndarray:
@@ -77,7 +81,9 @@ def score_real(extractor: BuiltinExtractor, quick: bool) -> dict[str, Scorer]:
             if step_phones is None:
                 continue
             features = extractor.offline(audio)
-            steps = np.minimum((_frame_centres_s(len(features)) * SAMPLE_RATE) // config.step_samples, len(step_phones) - 1)
+            steps = np.minimum(
+                (_frame_centres_s(len(features)) * SAMPLE_RATE) // config.step_samples, len(step_phones) - 1
+            )
             scorer.add(features, step_phones[steps.astype(int)], words)
     return scorers
 
@@ -134,7 +140,10 @@ def run(args) -> None:  # noqa: ANN001
     scorers = {"real: all languages": real_all, **scorers, **score_synthetic(extractor, args.quick)}
     rows = [s.row(name) for name, s in scorers.items()]
     for row in rows:
-        print("  " + "  ".join(f"{k}={v:.3f}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()), flush=True)
+        print(
+            "  " + "  ".join(f"{k}={v:.3f}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()),
+            flush=True,
+        )
     rtf = streaming_rtf(extractor)
     print(f"  streaming real-time factor (1 thread, 20 ms chunks): {rtf:.4f}", flush=True)
     notes = "\n\n".join(
@@ -152,7 +161,15 @@ def run(args) -> None:  # noqa: ANN001
             rates = confusion / np.maximum(confusion.sum(1, keepdims=True), 1)
             ax.imshow(rates, vmin=0, vmax=1, cmap="Blues")
             for (i, j), v in np.ndenumerate(rates):
-                ax.text(j, i, f"{v:.2f}", ha="center", va="center", fontsize=7, color="white" if v > 0.5 else "black")
+                ax.text(
+                    j,
+                    i,
+                    f"{v:.2f}",
+                    ha="center",
+                    va="center",
+                    fontsize=7,
+                    color="white" if v > 0.5 else "black",
+                )
             ax.set_xticks(range(len(VISEMES)), VISEMES, rotation=45, fontsize=7)
             ax.set_yticks(range(len(VISEMES)), VISEMES, fontsize=7)
             ax.set_xlabel("predicted")

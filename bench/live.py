@@ -57,7 +57,9 @@ def _serve(options: dict, speech: str, connection) -> None:
     def factory(name: str):
         avatar = engine(name)
         model = speech_model(avatar, speech, config)
-        return dataclasses.replace(avatar, speech=model, speech_error="" if model else "no speech in this run")
+        return dataclasses.replace(
+            avatar, speech=model, speech_error="" if model else "no speech in this run"
+        )
 
     async def main() -> None:
         app = create_app(config, factory)
@@ -89,7 +91,11 @@ def speech_model(avatar, mode: str, config):
 
     features = extractor("builtin")  # the default avatar's kind
     torch.manual_seed(0)
-    gan = Gan(FacialGAN(FacialGANConfig(feature_dim=features.dim, num_params=NUM_PARAMS)).eval(), features.kind, np.zeros(features.dim, np.float32))
+    gan = Gan(
+        FacialGAN(FacialGANConfig(feature_dim=features.dim, num_params=NUM_PARAMS)).eval(),
+        features.kind,
+        np.zeros(features.dim, np.float32),
+    )
     model = SpeechModel.facial(features, gan, avatar.rest, StreamConfig(config.lookahead, config.stride))
     return dataclasses.replace(model, description="stand-in: " + model.description + ", random weights")
 
@@ -134,7 +140,9 @@ def loopback_client() -> None:
     from aiortc import jitterbuffer, rtcrtpreceiver
 
     aioice.ice.get_host_addresses = lambda use_ipv4, use_ipv6: ["127.0.0.1"]
-    rtcrtpreceiver.JitterBuffer = lambda capacity, prefetch=0, is_video=False: jitterbuffer.JitterBuffer(capacity, 0, is_video)
+    rtcrtpreceiver.JitterBuffer = lambda capacity, prefetch=0, is_video=False: jitterbuffer.JitterBuffer(
+        capacity, 0, is_video
+    )
 
 
 @contextlib.asynccontextmanager
@@ -143,13 +151,17 @@ async def viewer(http: aiohttp.ClientSession, url: str) -> AsyncIterator[tuple[o
     from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 
     pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
-    tracks: dict[str, asyncio.Future] = {kind: asyncio.get_running_loop().create_future() for kind in ("video", "audio")}
+    tracks: dict[str, asyncio.Future] = {
+        kind: asyncio.get_running_loop().create_future() for kind in ("video", "audio")
+    }
     pc.on("track", lambda track: tracks[track.kind].set_result(track))
     pc.addTransceiver("video", direction="recvonly")
     pc.addTransceiver("audio", direction="recvonly")
     await pc.setLocalDescription(await pc.createOffer())
     try:
-        async with http.post(f"{url}/offer", json={"sdp": pc.localDescription.sdp, "type": "offer"}) as response:
+        async with http.post(
+            f"{url}/offer", json={"sdp": pc.localDescription.sdp, "type": "offer"}
+        ) as response:
             session = await response.json()
             if response.status != 200:
                 raise RuntimeError(f"offer refused: {session.get('error')}")

@@ -42,15 +42,30 @@ QUALITY_FRAMES = 300  # 10 s
 CPU_BACKENDS_ORDER = ("eager", "compile", "onnxruntime")
 
 
-def _timed_backends(model: R2V, device: str, precision: str, batch_sizes: tuple[int, ...], repeats: int, label: str) -> tuple[list[dict], dict[str, Backend]]:
+def _timed_backends(
+    model: R2V, device: str, precision: str, batch_sizes: tuple[int, ...], repeats: int, label: str
+) -> tuple[list[dict], dict[str, Backend]]:
     rows, backends = [], {}
     threads = 1 if device == "cpu" else None
     size, channels = model.config.size, model.config.in_channels
-    prepared = torch.rand(1, channels, size, size, device=device, dtype=torch.float32 if precision == "fp32" else torch.float16)
+    prepared = torch.rand(
+        1, channels, size, size, device=device, dtype=torch.float32 if precision == "fp32" else torch.float16
+    )
     floor = Inference(model).eval().to(device, prepared.dtype).to(memory_format=torch.channels_last)
     prepared = prepared.contiguous(memory_format=torch.channels_last)
     with torch.no_grad():
-        rows.append(time_case(f"{label} model only", lambda: floor(prepared), device=device, threads=threads, repeats=repeats, backend="model only", batch=1, precision=precision))
+        rows.append(
+            time_case(
+                f"{label} model only",
+                lambda: floor(prepared),
+                device=device,
+                threads=threads,
+                repeats=repeats,
+                backend="model only",
+                batch=1,
+                precision=precision,
+            )
+        )
     for name in available_backends(device):
         if name == "onnxruntime" and precision != "fp32":
             continue
@@ -59,7 +74,16 @@ def _timed_backends(model: R2V, device: str, precision: str, batch_sizes: tuple[
         for batch in batch_sizes:
             stack = torch.rand(batch, channels, size, size)
             case = f"{label} {name} batch {batch}" + (" (per frame)" if batch > 1 else "")
-            row = time_case(case, lambda: backend(stack), device=device, threads=threads, repeats=repeats, backend=name, batch=batch, precision=precision)
+            row = time_case(
+                case,
+                lambda: backend(stack),
+                device=device,
+                threads=threads,
+                repeats=repeats,
+                backend=name,
+                batch=batch,
+                precision=precision,
+            )
             for key in ("median_ms", "p90_ms", "min_ms"):  # per frame
                 row[key] /= batch
             rows.append(row)
@@ -82,21 +106,56 @@ def run(args: argparse.Namespace) -> None:
     avatar = load("default")
     weights = r2v_weights(avatar, "lite")
     if weights is None:
-        raise FileNotFoundError("the built-in avatar has no r2v_lite weights: train them first (models/weights/README.md)")
+        raise FileNotFoundError(
+            "the built-in avatar has no r2v_lite weights: train them first (models/weights/README.md)"
+        )
     lite = R2V.from_checkpoint(weights)
     repeats = 10 if args.quick else 200
     example = torch.zeros(1, lite.config.in_channels, lite.config.size, lite.config.size)
     gmacs = count_gmacs(lite, example)
     rows, backends = _timed_backends(lite, "cpu", "fp32", (1, 4), repeats, "lite 256")
-    best = min((r for r in rows if r["backend"] in backends and r["batch"] == 1), key=lambda r: r["median_ms"])["backend"]
-    rows.append(time_case(f"lite 256 whole frame ({best}, streaming)", _streaming_case(avatar, best, "r2v"), threads=1, repeats=repeats, backend=best, batch=1, precision="fp32"))
-    rows.append(time_case("compositor 256 whole frame", _streaming_case(avatar, "eager", "composite"), threads=1, repeats=repeats, backend="compositor", batch=1, precision="fp32"))
+    best = min(
+        (r for r in rows if r["backend"] in backends and r["batch"] == 1), key=lambda r: r["median_ms"]
+    )["backend"]
+    rows.append(
+        time_case(
+            f"lite 256 whole frame ({best}, streaming)",
+            _streaming_case(avatar, best, "r2v"),
+            threads=1,
+            repeats=repeats,
+            backend=best,
+            batch=1,
+            precision="fp32",
+        )
+    )
+    rows.append(
+        time_case(
+            "compositor 256 whole frame",
+            _streaming_case(avatar, "eager", "composite"),
+            threads=1,
+            repeats=repeats,
+            backend="compositor",
+            batch=1,
+            precision="fp32",
+        )
+    )
     full = R2V(R2VConfig.full()).eval()  # untrained: speed only
     full_gmacs = count_gmacs(full, torch.zeros(1, full.config.in_channels, 512, 512))
     if not args.quick:
         stack = torch.rand(1, full.config.in_channels, 512, 512)
         eager_full = make_backend("eager", full)
-        rows.append(time_case("full 512 eager batch 1", lambda: eager_full(stack), threads=1, warmup=1, repeats=3, backend="eager", batch=1, precision="fp32"))
+        rows.append(
+            time_case(
+                "full 512 eager batch 1",
+                lambda: eager_full(stack),
+                threads=1,
+                warmup=1,
+                repeats=3,
+                backend="eager",
+                batch=1,
+                precision="fp32",
+            )
+        )
     if torch.cuda.is_available():
         for model, label in ((lite, "lite 256"), (full, "full 512")):
             cuda_rows, _ = _timed_backends(model, "cuda", "fp16", (1, 8), repeats, label)
@@ -109,9 +168,13 @@ def run(args: argparse.Namespace) -> None:
     outputs = {name: run_segment(backend, held_out, lite.config) for name, backend in backends.items()}
     truth = held_out.target.permute(0, 3, 1, 2).float() / 255
     result = quality(outputs["eager"], truth, held_out.mouth.bool())
-    agreement = {name: float((out - outputs["eager"]).abs().max()) for name, out in outputs.items() if name != "eager"}
+    agreement = {
+        name: float((out - outputs["eager"]).abs().max()) for name, out in outputs.items() if name != "eager"
+    }
     grid_path = args.results_dir / "r2v_grid.png"
-    Image.fromarray(grid(held_out, outputs["eager"])).save(grid_path.with_name(grid_path.name + ".tmp"), format="png")
+    Image.fromarray(grid(held_out, outputs["eager"])).save(
+        grid_path.with_name(grid_path.name + ".tmp"), format="png"
+    )
     os.replace(grid_path.with_name(grid_path.name + ".tmp"), grid_path)
 
     q = asdict(result)
@@ -138,4 +201,11 @@ def run(args: argparse.Namespace) -> None:
         image.set_xticks([])
         image.set_yticks([])
 
-    write_report("r2v", rows, title="Rendering-to-Video: ms per frame and held-out quality", notes=notes, plot=plot, results_dir=args.results_dir)
+    write_report(
+        "r2v",
+        rows,
+        title="Rendering-to-Video: ms per frame and held-out quality",
+        notes=notes,
+        plot=plot,
+        results_dir=args.results_dir,
+    )

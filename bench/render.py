@@ -67,7 +67,16 @@ def run(args: argparse.Namespace) -> None:
             renderer = AvatarRenderer(avatar, size, device)
             for name, make in CASES.items():
                 threads = 1 if device == "cpu" else None
-                rows.append(time_case(f"{name} {size}", make(renderer), device=device, threads=threads, repeats=repeats, size=size))
+                rows.append(
+                    time_case(
+                        f"{name} {size}",
+                        make(renderer),
+                        device=device,
+                        threads=threads,
+                        repeats=repeats,
+                        size=size,
+                    )
+                )
     notes = (
         f"Built-in avatar, mesh of {len(renderer.mesh.faces)} triangles (face, eyeballs, mouth interior), "
         f"{FRAMES} idle-motion frames cycled; CPU cases on one torch thread. Command: python -m bench render"
@@ -87,4 +96,11 @@ def run(args: argparse.Namespace) -> None:
         image.set_xticks([])
         image.set_yticks([])
 
-    write_report("render", rows, title="Avatar rendering: ms per frame", notes=notes, plot=plot, results_dir=args.results_dir)
+    write_report(
+        "render",
+        rows,
+        title="Avatar rendering: ms per frame",
+        notes=notes,
+        plot=plot,
+        results_dir=args.results_dir,
+    )

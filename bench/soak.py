@@ -58,7 +58,10 @@ async def soak(server, seconds: float) -> tuple[np.ndarray, np.ndarray, np.ndarr
                 memory.append((time.monotonic(), rss_mib(server.pid)))
                 await asyncio.sleep(MEMORY_EVERY_S)
 
-        receivers = [asyncio.create_task(receive(tracks["video"], video)), asyncio.create_task(receive(tracks["audio"], audio))]
+        receivers = [
+            asyncio.create_task(receive(tracks["video"], video)),
+            asyncio.create_task(receive(tracks["audio"], audio)),
+        ]
         await asyncio.sleep(1.0)
         receivers.append(asyncio.create_task(watch_memory()))
         async with http.ws_connect(f"{server.url}/ws/{session['session_id']}?token={session['token']}") as ws:
@@ -71,7 +74,10 @@ async def soak(server, seconds: float) -> tuple[np.ndarray, np.ndarray, np.ndarr
                 await ws.send_bytes(pcm[k : k + BLOCK].tobytes())
                 sent += BLOCK
             await ws.send_json({"type": "end"})
-        async with http.get(f"{server.url}/sessions/{session['session_id']}", headers={"Authorization": f"Bearer {session['token']}"}) as response:
+        async with http.get(
+            f"{server.url}/sessions/{session['session_id']}",
+            headers={"Authorization": f"Bearer {session['token']}"},
+        ) as response:
             figures = await response.json()
         done.set()
         await asyncio.wait(receivers, timeout=2)
@@ -130,4 +136,11 @@ def run(args: argparse.Namespace) -> None:
         right.plot((memory[:, 0] - memory[0, 0]) / 60, memory[:, 1])
         right.set(xlabel="minute", ylabel="server memory (RSS), MiB")
 
-    write_report("soak", rows, title="Live session soak: A/V drift and frame rate", notes=notes, plot=plot, results_dir=args.results_dir)
+    write_report(
+        "soak",
+        rows,
+        title="Live session soak: A/V drift and frame rate",
+        notes=notes,
+        plot=plot,
+        results_dir=args.results_dir,
+    )

@@ -40,10 +40,15 @@ def animate(args: argparse.Namespace) -> None:
     if len(params) == 0:
         raise FaceParamsError(f"{args.params}: the sequence has no frames")
     audio = load_audio(args.audio) if args.audio else None
-    source = FrameSource(avatar, renderer=args.renderer, backend=args.backend, size=args.size, device=args.device)
+    source = FrameSource(
+        avatar, renderer=args.renderer, backend=args.backend, size=args.size, device=args.device
+    )
     write_mp4(args.out, _frames(source, params, "animate"), audio)
     how = f"R2V lite ({args.backend})" if source.uses_r2v else "the direct compositor"
-    print(f"wrote {args.out}: {len(params)} frames at {source.size}x{source.size} through {how}", file=sys.stderr)
+    print(
+        f"wrote {args.out}: {len(params)} frames at {source.size}x{source.size} through {how}",
+        file=sys.stderr,
+    )
 
 
 def build_avatar(args: argparse.Namespace) -> None:
@@ -72,7 +77,9 @@ def build_avatar(args: argparse.Namespace) -> None:
             image = np.asarray(Image.open(args.image).convert("RGB"))
         except (OSError, UnidentifiedImageError) as e:
             raise video_build.BuildError(f"{args.image}: not a readable image ({e})") from None
-        avatar = build.from_image(image, args.out, name=name, resolution=args.resolution, source=str(args.image))
+        avatar = build.from_image(
+            image, args.out, name=name, resolution=args.resolution, source=str(args.image)
+        )
     print(f"wrote avatar '{avatar.name}' to {args.out}", file=sys.stderr)
     if args.image and args.preset != "none":
         video_build.train_photo_r2v(avatar, args.preset, args.device, args.work)
@@ -82,14 +89,18 @@ def parser() -> argparse.ArgumentParser:
     from engine.backends import BACKENDS
     from engine.pipeline.frames import RENDERERS
 
-    p = argparse.ArgumentParser(prog="python -m engine", description="FACIAL talking-avatar engine: offline commands.")
+    p = argparse.ArgumentParser(
+        prog="python -m engine", description="FACIAL talking-avatar engine: offline commands."
+    )
     sub = p.add_subparsers(dest="command", required=True)
 
     a = sub.add_parser("animate", help="render a FaceParams sequence (or the demo) to an MP4")
     a.add_argument("--avatar", default="default", help="a name under avatars/ or a bundle directory")
     source = a.add_mutually_exclusive_group(required=True)
     source.add_argument("--params", help=".npz with 'params' [N, 7+K] in engine/types.py's column order")
-    source.add_argument("--demo", action="store_true", help="a scripted sequence: every rig shape, blinks, head motion")
+    source.add_argument(
+        "--demo", action="store_true", help="a scripted sequence: every rig shape, blinks, head motion"
+    )
     a.add_argument("--out", required=True, help="output .mp4")
     a.add_argument("--audio", help="audio (any format PyAV reads) to mux in, trimmed to the video")
     a.add_argument("--size", type=int, default=256, choices=[128, 256, 384, 512], help="frame size in pixels")
@@ -103,16 +114,22 @@ def parser() -> argparse.ArgumentParser:
     origin = b.add_mutually_exclusive_group(required=True)
     origin.add_argument("--video", help="2-3 minutes of one person talking (any common container)")
     origin.add_argument("--image", help="a photo with one face")
-    origin.add_argument("--builtin", action="store_true", help="the built-in avatar from a public-domain portrait")
+    origin.add_argument(
+        "--builtin", action="store_true", help="the built-in avatar from a public-domain portrait"
+    )
     b.add_argument("--out", required=True, help="bundle directory, e.g. avatars/NAME")
     b.add_argument("--name", help="avatar name (default: the folder's name)")
     b.add_argument("--preset", default="quick", choices=["quick", "full", "tiny", "none"],
                    help="training sizes: quick (CPU), full (GPU), tiny (smoke tests); none: a photo avatar without R2V")  # fmt: skip
     b.add_argument("--device", default="cpu", help="torch device for training: cpu or cuda")
     b.add_argument("--force", action="store_true", help="replace an existing avatar at --out")
-    b.add_argument("--work", help="work directory of a video build (default out/build-avatar/NAME; a rerun resumes)")
+    b.add_argument(
+        "--work", help="work directory of a video build (default out/build-avatar/NAME; a rerun resumes)"
+    )
     b.add_argument("--features", default="builtin", help="speech feature kind of the avatar")
-    b.add_argument("--resolution", type=int, default=256, choices=[256, 512], help="photo avatars: frame size")
+    b.add_argument(
+        "--resolution", type=int, default=256, choices=[256, 512], help="photo avatars: frame size"
+    )
     b.set_defaults(run=build_avatar)
 
     from engine import speak_cli, track_cli

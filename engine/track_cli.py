@@ -10,11 +10,20 @@ import numpy as np
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     from engine.face.video_track import TRACK_MAX_SIDE
 
-    p = subparsers.add_parser("track", help="track a talking-head video: face landmarks and FaceParams per frame")
+    p = subparsers.add_parser(
+        "track", help="track a talking-head video: face landmarks and FaceParams per frame"
+    )
     p.add_argument("--video", required=True, help="the video (any container PyAV reads; resampled to 30 fps)")
     p.add_argument("--out", required=True, help="output TRACK.npz")
-    p.add_argument("--preview", help="also write an MP4 with the tracked mesh, pose axes and blink drawn over the video")
-    p.add_argument("--max-side", type=int, default=TRACK_MAX_SIDE, help="frames are downscaled to this longer side for tracking")
+    p.add_argument(
+        "--preview", help="also write an MP4 with the tracked mesh, pose axes and blink drawn over the video"
+    )
+    p.add_argument(
+        "--max-side",
+        type=int,
+        default=TRACK_MAX_SIDE,
+        help="frames are downscaled to this longer side for tracking",
+    )
     p.set_defaults(run=run)
     return p
 
@@ -54,6 +63,9 @@ def run(args: argparse.Namespace) -> None:
     )
     several = int((track.faces > 1).sum())
     if several:
-        print(f"warning: {several} frames show more than one face; the largest face was tracked in each", file=sys.stderr)
+        print(
+            f"warning: {several} frames show more than one face; the largest face was tracked in each",
+            file=sys.stderr,
+        )
     if args.preview:
         print(f"wrote {args.preview}", file=sys.stderr)

@@ -153,7 +153,9 @@ class FaceParams:
         if names != PARAM_NAMES:
             unknown = sorted(set(names) - set(PARAM_NAMES))
             if unknown or params.ndim != 2 or params.shape[1] != len(names):
-                raise FaceParamsError(f"{path}: unknown or mismatched parameter columns {unknown or list(names)}")
+                raise FaceParamsError(
+                    f"{path}: unknown or mismatched parameter columns {unknown or list(names)}"
+                )
             full = np.zeros((params.shape[0], NUM_PARAMS), np.float32)
             full[:, [PARAM_NAMES.index(n) for n in names]] = params
             params = full

@@ -65,7 +65,9 @@ def _encode(path: Path, frames: Iterable[np.ndarray], audio, sample_rate: int, f
         video.options = {"crf": str(crf), "preset": "veryfast"}
         sound = None if audio is None else container.add_stream("aac", rate=AUDIO_RATE, layout="mono")
         for image in itertools.chain([first], frames):
-            container.mux(video.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="rgb24")))
+            container.mux(
+                video.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="rgb24"))
+            )
             count += 1
         container.mux(video.encode())
         if sound is not None:
@@ -110,7 +112,9 @@ def probe_video(path: str | os.PathLike, fps: int = FPS) -> VideoInfo:
             raise VideoReadError(f"{path}: the video stream cannot be decoded ({e})") from None
         if first is None:
             raise VideoReadError(f"{path}: the video stream has no frames")
-        width, height = (first.height, first.width) if _quarter_turns(first) % 2 else (first.width, first.height)
+        width, height = (
+            (first.height, first.width) if _quarter_turns(first) % 2 else (first.width, first.height)
+        )
         if stream.duration is not None:
             seconds = float(stream.duration * stream.time_base)
         elif container.duration is not None:

@@ -110,10 +110,14 @@ class DeepSpeech(nn.Module):
         """self.lstm (unidirectional) as a loop over time: x [B, T, H3] -> [B, T, H], (h, c)."""
         lstm, batch = self.lstm, x.shape[0]
         h, c = (s[0] for s in state) if state is not None else (x.new_zeros(batch, lstm.hidden_size),) * 2
-        gates_x = torch.nn.functional.linear(x, lstm.weight_ih_l0, lstm.bias_ih_l0 + lstm.bias_hh_l0)  # [B, T, 4H]
+        gates_x = torch.nn.functional.linear(
+            x, lstm.weight_ih_l0, lstm.bias_ih_l0 + lstm.bias_hh_l0
+        )  # [B, T, 4H]
         outputs = []
         for t in range(x.shape[1]):
-            i, f, g, o = torch.addmm(gates_x[:, t], h, lstm.weight_hh_l0.T).chunk(4, dim=1)  # torch's gate order
+            i, f, g, o = torch.addmm(gates_x[:, t], h, lstm.weight_hh_l0.T).chunk(
+                4, dim=1
+            )  # torch's gate order
             c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
             h = torch.sigmoid(o) * torch.tanh(c)
             outputs.append(h)
@@ -129,8 +133,14 @@ class DeepSpeech(nn.Module):
             raise ValueError(f"missing DeepSpeech weights: {', '.join(missing)}")
         for key, shape in shapes.items():
             if tuple(np.shape(tensors[key])) != shape:
-                raise ValueError(f"DeepSpeech weight {key} has shape {list(np.shape(tensors[key]))}, expected {list(shape)}")
-        t = {key: torch.as_tensor(np.asarray(value, np.float32)) for key, value in tensors.items() if key in shapes}
+                raise ValueError(
+                    f"DeepSpeech weight {key} has shape {list(np.shape(tensors[key]))}, expected {list(shape)}"
+                )
+        t = {
+            key: torch.as_tensor(np.asarray(value, np.float32))
+            for key, value in tensors.items()
+            if key in shapes
+        }
         for name in ("dense1", "dense2", "dense3", "dense5", "dense6"):
             layer = getattr(self, name)
             layer.weight.copy_(t[f"{name}.kernel"].T)

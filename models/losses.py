@@ -86,7 +86,9 @@ def ms_ssim(x: Tensor, y: Tensor, weight: Tensor | None = None) -> Tensor:
     mean is weighted by `weight` [B, 1, H, W] when given."""
     side = min(x.shape[-2:])
     if side < SSIM_WINDOW:
-        raise ValueError(f"MS-SSIM needs images of at least {SSIM_WINDOW}x{SSIM_WINDOW} pixels, got {list(x.shape[-2:])}")
+        raise ValueError(
+            f"MS-SSIM needs images of at least {SSIM_WINDOW}x{SSIM_WINDOW} pixels, got {list(x.shape[-2:])}"
+        )
     scales = min(len(MS_SSIM_SCALE_WEIGHTS), 1 + int(math.log2(side / SSIM_WINDOW)))
     betas = torch.tensor(MS_SSIM_SCALE_WEIGHTS[:scales], device=x.device, dtype=x.dtype)
     betas = betas / betas.sum()
@@ -94,7 +96,9 @@ def ms_ssim(x: Tensor, y: Tensor, weight: Tensor | None = None) -> Tensor:
     for i in range(scales):
         both, cs = ssim_maps(x, y)
         value = both if i == scales - 1 else cs
-        factors.append(_weighted_mean(value, weight if i == 0 else None).clamp_min(1e-6))  # relu as in common ports: no NaN powers
+        factors.append(
+            _weighted_mean(value, weight if i == 0 else None).clamp_min(1e-6)
+        )  # relu as in common ports: no NaN powers
         x, y = F.avg_pool2d(x, 2), F.avg_pool2d(y, 2)
     return torch.prod(torch.stack(factors, 0) ** betas[:, None], 0)
 

@@ -193,12 +193,18 @@ class PhoneticNet(nn.Module):
         return [torch.zeros(conv.context, conv.conv.in_channels) for conv in convs]
 
     @torch.no_grad()
-    def stream(self, mels: torch.Tensor, state: list[torch.Tensor]) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    def stream(
+        self, mels: torch.Tensor, state: list[torch.Tensor]
+    ) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """forward() on the next frames [1, n_mels, T] of one stream (T a multiple of stride), in eval
         mode; `state` from initial_state or the last call. Returns ([1, num_phones + 1, T / stride], state)."""
         if self._stream_layers is None:
             self._stream_layers = [_StreamLayer(self.input)] + [
-                (_StreamLayer(b.conv, b.norm), b.mix.weight[:, :, 0].detach().clone(), b.mix.bias.detach().clone())
+                (
+                    _StreamLayer(b.conv, b.norm),
+                    b.mix.weight[:, :, 0].detach().clone(),
+                    b.mix.bias.detach().clone(),
+                )
                 for b in self.blocks
             ]
         first, *blocks = self._stream_layers
@@ -226,6 +232,8 @@ def load_phonetic(path: str) -> PhoneticNet:
     config = checkpoint["config"]
     config = PhoneticConfig(**{**config, "dilations": tuple(config["dilations"])})
     model = PhoneticNet(config)
-    model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in checkpoint["state_dict"].items()})
+    model.load_state_dict(
+        {k: v.float() if v.is_floating_point() else v for k, v in checkpoint["state_dict"].items()}
+    )
     return model.eval()
 

@@ -65,7 +65,9 @@ async def firefox(profile: Path) -> AsyncIterator[int]:
     if binary is None:
         raise FileNotFoundError("firefox is not installed (apt-get install firefox-esr)")
     profile.mkdir()
-    (profile / "user.js").write_text("".join(f"user_pref({json.dumps(k)}, {json.dumps(v)});\n" for k, v in PREFERENCES.items()))
+    (profile / "user.js").write_text(
+        "".join(f"user_pref({json.dumps(k)}, {json.dumps(v)});\n" for k, v in PREFERENCES.items())
+    )
     port_file = profile / "WebDriverBiDiServer.json"
 
     def bidi_port() -> int | None:
@@ -80,7 +82,9 @@ async def firefox(profile: Path) -> AsyncIterator[int]:
         "--width=720", "--height=720", "about:blank",
     ]  # fmt: skip
     env = {**os.environ, "MOZ_CRASHREPORTER_DISABLE": "1"}
-    async with browser_process("firefox", argv, profile / "firefox.log", bidi_port, LAUNCH_TIMEOUT_S, env) as port:
+    async with browser_process(
+        "firefox", argv, profile / "firefox.log", bidi_port, LAUNCH_TIMEOUT_S, env
+    ) as port:
         yield port
 
 

@@ -40,10 +40,14 @@ class CdpPage(CommandChannel):
 
     async def evaluate(self, expression: str) -> Any:
         """The JSON value of a JavaScript expression in the page (promises are awaited)."""
-        result = await self.send("Runtime.evaluate", expression=expression, returnByValue=True, awaitPromise=True)
+        result = await self.send(
+            "Runtime.evaluate", expression=expression, returnByValue=True, awaitPromise=True
+        )
         if "exceptionDetails" in result:
             details = result["exceptionDetails"]
-            raise CdpError(f"{expression}: {details.get('exception', {}).get('description') or details.get('text')}")
+            raise CdpError(
+                f"{expression}: {details.get('exception', {}).get('description') or details.get('text')}"
+            )
         return result["result"].get("value")
 
     async def screenshot(self, path: Path) -> None:

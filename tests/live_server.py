@@ -66,12 +66,16 @@ def read_jaw(rgb: np.ndarray) -> float:
     """The jawOpen drawn by GradientRenderer (0..1), from the middle of its patch."""
     ys, xs = GradientRenderer(rgb.shape[0])._jaw_patch()
     h, w = ys.stop - ys.start, xs.stop - xs.start
-    return float(rgb[ys.start + h // 4 : ys.stop - h // 4, xs.start + w // 4 : xs.stop - w // 4].mean()) / WHITE
+    return (
+        float(rgb[ys.start + h // 4 : ys.stop - h // 4, xs.start + w // 4 : xs.stop - w // 4].mean()) / WHITE
+    )
 
 
 def gradient_avatar(name: str, size: int, speech: SpeechModel | None = None) -> LiveAvatar:
     """A gradient avatar; without `speech` it cannot speak (as an avatar without trained models)."""
-    error = "" if speech else f"speech input is unavailable for avatar '{name}': no speech models in this test"
+    error = (
+        "" if speech else f"speech input is unavailable for avatar '{name}': no speech models in this test"
+    )
     return LiveAvatar(name, GradientRenderer(size), FaceParams.neutral(), MotionStats(), speech, error)
 
 

@@ -26,7 +26,9 @@ def speech():
 def test_registered_with_shape_and_declared_lookahead(builtin):
     assert isinstance(builtin, BuiltinExtractor) and builtin.kind == "builtin"
     assert builtin.dim == NUM_PHONES + 2 == 42
-    assert builtin.lookahead_frames == 3 and frame_pts(builtin.lookahead_frames) <= SAMPLE_RATE // 10  # <= 100 ms
+    assert (
+        builtin.lookahead_frames == 3 and frame_pts(builtin.lookahead_frames) <= SAMPLE_RATE // 10
+    )  # <= 100 ms
     assert DEFAULT_WEIGHTS.stat().st_size <= 5_000_000
 
 

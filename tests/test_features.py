@@ -50,7 +50,9 @@ class _FrameEnergyStream(FeatureStream):
 
     def _process(self, pcm):
         self.audio = np.concatenate([self.audio, pcm])
-        ready = max(self.frames_emitted, num_frames(len(self.audio) + 1) - 2)  # frames whose next frame is whole
+        ready = max(
+            self.frames_emitted, num_frames(len(self.audio) + 1) - 2
+        )  # frames whose next frame is whole
         return self.extractor._offline(self.audio[: frame_pts(ready + 1)])[self.frames_emitted : ready]
 
     def _finish(self):
@@ -86,7 +88,9 @@ def model_files(tmp_path_factory):
 
 # Each kind with random weights; "builtin default" is the shipped model.
 VARIANTS = {"deepspeech": ("0.9.3", "0.1.0"), "builtin": ("random", "default")}
-EXTRACTORS = [("energy (base class)", None)] + [(kind, variant) for kind in kinds() for variant in VARIANTS.get(kind, ("default",))]
+EXTRACTORS = [("energy (base class)", None)] + [
+    (kind, variant) for kind in kinds() for variant in VARIANTS.get(kind, ("default",))
+]
 
 
 @pytest.fixture(params=EXTRACTORS, ids=lambda p: p[0] + (f" {p[1]}" if p[1] else ""))
@@ -148,7 +152,11 @@ def test_stream_on_the_session_clock(any_extractor):
 def test_gap_is_silence_and_overlap_is_refused():
     ex, audio = FrameEnergy(), speech_like(0.5)
     stream = ex.stream()
-    frames = stream.push(AudioChunk(audio[:3000], 0)) + stream.push(AudioChunk(audio[3000:], 3500)) + stream.flush()
+    frames = (
+        stream.push(AudioChunk(audio[:3000], 0))
+        + stream.push(AudioChunk(audio[3000:], 3500))
+        + stream.flush()
+    )
     expected = ex.offline(np.concatenate([audio[:3000], np.zeros(500, np.float32), audio[3000:]]))
     np.testing.assert_allclose(np.stack([f.values for f in frames]), expected, atol=1e-6)
     stream = ex.stream()

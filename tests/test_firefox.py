@@ -58,7 +58,11 @@ pytestmark = [
 @asynccontextmanager
 async def firefox_page(url: str, profile: Path) -> AsyncIterator[BidiPage]:
     """Headless Firefox showing `url` (loaded, with RECORD_PEER_CONNECTIONS), killed on exit."""
-    async with firefox(profile) as port, aiohttp.ClientSession() as http, BidiPage.connect(http, port) as page:
+    async with (
+        firefox(profile) as port,
+        aiohttp.ClientSession() as http,
+        BidiPage.connect(http, port) as page,
+    ):
         await page.add_preload_script(RECORD_PEER_CONNECTIONS)
         await page.navigate(url)
         yield page

@@ -66,7 +66,9 @@ def test_r2v_when_the_avatar_has_weights(offline, params):
     renderer = AvatarRenderer(bundle, SIZE)
     faces = (renderer.face(params[:3]).frames * 255 + 0.5).byte().float() / 255
     attention = (renderer.attention(params[1]) * 255 + 0.5).byte().float() / 255
-    stack = torch.cat([faces[[0, 0, 1, 2]].permute(0, 3, 1, 2).reshape(1, 12, SIZE, SIZE), attention[:, None]], 1)
+    stack = torch.cat(
+        [faces[[0, 0, 1, 2]].permute(0, 3, 1, 2).reshape(1, 12, SIZE, SIZE), attention[:, None]], 1
+    )
     expected = (model.generate(stack)[0].permute(1, 2, 0) * 255 + 0.5).byte().numpy()
     assert frames.shape == (3, SIZE, SIZE, 3) and frames.dtype == np.uint8
     assert np.abs(frames[1].astype(int) - expected).max() <= 1
@@ -81,7 +83,9 @@ def test_history_carries_across_calls(offline, params):
     bundle, _ = offline
     whole = FrameSource(bundle, live=True).render(params)
     source = FrameSource(bundle, live=True)
-    pieces = np.concatenate([source.render(params[:4]), source.render(params[4:5]), source.render(params[5:])])
+    pieces = np.concatenate(
+        [source.render(params[:4]), source.render(params[4:5]), source.render(params[5:])]
+    )
     assert np.abs(pieces.astype(int) - whole).max() <= 1  # batches of another size may round differently
     source.reset()
     assert np.array_equal(source.render(params[:4]), whole[:4])

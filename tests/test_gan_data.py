@@ -10,7 +10,9 @@ from engine.train.gan.targets import TargetConfig
 from engine.train.speech import data as speech_data
 from engine.types import NUM_PARAMS, SAMPLE_RATE
 
-SMALL = gan_data.DataConfig(espeak_sessions=2, festival_sessions=0, held_out_sessions=2, sentences_per_session=(2, 3))
+SMALL = gan_data.DataConfig(
+    espeak_sessions=2, festival_sessions=0, held_out_sessions=2, sentences_per_session=(2, 3)
+)
 
 
 class Rms:
@@ -21,7 +23,13 @@ class Rms:
     def offline(self, audio):
         n = -(-len(audio) * 30 // SAMPLE_RATE)
         padded = np.pad(audio, (0, n * SAMPLE_RATE // 30 + SAMPLE_RATE))
-        return np.array([[np.sqrt(np.mean(padded[i * SAMPLE_RATE // 30 : (i + 1) * SAMPLE_RATE // 30] ** 2))] for i in range(n)], np.float32)
+        return np.array(
+            [
+                [np.sqrt(np.mean(padded[i * SAMPLE_RATE // 30 : (i + 1) * SAMPLE_RATE // 30] ** 2))]
+                for i in range(n)
+            ],
+            np.float32,
+        )
 
 
 def test_espeak_segments_tile_the_audio_with_known_phones():
@@ -60,7 +68,10 @@ def test_examples_and_files_round_trip(tmp_path):
     gan_data.save(path, items)
     loaded = gan_data.load(path)
     assert [(e.voice, e.held_out) for e in loaded] == [(e.voice, e.held_out) for e in items]
-    assert all(np.array_equal(a.features, b.features) and np.array_equal(a.params, b.params) for a, b in zip(loaded, items))
+    assert all(
+        np.array_equal(a.features, b.features) and np.array_equal(a.params, b.params)
+        for a, b in zip(loaded, items)
+    )
     gan_data.save_sessions(tmp_path / "s.pkl", sessions)
     assert [s.texts for s in gan_data.load_sessions(tmp_path / "s.pkl")] == [s.texts for s in sessions]
 
@@ -77,4 +88,6 @@ def test_forced_alignment_places_the_transcript_in_order():
     assert [p for p, _, _ in segments if p != SILENCE] == ["B", "AA", "B", "M", "AE", "P"]
     assert segments[0][1] == 0 and all(a[2] == b[1] for a, b in zip(segments, segments[1:]))
     assert abs(segments[-1][2] - 1.0) < 0.05
-    assert gan_data.aligned_segments(aligner, audio[:800], [["B", "AA", "B", "M", "AE", "P"] * 3]) is None  # too short
+    assert (
+        gan_data.aligned_segments(aligner, audio[:800], [["B", "AA", "B", "M", "AE", "P"] * 3]) is None
+    )  # too short

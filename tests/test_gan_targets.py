@@ -31,7 +31,9 @@ def _exp(params: FaceParams, name: str) -> np.ndarray:
 def _speech(seconds: float) -> np.ndarray:
     """A voiced buzz: enough for the prosody measurements."""
     t = np.arange(int(seconds * SAMPLE_RATE)) / SAMPLE_RATE
-    return (0.3 * np.sign(np.sin(2 * np.pi * 120 * t)) * (0.6 + 0.4 * np.sin(2 * np.pi * 3 * t))).astype(np.float32)
+    return (0.3 * np.sign(np.sin(2 * np.pi * 120 * t)) * (0.6 + 0.4 * np.sin(2 * np.pi * 3 * t))).astype(
+        np.float32
+    )
 
 
 @pytest.mark.parametrize("duration", [0.07, 0.1, 0.15])
@@ -48,7 +50,9 @@ def test_bilabials_reach_closure_at_their_centre_whatever_the_neighbours(duratio
 def test_lips_meet_on_the_avatar_at_each_bilabial(avatar, face_model):
     segs = _segments("AA M AA B IY P AE M UW B OW P W", duration=0.12)  # rounded neighbours too
     audio = _speech(segs[-1][2])
-    params = targets(segs, audio, TargetConfig(lip_seal=lip_seal(avatar.identity)), rest=avatar.reference_params)
+    params = targets(
+        segs, audio, TargetConfig(lip_seal=lip_seal(avatar.identity)), rest=avatar.reference_params
+    )
     v = face_model.vertices(params)
     gap = v[:, LOWER_LIP_MID_INNER, 1] - v[:, UPPER_LIP_MID_INNER, 1]
     rest = face_model.vertices(avatar.reference_params)[0]

@@ -25,7 +25,11 @@ def test_every_phone_in_exactly_one_viseme_group():
     members = [p for group in VISEME_GROUPS.values() for p in group]
     assert sorted(members) == sorted(PHONES)
     assert VISEMES == ("silence", "bilabial", "labiodental", "rounded", "open", "other")
-    assert [PHONES[i] for i in np.flatnonzero(VISEME_OF_PHONE == VISEMES.index("bilabial"))] == ["B", "M", "P"]
+    assert [PHONES[i] for i in np.flatnonzero(VISEME_OF_PHONE == VISEMES.index("bilabial"))] == [
+        "B",
+        "M",
+        "P",
+    ]
     assert VISEME_OF_PHONE[PHONE_INDEX["F"]] == VISEMES.index("labiodental")
     assert VISEME_OF_PHONE[PHONE_INDEX["UW"]] == VISEMES.index("rounded")
     assert VISEME_OF_PHONE[PHONE_INDEX["AA"]] == VISEMES.index("open")

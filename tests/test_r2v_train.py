@@ -56,7 +56,9 @@ def test_segments_and_windows(avatar):
     batch = window_batch(segment, [0, 9], past=2, future=1)
     assert batch.stack.shape == (2, 3 * 4 + 1, 64, 64)
     first = segment.face[0].permute(2, 0, 1).float() / 255
-    assert torch.equal(batch.stack[0, 0:3], first) and torch.equal(batch.stack[0, 6:9], first)  # clamped at the start
+    assert torch.equal(batch.stack[0, 0:3], first) and torch.equal(
+        batch.stack[0, 6:9], first
+    )  # clamped at the start
     assert torch.equal(batch.stack[1, 9:12], segment.face[9].permute(2, 0, 1).float() / 255)  # and at the end
     assert torch.equal(batch.target[1], segment.target[9].permute(2, 0, 1).float() / 255)
 
@@ -69,7 +71,12 @@ def test_quality_metrics():
     assert mouth_boxes(frames, mouth).shape == (4, 3, 16, 16)
     assert mouth_boxes(frames[:, :, :32, :32], mouth[:, :32, :32]).shape == (4, 3, 16, 16)  # room for SSIM
     perfect = quality(frames, frames, mouth)
-    assert perfect.psnr > 90 and perfect.ssim == pytest.approx(1) and perfect.mouth_ssim == pytest.approx(1) and perfect.flicker == 0
+    assert (
+        perfect.psnr > 90
+        and perfect.ssim == pytest.approx(1)
+        and perfect.mouth_ssim == pytest.approx(1)
+        and perfect.flicker == 0
+    )
     still = quality(torch.full_like(frames, 0.5), frames, mouth)  # a frozen output: all the truth's
     assert still.psnr < 15 and still.mouth_psnr < 15 and still.flicker > 50  # motion is flicker error
 

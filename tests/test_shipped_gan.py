@@ -28,7 +28,11 @@ def bilabials() -> list[int]:
     """Centre frames of the sentence's p/b/m."""
     synthesis = Espeak.get().synthesize(SENTENCE)
     ends = np.append(synthesis.starts_s[1:], len(synthesis.audio) / synthesis.sample_rate)
-    centres = [round((s + e) / 2 * FPS) for p, s, e in zip(synthesis.phonemes, synthesis.starts_s, ends) if p in ("m", "b", "p")]
+    centres = [
+        round((s + e) / 2 * FPS)
+        for p, s, e in zip(synthesis.phonemes, synthesis.starts_s, ends)
+        if p in ("m", "b", "p")
+    ]
     assert len(centres) == 4  # my, name, bubbles (b, b)
     return centres
 
@@ -36,8 +40,25 @@ def bilabials() -> list[int]:
 @pytest.mark.parametrize("mode", ["offline", "streaming"])
 def test_speak_closes_the_lips_on_bilabials_and_opens_them_on_vowels(bilabials, avatar, tmp_path, mode):
     out = tmp_path / "ava.mp4"
-    command = [sys.executable, "-m", "engine", "speak", "--avatar", "default", "--text", SENTENCE, "--out", str(out), "--mode", mode, "--size", str(SIZE)]
-    result = subprocess.run(command, capture_output=True, text=True, timeout=120)  # a fresh process, as a user's
+    command = [
+        sys.executable,
+        "-m",
+        "engine",
+        "speak",
+        "--avatar",
+        "default",
+        "--text",
+        SENTENCE,
+        "--out",
+        str(out),
+        "--mode",
+        mode,
+        "--size",
+        str(SIZE),
+    ]
+    result = subprocess.run(
+        command, capture_output=True, text=True, timeout=120
+    )  # a fresh process, as a user's
     assert result.returncode == 0, result.stderr
     with av.open(str(out)) as container:
         frames = np.stack([f.to_ndarray(format="rgb24") for f in container.decode(video=0)])

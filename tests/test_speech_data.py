@@ -1,4 +1,5 @@
 """The training-data pipeline: synthesisers with phone timings, real prompts, alignment, augmentation, scores."""
+
 import shutil
 
 import numpy as np
@@ -52,7 +53,9 @@ def test_sentences_are_deterministic_and_cover_every_phone(espeak):
     assert seen >= set(PHONES) - {SILENCE}
 
 
-@pytest.mark.skipif(shutil.which("festival") is None, reason="festival is not installed (Debian festival + festvox voices)")
+@pytest.mark.skipif(
+    shutil.which("festival") is None, reason="festival is not installed (Debian festival + festvox voices)"
+)
 def test_festival_segments_cover_the_audio():
     from engine.train.speech.festival import synthesize
 
@@ -62,7 +65,9 @@ def test_festival_segments_cover_the_audio():
     assert abs(utt.ends_s[-1] - len(utt.audio) / SAMPLE_RATE) < 0.05
 
 
-@pytest.mark.skipif("en" not in asterisk.installed_languages(), reason="asterisk-core-sounds-en(-wav) not installed")
+@pytest.mark.skipif(
+    "en" not in asterisk.installed_languages(), reason="asterisk-core-sounds-en(-wav) not installed"
+)
 def test_asterisk_prompts_transcripts_and_fixed_split():
     prompts = asterisk.prompts("en")
     assert len(prompts) > 500 and all(p.path.exists() for p in prompts)

@@ -20,10 +20,17 @@ SIZE = 64
 def test_a_bundle_is_rendered_by_the_engine_and_speaks_or_says_why(avatar):
     live = engine_avatar_factory(EngineOptions(size=SIZE))("default")
     assert live.name == "default" and live.renderer.size == SIZE
-    frame = live.renderer.render(0, FaceParams(np.repeat(live.rest.array, live.renderer.past + 1, 0)))  # at rest
-    assert frame.shape == (SIZE, SIZE, 3) and frame.dtype == np.uint8 and frame.std() > 10  # a picture, not a blank
+    frame = live.renderer.render(
+        0, FaceParams(np.repeat(live.rest.array, live.renderer.past + 1, 0))
+    )  # at rest
+    assert (
+        frame.shape == (SIZE, SIZE, 3) and frame.dtype == np.uint8 and frame.std() > 10
+    )  # a picture, not a blank
     if live.speech is None:  # until the models are trained: a reason that says what to do
-        assert "speech input is unavailable for avatar 'default'" in live.speech_error and "train" in live.speech_error
+        assert (
+            "speech input is unavailable for avatar 'default'" in live.speech_error
+            and "train" in live.speech_error
+        )
     else:
         assert live.speech.wait_frames >= 1
 

@@ -30,7 +30,9 @@ class AudioDecodeError(EngineError):
     """A file with no decodable audio."""
 
 
-def stream_audio(path: str | Path, chunk_samples: int = CHUNK_SAMPLES, sample_rate: int = SAMPLE_RATE) -> Iterator[np.ndarray]:
+def stream_audio(
+    path: str | Path, chunk_samples: int = CHUNK_SAMPLES, sample_rate: int = SAMPLE_RATE
+) -> Iterator[np.ndarray]:
     """Chunks [chunk_samples] float32 in [-1, 1], mono, at `sample_rate`; the last may be shorter.
     Memory stays bounded by one chunk plus one decoded packet, whatever the file's length."""
     if chunk_samples < 1:
@@ -80,7 +82,9 @@ def _resampled(frames: Iterator[av.AudioFrame], resampler: av.AudioResampler) ->
     yield from resampler.resample(None)
 
 
-def _declared_seconds(stream: av.audio.stream.AudioStream, container: av.container.InputContainer) -> float | None:
+def _declared_seconds(
+    stream: av.audio.stream.AudioStream, container: av.container.InputContainer
+) -> float | None:
     """The duration the file's header states, if any."""
     if stream.duration is not None and stream.time_base is not None:
         return float(stream.duration * stream.time_base)

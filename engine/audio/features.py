@@ -74,7 +74,9 @@ class FeatureStream(ABC):
             self._origin = chunk.pts - chunk.pts % CLOCK_PERIOD
         gap = chunk.pts - (self._origin + self._received)
         if gap < 0:
-            raise FeatureError(f"audio chunk at pts {chunk.pts} overlaps audio already pushed (up to {chunk.pts - gap})")
+            raise FeatureError(
+                f"audio chunk at pts {chunk.pts} overlaps audio already pushed (up to {chunk.pts - gap})"
+            )
         if gap:
             pcm = np.concatenate([np.zeros(gap, np.float32), pcm])
         self._received += len(pcm)
@@ -124,7 +126,9 @@ class FeatureExtractor(ABC):
         rows = np.asarray(self._offline(audio), np.float32)
         expected = (num_frames(len(audio)), self.dim)
         if rows.shape != expected:
-            raise RuntimeError(f"{type(self).__name__} returned {list(rows.shape)} for {len(audio)} samples, expected {list(expected)}")
+            raise RuntimeError(
+                f"{type(self).__name__} returned {list(rows.shape)} for {len(audio)} samples, expected {list(expected)}"
+            )
         return rows
 
     @abstractmethod
@@ -174,7 +178,11 @@ def frame_windows(features: np.ndarray, before: int = 8, after: int = 7, pad: st
     features = np.asarray(features)
     offsets = np.arange(-before, after + 1)
     index = np.arange(len(features))[:, None] + offsets  # [N, W]
-    windows = features[np.clip(index, 0, max(len(features) - 1, 0))] if len(features) else np.zeros((0, len(offsets), *features.shape[1:]), features.dtype)
+    windows = (
+        features[np.clip(index, 0, max(len(features) - 1, 0))]
+        if len(features)
+        else np.zeros((0, len(offsets), *features.shape[1:]), features.dtype)
+    )
     if pad == "zeros" and len(features):
         outside = (index < 0) | (index >= len(features))
         windows[outside] = 0

@@ -78,7 +78,9 @@ def resolve(avatar: str | os.PathLike) -> Path:
     if os.sep not in str(avatar) and (named / "avatar.json").is_file():
         return named
     known = sorted(p.parent.name for p in AVATARS_DIR.glob("*/avatar.json"))
-    raise AvatarError(f"unknown avatar '{avatar}': not a bundle directory, and not one of {known} under {AVATARS_DIR.name}/")
+    raise AvatarError(
+        f"unknown avatar '{avatar}': not a bundle directory, and not one of {known} under {AVATARS_DIR.name}/"
+    )
 
 
 def load(avatar: str | os.PathLike) -> Avatar:
@@ -87,9 +89,13 @@ def load(avatar: str | os.PathLike) -> Avatar:
     if meta.get("format") != FORMAT:
         raise AvatarError(f"{path}: avatar.json is not a {FORMAT} bundle")
     if meta.get("version") != FORMAT_VERSION:
-        raise AvatarError(f"{path}: bundle format version {meta.get('version')} is not supported (this engine reads {FORMAT_VERSION})")
+        raise AvatarError(
+            f"{path}: bundle format version {meta.get('version')} is not supported (this engine reads {FORMAT_VERSION})"
+        )
     if meta.get("rig_version") != RIG_VERSION:
-        raise AvatarError(f"{path}: made for rig version {meta.get('rig_version')}, this engine has {RIG_VERSION}; rebuild the avatar")
+        raise AvatarError(
+            f"{path}: made for rig version {meta.get('rig_version')}, this engine has {RIG_VERSION}; rebuild the avatar"
+        )
     try:
         files = {key: path / meta["files"][key] for key in REQUIRED_FILES}
         resolution = int(meta["resolution"])
@@ -99,7 +105,9 @@ def load(avatar: str | os.PathLike) -> Avatar:
     for key, file in files.items():
         if not file.is_file():
             raise AvatarError(f"{path}: missing {key} file {file.name}")
-    arrays = _read_npz(files["identity"], {"vertices": (NUM_LANDMARKS, 3), "home": (3,), "uv": (NUM_LANDMARKS, 2)})
+    arrays = _read_npz(
+        files["identity"], {"vertices": (NUM_LANDMARKS, 3), "home": (3,), "uv": (NUM_LANDMARKS, 2)}
+    )
     try:
         reference = np.array(Image.open(files["reference"]).convert("RGB"))
         reference_params = FaceParams.load(str(files["reference_params"]))
@@ -108,7 +116,9 @@ def load(avatar: str | os.PathLike) -> Avatar:
     if reference.shape[:2] != (camera.height, camera.width) or len(reference_params) != 1:
         raise AvatarError(f"{path}: reference image or parameters do not match the camera in avatar.json")
     try:
-        motion = MotionStats(**{k: tuple(v) if isinstance(v, list) else v for k, v in _read_json(files["motion"]).items()})
+        motion = MotionStats(
+            **{k: tuple(v) if isinstance(v, list) else v for k, v in _read_json(files["motion"]).items()}
+        )
     except TypeError as e:
         raise AvatarError(f"{path}: motion.json is malformed ({e})") from None
     return Avatar(
@@ -134,7 +144,9 @@ def save(avatar: Avatar, out: str | os.PathLike) -> Path:
     tmp.chmod(0o755)  # mkdtemp makes it private; a bundle is an ordinary shared directory
     try:
         identity = avatar.identity
-        np.savez(tmp / REQUIRED_FILES["identity"], vertices=identity.vertices, home=identity.home, uv=avatar.uv)
+        np.savez(
+            tmp / REQUIRED_FILES["identity"], vertices=identity.vertices, home=identity.home, uv=avatar.uv
+        )
         Image.fromarray(avatar.reference).save(tmp / REQUIRED_FILES["reference"])
         avatar.reference_params.save(str(tmp / REQUIRED_FILES["reference_params"]))
         (tmp / REQUIRED_FILES["motion"]).write_text(json.dumps(asdict(avatar.motion), indent=2) + "\n")
@@ -217,5 +229,7 @@ def _read_npz(path: Path, shapes: dict[str, tuple[int, ...]]) -> dict[str, np.nd
         raise AvatarError(f"{path}: unreadable or incomplete ({e})") from None
     for key, shape in shapes.items():
         if arrays[key].shape != shape or not np.isfinite(arrays[key]).all():
-            raise AvatarError(f"{path}: '{key}' must be a finite array of shape {list(shape)}, got {list(arrays[key].shape)}")
+            raise AvatarError(
+                f"{path}: '{key}' must be a finite array of shape {list(shape)}, got {list(arrays[key].shape)}"
+            )
     return arrays

@@ -63,7 +63,17 @@ class Preset:
 PRESETS = {
     "quick": Preset(resolution=256, r2v_steps=1500, r2v_batch=4, r2v_gan_start=1000, gan_epochs=10),
     "full": Preset(resolution=512, r2v_steps=8000, r2v_batch=4, r2v_gan_start=4000, gan_epochs=10),
-    "tiny": Preset(resolution=128, r2v_steps=6, r2v_batch=2, r2v_gan_start=3, gan_epochs=1, gan_steps=4, segment_frames=16, pool_segments=2, val_frames=8),  # tests
+    "tiny": Preset(
+        resolution=128,
+        r2v_steps=6,
+        r2v_batch=2,
+        r2v_gan_start=3,
+        gan_epochs=1,
+        gan_steps=4,
+        segment_frames=16,
+        pool_segments=2,
+        val_frames=8,
+    ),  # tests
 }
 
 
@@ -97,9 +107,13 @@ def build(options: BuildOptions, log: Callable[[str], None] = say) -> Avatar:
     preset = PRESETS[options.preset]
     info = probe_video(options.video)
     if info.seconds < MIN_SECONDS:
-        raise BuildError(f"{options.video}: {info.seconds:.1f} s of video; an avatar needs at least {MIN_SECONDS:.0f} s (2-3 minutes is best)")
+        raise BuildError(
+            f"{options.video}: {info.seconds:.1f} s of video; an avatar needs at least {MIN_SECONDS:.0f} s (2-3 minutes is best)"
+        )
     if info.seconds < SHORT_SECONDS:
-        log(f"warning: {info.seconds:.1f} s of video is short; 2-3 minutes of talking gives a far better avatar")
+        log(
+            f"warning: {info.seconds:.1f} s of video is short; 2-3 minutes of talking gives a far better avatar"
+        )
     stat = Path(options.video).stat()
     manifest = {"video": str(Path(options.video).resolve()), "bytes": stat.st_size, "mtime": stat.st_mtime,
                 "preset": options.preset, "device": options.device, "features": options.features}  # fmt: skip
@@ -133,9 +147,13 @@ class Stages:
             track = track_video(self.options.video, progress=bar)
         lost = int((~track.valid).sum())
         if (track.faces > 1).any():
-            self.log(f"warning: several faces in {int((track.faces > 1).sum())} frames; the largest one is used")
+            self.log(
+                f"warning: several faces in {int((track.faces > 1).sum())} frames; the largest one is used"
+            )
         if lost:
-            self.log(f"the face was lost in {lost} of {len(track.valid)} frames ({lost / len(track.valid):.0%}); those frames are left out of training")
+            self.log(
+                f"the face was lost in {lost} of {len(track.valid)} frames ({lost / len(track.valid):.0%}); those frames are left out of training"
+            )
         track.save(self.work / "track.npz")
 
     def crop(self) -> None:
@@ -144,7 +162,14 @@ class Stages:
         track = VideoTrack.load(self.work / "track.npz")
         crop = stable_crop(track.landmarks, track.valid, track.width, track.height)
         with progress_bar("crop", len(track.valid), "frame") as bar:
-            crop_frames(self.options.video, crop, len(track.valid), self.preset.resolution, self.work / "frames.npy", bar)
+            crop_frames(
+                self.options.video,
+                crop,
+                len(track.valid),
+                self.preset.resolution,
+                self.work / "frames.npy",
+                bar,
+            )
         self.work.write_json("crop.json", asdict(crop))
 
     def frames(self) -> np.ndarray:
@@ -158,13 +183,17 @@ class Stages:
         crop = Crop(**self.work.read_json("crop.json"))
         r = self.preset.resolution
         with progress_bar("fit", len(track.valid), "frame") as bar:
-            clip = fit_clip(crop.landmarks(track.landmarks, r), track.valid, Camera.with_fov(r, r), progress=bar)
+            clip = fit_clip(
+                crop.landmarks(track.landmarks, r), track.valid, Camera.with_fov(r, r), progress=bar
+            )
         write_npz(self.work / "fit.npz", params=clip.params.array, valid=clip.valid, confidence=clip.confidence,
                   reference=clip.reference, vertices=clip.identity.vertices, home=clip.identity.home,
                   landmarks=crop.landmarks(track.landmarks[clip.reference], r))  # fmt: skip
         poor = int((clip.valid & (clip.confidence < MIN_CONFIDENCE)).sum())
         if poor:
-            self.log(f"{poor} tracked frames fit the face model poorly (confidence < {MIN_CONFIDENCE}); they are left out of R2V training")
+            self.log(
+                f"{poor} tracked frames fit the face model poorly (confidence < {MIN_CONFIDENCE}); they are left out of R2V training"
+            )
 
     @cached_property
     def draft(self) -> Avatar:
@@ -219,7 +248,9 @@ class Stages:
         window = general["config"]["window"]
         n = min(len(features), self.split)
         if n < window:
-            self.log(f"only {n / FPS:.1f} s to train on, FACIAL-GAN needs {window / FPS:.1f} s: the avatar speaks with the general FACIAL-GAN")
+            self.log(
+                f"only {n / FPS:.1f} s to train on, FACIAL-GAN needs {window / FPS:.1f} s: the avatar speaks with the general FACIAL-GAN"
+            )
             return
         # Lost frames carry interpolated parameters; they are kept so the windows stay continuous.
         offsets = params.array[:n] - avatar.reference_params.array[0]
@@ -242,8 +273,12 @@ class Stages:
         config = r2v_config(self.preset, self.variant)
         renderer = AvatarRenderer(avatar, config.model.size, self.options.device)
         source = VideoSource(renderer, frames, params, usable, (0, self.split))
-        validation = video_segment(renderer, frames, params, usable, (self.split, len(usable)), config.val_frames)
-        trainer = R2VTrainer(avatar, config, self.work / "r2v", self.options.device, source=source, validation=validation)
+        validation = video_segment(
+            renderer, frames, params, usable, (self.split, len(usable)), config.val_frames
+        )
+        trainer = R2VTrainer(
+            avatar, config, self.work / "r2v", self.options.device, source=source, validation=validation
+        )
         trainer.train()
         trainer.export(self.work / f"r2v_{self.variant}.pt")
 
@@ -289,7 +324,9 @@ def r2v_config(preset: Preset, variant: str):  # noqa: ANN201 (engine.train.r2v.
     )  # fmt: skip
 
 
-def train_photo_r2v(avatar: Avatar, preset: str, device: str = "cpu", work: str | os.PathLike | None = None) -> Avatar:
+def train_photo_r2v(
+    avatar: Avatar, preset: str, device: str = "cpu", work: str | os.PathLike | None = None
+) -> Avatar:
     """A photo avatar's R2V, trained on the direct compositor's frames under sampled parameters
     (engine/train/r2v/data.py), added to its bundle. Resumes from `work` (default out/r2v/NAME-photo)."""
     from engine.avatar.bundle import add_files

@@ -61,7 +61,14 @@ def motion_stats(params: FaceParams, valid: np.ndarray) -> MotionStats:
     )
 
 
-def crop_frames(video: str | os.PathLike, crop: Crop, count: int, resolution: int, out: Path, progress: Callable[[int, int], None]) -> None:
+def crop_frames(
+    video: str | os.PathLike,
+    crop: Crop,
+    count: int,
+    resolution: int,
+    out: Path,
+    progress: Callable[[int, int], None],
+) -> None:
     """The first `count` frames of `video` (at FPS), cropped and resized, into the .npy file `out`
     [count, R, R, 3] uint8, written through a memory map and renamed into place when complete."""
     from engine.video import read_frames

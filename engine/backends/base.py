@@ -49,7 +49,12 @@ class Backend(ABC):
         self.dtype = PRECISIONS[precision]
         # Its own copy (Module.to works in place), in channels-last: oneDNN's (CPU) and cuDNN's
         # (tensor cores) fastest convolution layout.
-        self.module = Inference(copy.deepcopy(model)).eval().to(self.device, self.dtype).to(memory_format=torch.channels_last)
+        self.module = (
+            Inference(copy.deepcopy(model))
+            .eval()
+            .to(self.device, self.dtype)
+            .to(memory_format=torch.channels_last)
+        )
         self.module.requires_grad_(False)
 
     def prepare(self, stack: Tensor) -> Tensor:

@@ -45,7 +45,9 @@ class OnnxRuntimeBackend(Backend):
         import onnxruntime as ort
 
         if self.precision != "fp32":
-            raise BackendError("the ONNX Runtime backend runs fp32 only (its fp16 path needs a converted model)")
+            raise BackendError(
+                "the ONNX Runtime backend runs fp32 only (its fp16 path needs a converted model)"
+            )
         # Exported from the CPU in the default layout: the ONNX graph is layout-agnostic.
         module = self.module.to("cpu", memory_format=torch.contiguous_format)
         example = torch.zeros(2, self.config.in_channels, self.config.size, self.config.size)

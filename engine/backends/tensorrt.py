@@ -23,12 +23,18 @@ class TensorRTBackend(Backend):
     def __init__(self, *args: object, **kwargs: object):
         super().__init__(*args, **kwargs)
         if not tensorrt_available():
-            raise BackendError("the tensorrt backend needs torch-tensorrt (pip install '.[gpu]') and an NVIDIA GPU")
+            raise BackendError(
+                "the tensorrt backend needs torch-tensorrt (pip install '.[gpu]') and an NVIDIA GPU"
+            )
         import torch_tensorrt
 
         shape = (self.config.in_channels, self.config.size, self.config.size)
-        spec = torch_tensorrt.Input(min_shape=(1, *shape), opt_shape=(1, *shape), max_shape=(MAX_BATCH, *shape), dtype=self.dtype)
-        self.engine = torch_tensorrt.compile(self.module, ir="dynamo", inputs=[spec], enabled_precisions={self.dtype})
+        spec = torch_tensorrt.Input(
+            min_shape=(1, *shape), opt_shape=(1, *shape), max_shape=(MAX_BATCH, *shape), dtype=self.dtype
+        )
+        self.engine = torch_tensorrt.compile(
+            self.module, ir="dynamo", inputs=[spec], enabled_precisions={self.dtype}
+        )
 
     def run(self, stack: Tensor) -> Tensor:
         if len(stack) > MAX_BATCH:

@@ -49,7 +49,9 @@ class Camera:
         """Camera-space points [..., 478, 3] -> landmarks (u, v, w) as a tracker reports them."""
         screen = self.project(points)
         depth = points[..., 2].mean(-1, keepdims=True)
-        return np.concatenate([screen[..., :2], ((points[..., 2] - depth) * self.focal / depth)[..., None]], -1)
+        return np.concatenate(
+            [screen[..., :2], ((points[..., 2] - depth) * self.focal / depth)[..., None]], -1
+        )
 
     def from_landmarks(self, landmarks: np.ndarray, depth: float) -> np.ndarray:
         """Landmarks [N, 3] -> camera-space points [N, 3], given the mean depth of the face."""

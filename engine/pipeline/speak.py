@@ -55,7 +55,13 @@ class Speaker:
     """One avatar speaking with one feature kind: audio -> FaceParams, in either mode."""
 
     def __init__(
-        self, avatar: Avatar, kind: str = "builtin", feature_model: str | None = None, stream: StreamConfig = StreamConfig(), device: str = "cpu", seed: int = 0
+        self,
+        avatar: Avatar,
+        kind: str = "builtin",
+        feature_model: str | None = None,
+        stream: StreamConfig = StreamConfig(),
+        device: str = "cpu",
+        seed: int = 0,
     ):
         self.avatar = avatar
         self.features = extractor(kind, feature_model)
@@ -99,7 +105,15 @@ class Speaker:
         return params
 
 
-def speak(speaker: Speaker, audio: np.ndarray, out: str, mode: str = "offline", size: int | None = None, renderer: str = "auto", device: str = "cpu") -> Timings:
+def speak(
+    speaker: Speaker,
+    audio: np.ndarray,
+    out: str,
+    mode: str = "offline",
+    size: int | None = None,
+    renderer: str = "auto",
+    device: str = "cpu",
+) -> Timings:
     """Write the MP4 of `speaker` saying `audio` ([S] float32 at SAMPLE_RATE) to `out`."""
     if mode not in MODES:
         raise SpeakError(f"unknown mode '{mode}', expected one of {MODES}")
@@ -107,7 +121,9 @@ def speak(speaker: Speaker, audio: np.ndarray, out: str, mode: str = "offline", 
     if len(audio) == 0:
         raise SpeakError("the audio is empty")
     timings = Timings(len(audio) / SAMPLE_RATE)
-    source = FrameSource(speaker.avatar, renderer=renderer, size=size, device=device, live=mode == "streaming")
+    source = FrameSource(
+        speaker.avatar, renderer=renderer, size=size, device=device, live=mode == "streaming"
+    )
 
     def streamed() -> Iterator[np.ndarray]:
         for params in speaker.streaming(audio, timings):

@@ -35,8 +35,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
                               formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
     mode = p.add_mutually_exclusive_group(required=True)
     mode.add_argument("--general", action="store_true", help="train the general model on generated speech")
-    mode.add_argument("--avatar", help="fine-tune for this avatar (a name under avatars/ or a bundle directory)")
-    p.add_argument("--dataset", type=Path, help="personal: .npz with the avatar video's tracked 'params' (and 'audio')")
+    mode.add_argument(
+        "--avatar", help="fine-tune for this avatar (a name under avatars/ or a bundle directory)"
+    )
+    p.add_argument(
+        "--dataset", type=Path, help="personal: .npz with the avatar video's tracked 'params' (and 'audio')"
+    )
     p.add_argument("--audio", help="personal: the video or audio file the parameters were tracked from")
     p.add_argument("--features", help="feature kind (default: builtin; personal: the avatar's kind)")
     p.add_argument("--feature-model", help="the feature kind's model file (default: its shipped one)")
@@ -44,14 +48,26 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument("--steps", type=int, help="training steps (default: the preset's; personal: 11 epochs)")
     p.add_argument("--batch", type=int, help="windows per step (default: the preset's; personal: 16)")
     p.add_argument("--data", type=Path, help="general: data set cache (default out/gan_data/KIND.npz)")
-    p.add_argument("--rebuild-data", action="store_true", help="general: make the data set even if --data exists")
-    p.add_argument("--data-scale", type=float, default=1.0, help="general: fraction of the default data set size")
+    p.add_argument(
+        "--rebuild-data", action="store_true", help="general: make the data set even if --data exists"
+    )
+    p.add_argument(
+        "--data-scale", type=float, default=1.0, help="general: fraction of the default data set size"
+    )
     p.add_argument("--aligner", type=Path, default=WEIGHTS / "phonetic_builtin.aligner.pt",
                    help="general: phonetic aligner for the real recordings (missing: synthetic speech only)")  # fmt: skip
-    p.add_argument("--checkpoint", type=Path, help="resumable checkpoint (default out/train-gan/NAME_KIND.ckpt)")
+    p.add_argument(
+        "--checkpoint", type=Path, help="resumable checkpoint (default out/train-gan/NAME_KIND.ckpt)"
+    )
     p.add_argument("--resume", action="store_true", help="continue from --checkpoint")
-    p.add_argument("--init", type=Path, help="personal: general weights to start from (default models/weights/facial_gan_KIND.pt)")
-    p.add_argument("--ship", type=Path, help="general: inference weights (default models/weights/facial_gan_KIND.pt)")
+    p.add_argument(
+        "--init",
+        type=Path,
+        help="personal: general weights to start from (default models/weights/facial_gan_KIND.pt)",
+    )
+    p.add_argument(
+        "--ship", type=Path, help="general: inference weights (default models/weights/facial_gan_KIND.pt)"
+    )
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads (the machine is shared)")
     p.set_defaults(run=run)
     return p
@@ -84,11 +100,15 @@ def _general_data(args: argparse.Namespace, kind: str, features):  # noqa: ANN00
         print(f"data: {data_path}", file=sys.stderr)
         items = gan_data.load(data_path)
         if items[0].features.shape[1] != features.dim:
-            raise UsageError(f"{data_path}: features of dimension {items[0].features.shape[1]}, the '{kind}' extractor gives {features.dim}; use --rebuild-data")
+            raise UsageError(
+                f"{data_path}: features of dimension {items[0].features.shape[1]}, the '{kind}' extractor gives {features.dim}; use --rebuild-data"
+            )
         return items, data_path
     base = gan_data.DataConfig()
     sizes = ("espeak_sessions", "festival_sessions", "held_out_sessions")
-    scaled = dataclasses.replace(base, **{f: max(1, round(getattr(base, f) * args.data_scale)) for f in sizes})
+    scaled = dataclasses.replace(
+        base, **{f: max(1, round(getattr(base, f) * args.data_scale)) for f in sizes}
+    )
     sessions_path = data_path.with_name(f"sessions_{args.data_scale:g}.pkl")
     if sessions_path.exists() and not args.rebuild_data:
         sessions = gan_data.load_sessions(sessions_path)
@@ -97,7 +117,9 @@ def _general_data(args: argparse.Namespace, kind: str, features):  # noqa: ANN00
         if aligner is None:
             print(f"no aligner at {args.aligner}: no real recordings in the data", file=sys.stderr)
         print(f"making speech in {sessions_path}", file=sys.stderr)
-        sessions = gan_data.training_sessions(scaled, aligner, lambda m: print(m, file=sys.stderr)) + gan_data.held_out_sessions(scaled)
+        sessions = gan_data.training_sessions(
+            scaled, aligner, lambda m: print(m, file=sys.stderr)
+        ) + gan_data.held_out_sessions(scaled)
         gan_data.save_sessions(sessions_path, sessions)
     print(f"building {kind} features and targets in {data_path}", file=sys.stderr)
     target = TargetConfig(lip_seal=lip_seal(load_avatar("default").identity))  # the shipped avatar's lips
@@ -112,7 +134,9 @@ def _general(args: argparse.Namespace) -> None:
     kind = args.features or "builtin"
     features = _extractor(args, kind)
     network, config = gan.PRESETS[args.preset]
-    config = dataclasses.replace(config, **{k: v for k, v in (("steps", args.steps), ("batch", args.batch)) if v})
+    config = dataclasses.replace(
+        config, **{k: v for k, v in (("steps", args.steps), ("batch", args.batch)) if v}
+    )
     network = dataclasses.replace(network, feature_dim=features.dim, window=config.window)
     items, data_path = _general_data(args, kind, features)
     train_items = [(e.features, e.params) for e in items if not e.held_out]
@@ -124,8 +148,15 @@ def _general(args: argparse.Namespace) -> None:
     ckpt = args.checkpoint or REPO / "out" / "train-gan" / f"general_{kind}.ckpt"
     resume = gan.load(ckpt) if args.resume and ckpt.exists() else None
     generator = gan.resumed_generator(resume) if resume else gan.fresh_generator(network, data)
-    info = {**gan.meta(kind, gan.silence_features(features)), "preset": args.preset, "data": data_path.name, "hours": round(hours, 2)}
-    state = gan.train(generator, data, config, ckpt, info, held_out, resume, lambda m: print(m, file=sys.stderr))
+    info = {
+        **gan.meta(kind, gan.silence_features(features)),
+        "preset": args.preset,
+        "data": data_path.name,
+        "hours": round(hours, 2),
+    }
+    state = gan.train(
+        generator, data, config, ckpt, info, held_out, resume, lambda m: print(m, file=sys.stderr)
+    )
     ship = args.ship or WEIGHTS / f"facial_gan_{kind}.pt"
     gan.save_atomic(gan.shipped(state), ship)
     print(f"wrote {ship} after {state['step']} steps, {state['seconds'] / 60:.1f} min", file=sys.stderr)
@@ -141,7 +172,9 @@ def _personal(args: argparse.Namespace) -> None:
     avatar = load_avatar(args.avatar)
     kind = args.features or avatar.feature_kind
     if args.dataset is None:
-        raise UsageError("personal fine-tuning needs --dataset (the tracked parameters of the avatar's video)")
+        raise UsageError(
+            "personal fine-tuning needs --dataset (the tracked parameters of the avatar's video)"
+        )
     params = FaceParams.load(str(args.dataset))
     if args.audio:
         audio = load_audio(args.audio)
@@ -159,11 +192,19 @@ def _personal(args: argparse.Namespace) -> None:
         raise UsageError(f"{init}: no general weights to fine-tune (train them with --general)")
     state = gan.load(init)
     ckpt = args.checkpoint or REPO / "out" / "train-gan" / f"{avatar.name}_{kind}.ckpt"
-    info = {**state["meta"], **gan.meta(kind, gan.silence_features(extractor)), "avatar": avatar.name, "frames": frames}
+    info = {
+        **state["meta"],
+        **gan.meta(kind, gan.silence_features(extractor)),
+        "avatar": avatar.name,
+        "frames": frames,
+    }
     result = gan.fine_tune(state, features[:frames], offsets, ckpt, info, args.steps, args.batch or gan.PERSONAL["batch"],
                            resume=args.resume, log=lambda m: print(m, file=sys.stderr))  # fmt: skip
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "weights.pt"
         torch.save(gan.shipped(result), path)
         add_files(avatar.path, {f"facial_gan_{kind}": path})
-    print(f"fine-tuned {avatar.name} on {frames / FPS:.0f} s in {result['step']} steps: {avatar.path}/facial_gan_{kind}.pt", file=sys.stderr)
+    print(
+        f"fine-tuned {avatar.name} on {frames / FPS:.0f} s in {result['step']} steps: {avatar.path}/facial_gan_{kind}.pt",
+        file=sys.stderr,
+    )

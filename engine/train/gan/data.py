@@ -69,11 +69,19 @@ def espeak_segments(synthesis: Synthesis) -> list[Segment]:
     for name, start, end in zip(synthesis.phonemes, bounds[:-1], bounds[1:]):
         parts = [SILENCE] if name.strip() == "" else ipa_to_phones(name)
         for k, phone in enumerate(parts):
-            out.append((phone, start + (end - start) * k / len(parts), start + (end - start) * (k + 1) / len(parts)))
+            out.append(
+                (phone, start + (end - start) * k / len(parts), start + (end - start) * (k + 1) / len(parts))
+            )
     return out
 
 
-def _join(voice: str, held_out: bool, pieces: list[tuple[np.ndarray, list[Segment]]], texts: list[str], rng: np.random.Generator) -> Session:
+def _join(
+    voice: str,
+    held_out: bool,
+    pieces: list[tuple[np.ndarray, list[Segment]]],
+    texts: list[str],
+    rng: np.random.Generator,
+) -> Session:
     """Utterances -> one session with silence before, between and after them."""
     audio: list[np.ndarray] = []
     segments: list[Segment] = []
@@ -92,7 +100,12 @@ def _join(voice: str, held_out: bool, pieces: list[tuple[np.ndarray, list[Segmen
 
 
 def espeak_sessions(
-    count: int, texts: list[str], variants: tuple[str, ...], held_out: bool, per_session: tuple[int, int], rng: np.random.Generator
+    count: int,
+    texts: list[str],
+    variants: tuple[str, ...],
+    held_out: bool,
+    per_session: tuple[int, int],
+    rng: np.random.Generator,
 ) -> list[Session]:
     espeak = Espeak.get()
     voices = speech_data.ESPEAK_VOICES
@@ -106,12 +119,16 @@ def espeak_sessions(
         chosen = [texts.pop() for _ in range(rng.integers(*per_session))]
         for text in chosen:
             synthesis = espeak.synthesize(text, voice)
-            pieces.append((to_sample_rate(synthesis.audio, synthesis.sample_rate), espeak_segments(synthesis)))
+            pieces.append(
+                (to_sample_rate(synthesis.audio, synthesis.sample_rate), espeak_segments(synthesis))
+            )
         out.append(_join(f"espeak:{name}", held_out, pieces, chosen, rng))
     return out
 
 
-def festival_sessions(count: int, texts: list[str], per_session: tuple[int, int], rng: np.random.Generator) -> list[Session]:
+def festival_sessions(
+    count: int, texts: list[str], per_session: tuple[int, int], rng: np.random.Generator
+) -> list[Session]:
     out = []
     for voice in festival.VOICES:
         for i in range(count):
@@ -140,7 +157,9 @@ def aligned_segments(aligner: PhoneticNet, audio: np.ndarray, words: list[list[s
     return [(PHONES[labels[a]], a * step, b * step) for a, b in zip(starts, ends)]
 
 
-def real_sessions(aligner: PhoneticNet, per_session: tuple[int, int], rng: np.random.Generator, log=print) -> list[Session]:  # noqa: ANN001
+def real_sessions(
+    aligner: PhoneticNet, per_session: tuple[int, int], rng: np.random.Generator, log=print
+) -> list[Session]:  # noqa: ANN001
     """The Asterisk recordings (engine/train/speech/asterisk.py, one speaker per language), training
     prompts only, aligned and joined into sessions per language."""
     out = []
@@ -169,7 +188,14 @@ def held_out_sessions(config: DataConfig) -> list[Session]:
     """The held-out set (held-out voices, held-out sentences): the same for every caller."""
     rng = np.random.default_rng(HELD_OUT_SEED)
     texts = sentences(config.held_out_sessions * config.sentences_per_session[1], HELD_OUT_SEED)
-    return espeak_sessions(config.held_out_sessions, texts, speech_data.HELD_OUT_VARIANTS, True, config.sentences_per_session, rng)
+    return espeak_sessions(
+        config.held_out_sessions,
+        texts,
+        speech_data.HELD_OUT_VARIANTS,
+        True,
+        config.sentences_per_session,
+        rng,
+    )
 
 
 def training_sessions(config: DataConfig, aligner: PhoneticNet | None, log=print) -> list[Session]:  # noqa: ANN001
@@ -178,13 +204,19 @@ def training_sessions(config: DataConfig, aligner: PhoneticNet | None, log=print
     rng = np.random.default_rng(config.seed)
     most = config.sentences_per_session[1]
     banned = set(sentences(config.held_out_sessions * most, HELD_OUT_SEED))
-    pool = [t for t in sentences((config.espeak_sessions + 2 * config.festival_sessions) * most, config.seed) if t not in banned]
+    pool = [
+        t
+        for t in sentences((config.espeak_sessions + 2 * config.festival_sessions) * most, config.seed)
+        if t not in banned
+    ]
     voices = tuple(v for v in speech_data.ESPEAK_VARIANTS if v not in speech_data.HELD_OUT_VARIANTS)
     log(f"  espeak-ng: {config.espeak_sessions} sessions")
     out = espeak_sessions(config.espeak_sessions, pool, voices, False, config.sentences_per_session, rng)
     log(f"  festival: {config.festival_sessions} sessions per voice")
     out += festival_sessions(config.festival_sessions, pool, config.sentences_per_session, rng)
-    return out + (real_sessions(aligner, config.sentences_per_session, rng, log) if aligner is not None else [])
+    return out + (
+        real_sessions(aligner, config.sentences_per_session, rng, log) if aligner is not None else []
+    )
 
 
 @dataclass
@@ -197,7 +229,9 @@ class Example:
     params: np.ndarray  # [N, NUM_PARAMS] float32 target curves around the neutral rest
 
 
-def example(session: Session, extractor: FeatureExtractor, target: TargetConfig, seed: int, augmented: bool) -> Example:
+def example(
+    session: Session, extractor: FeatureExtractor, target: TargetConfig, seed: int, augmented: bool
+) -> Example:
     """Features of the (augmented) audio, targets from the clean audio with a speaker's own
     articulation strength (0.85-1.15) and motion (seeded)."""
     rng = np.random.default_rng(seed)
@@ -207,10 +241,18 @@ def example(session: Session, extractor: FeatureExtractor, target: TargetConfig,
     return Example(session.voice, session.held_out, extractor.offline(audio), curves.array)
 
 
-def examples(items: list[Session], extractor: FeatureExtractor, target: TargetConfig, config: DataConfig) -> list[Example]:
+def examples(
+    items: list[Session], extractor: FeatureExtractor, target: TargetConfig, config: DataConfig
+) -> list[Example]:
     rng = np.random.default_rng(config.seed + 1)
     return [
-        example(s, extractor, target, config.seed + 1000 * k, not s.held_out and rng.random() < config.augment_fraction)
+        example(
+            s,
+            extractor,
+            target,
+            config.seed + 1000 * k,
+            not s.held_out and rng.random() < config.augment_fraction,
+        )
         for k, s in enumerate(tqdm(items, desc="features + targets", unit="session", disable=None))
     ]
 

@@ -47,7 +47,14 @@ CHANNELS = ("jaw", "closure", "tuck", "funnel", "pucker", "spread")
 # more than it lingers: the mouth opens ahead of a vowel's sound.
 # The lips are the fast articulators: closure and tuck decay within ~50 ms, so a vowel between two
 # bilabials still opens the lips, and a bilabial between vowels still closes them.
-THETA = {"jaw": (10, 16), "closure": (60, 60), "tuck": (60, 60), "funnel": (8, 12), "pucker": (8, 12), "spread": (12, 14)}
+THETA = {
+    "jaw": (10, 16),
+    "closure": (60, 60),
+    "tuck": (60, 60),
+    "funnel": (8, 12),
+    "pucker": (8, 12),
+    "spread": (12, 14),
+}
 MUST_REACH = 6.0  # dominance of gestures that must be reached (closure, tuck); vowels' own is 1
 LIP_PRESS = 1.0  # press beyond the seal: lips meet from closure >= seal / (seal + LIP_PRESS) on
 MIN_HOLD_S = 0.1  # a lip closure or tuck holds at least this long (bilabial closures last 60-120 ms)
@@ -67,7 +74,13 @@ _ROUND = {
     "W": (0.3, 0.9), "SH": (0.6, 0.25), "ZH": (0.6, 0.25), "CH": (0.6, 0.25), "JH": (0.6, 0.25),
 }  # fmt: skip
 _SPREAD = {"IY": 0.7, "IH": 0.4, "EH": 0.4, "AE": 0.3, "S": 0.25, "Z": 0.25, "T": 0.15, "D": 0.15, "N": 0.15}
-DIPHTHONGS = {"AY": ("AA", "IH"), "AW": ("AA", "UH"), "EY": ("EH", "IY"), "OW": ("AO", "UH"), "OY": ("AO", "IY")}
+DIPHTHONGS = {
+    "AY": ("AA", "IH"),
+    "AW": ("AA", "UH"),
+    "EY": ("EH", "IY"),
+    "OW": ("AO", "UH"),
+    "OY": ("AO", "IY"),
+}
 BILABIAL = frozenset(VISEME_GROUPS["bilabial"])
 LABIODENTAL = frozenset(VISEME_GROUPS["labiodental"])
 SIBILANT = frozenset(("S", "Z", "SH", "ZH", "CH", "JH"))
@@ -99,7 +112,17 @@ def lip_seal(identity: Identity) -> float:
 def phone_targets(phone: str) -> dict[str, tuple[float, float]]:
     """channel -> (target, dominance) of one (monophthong) phone."""
     vowel = phone in gan_prosody.VOWELS
-    jaw_dominance = 1.0 if vowel or phone in BILABIAL else 0.7 if phone in SIBILANT else 0.05 if phone == "HH" else 0.6 if phone == SILENCE else 0.4
+    jaw_dominance = (
+        1.0
+        if vowel or phone in BILABIAL
+        else 0.7
+        if phone in SIBILANT
+        else 0.05
+        if phone == "HH"
+        else 0.6
+        if phone == SILENCE
+        else 0.4
+    )
     funnel, pucker = _ROUND.get(phone, (0.0, 0.0))
     rounded, spread = phone in _ROUND, phone in _SPREAD
     # Rounding: strong for rounded phones, firm 0 for spread ones, weak 0 otherwise (so it spreads).
@@ -168,7 +191,9 @@ def mouth(channels: dict[str, np.ndarray], config: TargetConfig) -> np.ndarray:
     return out
 
 
-def targets(segments: list[Segment], audio: np.ndarray, config: TargetConfig, rest: FaceParams | None = None) -> FaceParams:
+def targets(
+    segments: list[Segment], audio: np.ndarray, config: TargetConfig, rest: FaceParams | None = None
+) -> FaceParams:
     """Phone timings (phone in PHONES, start and end seconds) + the audio [S] at SAMPLE_RATE ->
     FaceParams [num_frames(S), NUM_PARAMS] around `rest` (default neutral)."""
     for phone, start, end in segments:

@@ -63,7 +63,10 @@ class TrainConfig:
 # a streaming update in a few milliseconds.
 PRESETS = {
     "paper": (FacialGANConfig(), TrainConfig()),
-    "cpu-small": (FacialGANConfig(width=16, disc_width=32), TrainConfig(batch=32, lr=2e-4, steps=20_000, causal_fraction=0.5, decay_fraction=0.2)),
+    "cpu-small": (
+        FacialGANConfig(width=16, disc_width=32),
+        TrainConfig(batch=32, lr=2e-4, steps=20_000, causal_fraction=0.5, decay_fraction=0.2),
+    ),
 }
 PERSONAL = {"batch": 16, "lr": 1e-5, "first_frame": True}  # fintuning2-trainheadpose.py
 PERSONAL_EPOCHS = 11
@@ -76,13 +79,22 @@ class Windows:
         self.config = config
         before, after = config.local_before, config.local_after
         # Edges repeat the first / last frame (frame_windows(pad="edge")): sessions start and end in silence.
-        self.features = [np.pad(f, ((before, after), (0, 0)), mode="edge").astype(np.float32) for f, _ in sequences]
+        self.features = [
+            np.pad(f, ((before, after), (0, 0)), mode="edge").astype(np.float32) for f, _ in sequences
+        ]
         self.params = [p.astype(np.float32) for _, p in sequences]
         self.index = np.array(
-            [(k, s) for k, (f, _) in enumerate(sequences) for s in range(0, len(f) - config.window + 1, stride)], np.int64
+            [
+                (k, s)
+                for k, (f, _) in enumerate(sequences)
+                for s in range(0, len(f) - config.window + 1, stride)
+            ],
+            np.int64,
         ).reshape(-1, 2)
         if len(self.index) == 0:
-            raise GanDataError(f"no sequence is {config.window} frames long ({config.window / FPS:.1f} s): not enough data to train on")
+            raise GanDataError(
+                f"no sequence is {config.window} frames long ({config.window / FPS:.1f} s): not enough data to train on"
+            )
 
     def __len__(self) -> int:
         return len(self.index)
@@ -153,14 +165,18 @@ def train(
 
     state = None
     start = time.time() - seconds
-    with tqdm(total=config.steps, initial=step, desc="train-gan", unit="step", disable=None, file=sys.stderr) as bar:
+    with tqdm(
+        total=config.steps, initial=step, desc="train-gan", unit="step", disable=None, file=sys.stderr
+    ) as bar:
         while step < config.steps:
             generator.train()
             discriminator.train()
             for opt in (opt_g, opt_d):
                 for group in opt.param_groups:
                     group["lr"] = learning_rate(config, step)
-            windows, real = data.batch(rng.integers(0, len(data), config.batch), rng.random(config.batch) < config.causal_fraction)
+            windows, real = data.batch(
+                rng.integers(0, len(data), config.batch), rng.random(config.batch) < config.causal_fraction
+            )
             fake = generator(windows, real[:, 0])
             real_n, fake_n = generator.normalize(real), generator.normalize(fake)
             loss_d = discriminator_loss(discriminator(real_n), discriminator(fake_n.detach()))
@@ -168,7 +184,9 @@ def train(
             loss_d.backward()
             opt_d.step()
             discriminator.requires_grad_(False)
-            loss_g, terms = generator_loss(fake_n, real_n, discriminator(fake_n), config.weights, config.first_frame)
+            loss_g, terms = generator_loss(
+                fake_n, real_n, discriminator(fake_n), config.weights, config.first_frame
+            )
             discriminator.requires_grad_(True)
             opt_g.zero_grad()
             loss_g.backward()
@@ -178,11 +196,22 @@ def train(
             bar.update(1)
             bar.set_postfix(g=f"{loss_g.item():.3f}", d=f"{loss_d.item():.3f}")
             if step % config.checkpoint_every == 0 or step == config.steps:
-                record = {"step": step, "seconds": round(seconds, 1), "loss_g": loss_g.item(), "loss_d": loss_d.item(), **terms}
+                record = {
+                    "step": step,
+                    "seconds": round(seconds, 1),
+                    "loss_g": loss_g.item(),
+                    "loss_d": loss_d.item(),
+                    **terms,
+                }
                 if held_out is not None:
                     record["held_out_l2"] = validate(generator, held_out)
                 history.append(record)
-                log("  " + " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in record.items()))
+                log(
+                    "  "
+                    + " ".join(
+                        f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in record.items()
+                    )
+                )
                 state = save()
     return state if state is not None else save()
 
@@ -240,7 +269,9 @@ def fine_tune(
     in `out`, which --resume continues from)."""
     generator = resumed_generator(init)
     if generator.config.feature_dim != features.shape[1]:
-        raise GanDataError(f"the general weights take {generator.config.feature_dim}-d features, these are {features.shape[1]}-d")
+        raise GanDataError(
+            f"the general weights take {generator.config.feature_dim}-d features, these are {features.shape[1]}-d"
+        )
     data = Windows([(features, offsets)], generator.config, TrainConfig.stride)
     steps = steps or max(1, epochs * len(data) // batch)
     config = replace(TrainConfig(), **{**PERSONAL, "batch": batch, "steps": steps})

@@ -71,7 +71,14 @@ class R2VTrainConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> R2VTrainConfig:
-        return cls(**{**d, "model": R2VConfig(**d["model"]), "discriminator": PatchGANConfig(**d["discriminator"]), "losses": LossWeights(**d["losses"])})
+        return cls(
+            **{
+                **d,
+                "model": R2VConfig(**d["model"]),
+                "discriminator": PatchGANConfig(**d["discriminator"]),
+                "losses": LossWeights(**d["losses"]),
+            }
+        )
 
 
 class R2VTrainer:
@@ -91,7 +98,11 @@ class R2VTrainer:
         self.run_dir = Path(run_dir)
         self.device = torch.device(device)
         checkpoint_path = self.run_dir / "checkpoint.pt"
-        saved = torch.load(checkpoint_path, map_location=self.device, weights_only=True) if checkpoint_path.is_file() else None
+        saved = (
+            torch.load(checkpoint_path, map_location=self.device, weights_only=True)
+            if checkpoint_path.is_file()
+            else None
+        )
         if saved is not None:
             # The run's own settings win, except how long it runs (a resume may extend it).
             config = replace(R2VTrainConfig.from_dict(saved["config"]), steps=config.steps)
@@ -114,23 +125,37 @@ class R2VTrainer:
         self.renderer = AvatarRenderer(avatar, config.model.size, self.device)
         source = source or PhotoSource(self.renderer)
         if source.renderer.size != config.model.size:
-            raise TrainingDataError(f"the training source renders {source.renderer.size}x{source.renderer.size} frames, the network is {config.model.size}")
+            raise TrainingDataError(
+                f"the training source renders {source.renderer.size}x{source.renderer.size} frames, the network is {config.model.size}"
+            )
         # A resumed run draws new training frames (seeded by its step), the same held-out ones.
-        self.pool = FramePool(source, config.pool_segments, config.segment_frames, config.model.frames, seed=config.seed + self.step)
+        self.pool = FramePool(
+            source,
+            config.pool_segments,
+            config.segment_frames,
+            config.model.frames,
+            seed=config.seed + self.step,
+        )
         if saved is None and self.model.canvas is not None:
             # Start from the person's reference frame: sharp, and what the target is a warp of.
             reference = self.renderer.composite(avatar.reference_params).frames  # [1, S, S, 3]
             self.model.canvas.data.copy_(reference.permute(0, 3, 1, 2))
         if validation is None:
-            val_params = sample_params(avatar, config.val_frames, np.random.default_rng(config.seed + VAL_SEED_OFFSET))
+            val_params = sample_params(
+                avatar, config.val_frames, np.random.default_rng(config.seed + VAL_SEED_OFFSET)
+            )
             validation = render_segment(self.renderer, val_params)
         if validation.face.shape[1] != config.model.size:
-            raise TrainingDataError(f"the validation frames are {validation.face.shape[1]} pixels wide, the network is {config.model.size}")
+            raise TrainingDataError(
+                f"the validation frames are {validation.face.shape[1]} pixels wide, the network is {config.model.size}"
+            )
         self.val = validation
 
     def learning_rate(self) -> float:
         half = self.config.steps // 2
-        return self.config.lr * min(1.0, max(0.0, (self.config.steps - self.step) / max(1, self.config.steps - half)))
+        return self.config.lr * min(
+            1.0, max(0.0, (self.config.steps - self.step) / max(1, self.config.steps - half))
+        )
 
     def train_step(self) -> dict[str, float]:
         cfg, model_cfg = self.config, self.config.model
@@ -168,7 +193,9 @@ class R2VTrainer:
     def validate(self) -> Quality:
         """Held-out quality now; writes the validation grid and appends to metrics.jsonl."""
         self.model.eval()
-        outputs = run_segment(lambda stack: self.model.generate(stack.to(self.device)), self.val, self.config.model)
+        outputs = run_segment(
+            lambda stack: self.model.generate(stack.to(self.device)), self.val, self.config.model
+        )
         self.model.train()
         result = quality(outputs, self.val.target.permute(0, 3, 1, 2).float() / 255, self.val.mouth.bool())
         (self.run_dir / "val").mkdir(parents=True, exist_ok=True)
@@ -206,7 +233,9 @@ class R2VTrainer:
         cfg = self.config
         self.model.train()
         last = None
-        with tqdm(total=cfg.steps, initial=self.step, desc="train-r2v", unit="step", disable=not progress or None) as bar:
+        with tqdm(
+            total=cfg.steps, initial=self.step, desc="train-r2v", unit="step", disable=not progress or None
+        ) as bar:
             while self.step < cfg.steps:
                 logs = self.train_step()
                 bar.update(1)

@@ -48,7 +48,11 @@ class Prompt:
 
 
 def installed_languages() -> list[str]:
-    return [lang for lang, (folder, _) in LANGUAGES.items() if _transcripts(lang).exists() and (SOUNDS / folder).is_dir()]
+    return [
+        lang
+        for lang, (folder, _) in LANGUAGES.items()
+        if _transcripts(lang).exists() and (SOUNDS / folder).is_dir()
+    ]
 
 
 def _transcripts(language: str) -> Path:

@@ -24,7 +24,9 @@ def _arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
                         help="model file to write (the aligner goes beside it as NAME.aligner.pt)")
     parser.add_argument("--data", type=Path, default=REPO / "out" / "speech_data" / "corpus.pkl",
                         help="where the generated corpus is kept (outside the repository)")
-    parser.add_argument("--reuse-data", action="store_true", help="load --data if it exists instead of rebuilding")
+    parser.add_argument(
+        "--reuse-data", action="store_true", help="load --data if it exists instead of rebuilding"
+    )
     parser.add_argument("--quick", action="store_true", help="tiny data and few batches: a smoke run")
     return parser  # fmt: skip
 

@@ -117,7 +117,9 @@ def espeak_english(config: PhoneticConfig, data: DataConfig) -> list[Utterance]:
         name = ESPEAK_VOICES[rng.integers(len(ESPEAK_VOICES))] + (f"+{variant}" if variant else "")
         voice = Voice(name, rate=int(rng.uniform(120, 230)), pitch=int(rng.uniform(20, 80)),
                       pitch_range=int(rng.uniform(20, 90)))  # fmt: skip
-        out.append(_espeak_utterance(text, voice, config, rng, f"espeak:{name}", variant in HELD_OUT_VARIANTS))
+        out.append(
+            _espeak_utterance(text, voice, config, rng, f"espeak:{name}", variant in HELD_OUT_VARIANTS)
+        )
     return out
 
 
@@ -143,7 +145,9 @@ def festival_english(config: PhoneticConfig, data: DataConfig) -> list[Utterance
             for text, utt in zip(part, festival.synthesize(part, voice, stretch)):
                 mels = _features(augment(utt.audio, rng), config, random_warp(rng))
                 starts = np.concatenate([[0.0], utt.ends_s[:-1]])
-                labels = step_labels(utt.phones, starts, len(mels) // config.stride, config.step_samples / SAMPLE_RATE)
+                labels = step_labels(
+                    utt.phones, starts, len(mels) // config.stride, config.step_samples / SAMPLE_RATE
+                )
                 out.append(Utterance(f"festival:{voice}", text, False, mels, labels, _words_of(labels)))
     return out
 
@@ -167,8 +171,13 @@ def build(path: Path, config: PhoneticConfig, data: DataConfig, log=print) -> li
     utterances: list[Utterance] = []
     languages = asterisk.installed_languages()
     if not languages:
-        raise asterisk.AsteriskError(f"no Asterisk recordings installed: apt-get install {' '.join(DEBIAN_PACKAGES)}")
-    steps = [("espeak English", lambda: espeak_english(config, data)), ("festival", lambda: festival_english(config, data))]
+        raise asterisk.AsteriskError(
+            f"no Asterisk recordings installed: apt-get install {' '.join(DEBIAN_PACKAGES)}"
+        )
+    steps = [
+        ("espeak English", lambda: espeak_english(config, data)),
+        ("festival", lambda: festival_english(config, data)),
+    ]
     for lang in languages:
         steps.append((f"espeak {lang} prompts", lambda lang=lang: espeak_prompts(config, data, lang)))
         steps.append((f"real {lang}", lambda lang=lang: real_prompts(config, data, lang)))

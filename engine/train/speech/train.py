@@ -40,13 +40,22 @@ class TrainConfig:
     seed: int = 0
 
 
-def normalise(utterances: list[speech_data.Utterance], config: PhoneticConfig) -> tuple[np.ndarray, np.ndarray, list[np.ndarray]]:
+def normalise(
+    utterances: list[speech_data.Utterance], config: PhoneticConfig
+) -> tuple[np.ndarray, np.ndarray, list[np.ndarray]]:
     """Global log-mel statistics (the running normaliser's starting point) and every utterance's
     normalised frames, each run from that start as the live extractor would."""
     sample = np.concatenate([u.mels[::7] for u in utterances]).astype(np.float64)
     mean, var = sample.mean(0), sample.var(0)
     decay = float(np.exp(-config.hop / (config.sample_rate * config.cmvn_seconds)))
-    return mean, var, [RunningCMVN(mean, var, decay).push(u.mels.astype(np.float32)).astype(np.float16) for u in utterances]
+    return (
+        mean,
+        var,
+        [
+            RunningCMVN(mean, var, decay).push(u.mels.astype(np.float32)).astype(np.float16)
+            for u in utterances
+        ],
+    )
 
 
 class Stream:
@@ -67,7 +76,9 @@ class Stream:
         return torch.from_numpy(x.astype(np.float32)).transpose(1, 2), torch.from_numpy(y)
 
 
-def train(model: PhoneticNet, streams: list[tuple[Stream, float]], batches: int, tc: TrainConfig, log) -> None:  # noqa: ANN001
+def train(
+    model: PhoneticNet, streams: list[tuple[Stream, float]], batches: int, tc: TrainConfig, log
+) -> None:  # noqa: ANN001
     """AdamW with a one-cycle schedule; each batch mixes the streams by their fractions."""
     rng = np.random.default_rng(tc.seed + batches)
     optimizer = torch.optim.AdamW(model.parameters(), lr=tc.lr, weight_decay=1e-2)
@@ -95,7 +106,9 @@ def train(model: PhoneticNet, streams: list[tuple[Stream, float]], batches: int,
         schedule.step()
         running.append(phones.item())
         if (step + 1) % 200 == 0:
-            log(f"    batch {step + 1}/{batches}  phone loss {np.mean(running):.3f}  {time.time() - start:.0f} s")
+            log(
+                f"    batch {step + 1}/{batches}  phone loss {np.mean(running):.3f}  {time.time() - start:.0f} s"
+            )
             running = []
     model.eval()
 
@@ -135,9 +148,15 @@ def scores(model: PhoneticNet, utterances: list, feats: list[np.ndarray], real: 
     return summary(np.asarray(confusion), errors, total)
 
 
-def streams_for(utterances: list, feats: list[np.ndarray], stride: int, with_real: bool, tc: TrainConfig) -> list:
+def streams_for(
+    utterances: list, feats: list[np.ndarray], stride: int, with_real: bool, tc: TrainConfig
+) -> list:
     def stream(keep) -> Stream:  # noqa: ANN001
-        chosen = [(f, u.labels) for u, f in zip(utterances, feats) if keep(u) and u.labels is not None and not u.held_out]
+        chosen = [
+            (f, u.labels)
+            for u, f in zip(utterances, feats)
+            if keep(u) and u.labels is not None and not u.held_out
+        ]
         return Stream([f for f, _ in chosen], [lab for _, lab in chosen], stride)
 
     synthetic = stream(lambda u: not u.real)
@@ -146,13 +165,19 @@ def streams_for(utterances: list, feats: list[np.ndarray], stride: int, with_rea
     return [(synthetic, 1 - tc.real_fraction), (stream(lambda u: u.real), tc.real_fraction)]
 
 
-def train_model(out: Path, data_path: Path, reuse_data: bool, quick: bool, log: Callable[[str], None]) -> None:
+def train_model(
+    out: Path, data_path: Path, reuse_data: bool, quick: bool, log: Callable[[str], None]
+) -> None:
     """Build (or, with `reuse_data`, load) the corpus at `data_path`, train the aligner and the final
     model; write them to `out` and NAME.aligner.pt beside it. `quick`: tiny data, few batches."""
     torch.manual_seed(0)
     began = time.time()
     config = PhoneticConfig()
-    data = speech_data.DataConfig(espeak_sentences=60, festival_sentences=6, real_copies=1) if quick else speech_data.DataConfig()
+    data = (
+        speech_data.DataConfig(espeak_sentences=60, festival_sentences=6, real_copies=1)
+        if quick
+        else speech_data.DataConfig()
+    )
     tc = TrainConfig(aligner_batches=(20, 20, 20), final_batches=20, batch=8) if quick else TrainConfig()
     if reuse_data and data_path.exists():
         utterances = speech_data.load(data_path)
@@ -171,13 +196,18 @@ def train_model(out: Path, data_path: Path, reuse_data: bool, quick: bool, log: 
     aligner_path = out.with_name(out.stem + ".aligner.pt")
     aligner.cmvn_mean.copy_(torch.from_numpy(mean).float())
     aligner.cmvn_var.copy_(torch.from_numpy(var).float())
-    save_phonetic(aligner, str(aligner_path), purpose="forced alignment of held-out recordings for the benchmark")
+    save_phonetic(
+        aligner, str(aligner_path), purpose="forced alignment of held-out recordings for the benchmark"
+    )
     log(f"final model: {tc.final_batches} batches")
     model = PhoneticNet(config)
     model.cmvn_mean.copy_(torch.from_numpy(mean).float())
     model.cmvn_var.copy_(torch.from_numpy(var).float())
     train(model, streams_for(utterances, feats, config.stride, True, tc), tc.final_batches, tc, log)
-    held_out = {"real": scores(model, utterances, feats, real=True), "synthetic": scores(model, utterances, feats, real=False)}
+    held_out = {
+        "real": scores(model, utterances, feats, real=True),
+        "synthetic": scores(model, utterances, feats, real=False),
+    }
     log(f"  final held-out (per 20 ms step): {held_out}")
     out.parent.mkdir(parents=True, exist_ok=True)
     save_phonetic(model, str(out), phones=list(PHONES), silence=SILENCE, train_config=dataclasses.asdict(tc),
