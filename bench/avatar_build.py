@@ -48,9 +48,12 @@ def run(args: argparse.Namespace) -> None:
     rows = [{"stage": stage, "seconds": seconds_} for stage, seconds_ in metrics["stage_seconds"].items()]
     rows.append({"stage": "whole build (wall)", "seconds": round(wall, 1)})
     notes = (
-        f"`python -m bench avatar-build{' --quick' if args.quick else ''}`: {seconds} s of 512x512 video, preset {preset}; "
-        f"whole build {wall / 60:.1f} min (target <= {TARGET_MINUTES} min for 2 minutes with --preset quick), memory peak "
-        f"{peak_mib:.0f} MiB. Held-out metrics: {json.dumps({k: v for k, v in metrics.items() if k != 'stage_seconds'})}. "
+        f"`python -m bench avatar-build{' --quick' if args.quick else ''}`: {seconds} s of 512x512 video, "
+        f"preset {preset}; "
+        f"whole build {wall / 60:.1f} min (target <= {TARGET_MINUTES} min for 2 minutes with --preset "
+        "quick), memory peak "
+        f"{peak_mib:.0f} MiB. Held-out metrics: "
+        f"{json.dumps({k: v for k, v in metrics.items() if k != 'stage_seconds'})}. "
         "Frames (real | reconstructed | audio-driven): avatar-build_frames.png."
     )
 

@@ -99,10 +99,12 @@ def run(args: argparse.Namespace) -> None:
             row["rtf"] = row["median_ms"] / 1000 / SECONDS
             rows.append(row)
     notes = (
-        f"Real-time factor = median compute time / audio duration ({SECONDS:g} s of synthetic speech-like audio), "
+        f"Real-time factor = median compute time / audio duration ({SECONDS:g} s of synthetic speech-like "
+        "audio), "
         f"one torch thread. Streaming: {1000 * CHUNK // SAMPLE_RATE} ms chunks pushed one by one. "
         "DeepSpeech rows: randomly initialised full-size networks (no official model file is available here; "
-        "the cost does not depend on the weights). DeepSpeech 0.1.0 streams only at end of input, so it has no streaming row. "
+        "the cost does not depend on the weights). DeepSpeech 0.1.0 streams only at end of input, so it has "
+        "no streaming row. "
         f"Target (issue 4): built-in streaming <= {REAL_TIME_TARGET}. Command: python -m bench features"
     )
     if skipped:
@@ -139,9 +141,12 @@ def run_cuda(results_dir: Path, repeats: int = 3) -> None:
         difference = np.abs(cpu.offline(audio) - cuda.offline(audio)).max()
         differences.append(f"{version}: {difference:.2e}")
     notes = (
-        f"DeepSpeech port on CUDA, {CUDA_SECONDS:g} s of synthetic speech-like audio; randomly initialised full-size networks "
-        "(no official model file is available here). Offline = MFCC on CPU + the network on the GPU for the whole recording; "
-        f"streaming = {1000 * CHUNK // SAMPLE_RATE} ms chunks pushed one by one. Largest |CPU - CUDA| logit difference: "
+        f"DeepSpeech port on CUDA, {CUDA_SECONDS:g} s of synthetic speech-like audio; randomly initialised "
+        "full-size networks "
+        "(no official model file is available here). Offline = MFCC on CPU + the network on the GPU for the "
+        "whole recording; "
+        f"streaming = {1000 * CHUNK // SAMPLE_RATE} ms chunks pushed one by one. Largest |CPU - CUDA| logit "
+        "difference: "
         + ", ".join(differences)
         + ". Command: python -m bench features (on a machine with CUDA)"
     )

@@ -149,7 +149,8 @@ def run(args) -> None:  # noqa: ANN001
     notes = "\n\n".join(
         [__doc__.split("\n\n")[1], TARGETS,
          f"Streaming real-time factor, one CPU thread, 20 ms chunks: **{rtf:.4f}**; declared look-ahead "
-         f"{extractor.lookahead_frames} frames ({1000 * frame_pts(extractor.lookahead_frames) / SAMPLE_RATE:.0f} ms).",
+         f"{extractor.lookahead_frames} frames "
+         f"({1000 * frame_pts(extractor.lookahead_frames) / SAMPLE_RATE:.0f} ms).",
          *(confusion_markdown(name, scorers[name].confusion) for name in ("real: all languages", "real:en", "synthetic") if name in scorers)]
     )  # fmt: skip
 

@@ -58,9 +58,12 @@ def run(args: argparse.Namespace) -> None:
         for name, c in (("pitch (deg)", 0), ("yaw (deg)", 1))
     ]
     notes = (
-        f"`python -m bench fit{' --quick' if args.quick else ''}`: {n} frames ({seconds} s) of the built-in avatar talking at {SIZE}x{SIZE} "
-        f"(known face parameters), tracked and fitted as build-avatar --video does; reference frame {clip.reference}. Correlation with the "
-        "truth, amplitude (fitted std / true std) and mean bias (fitted - true) per shape; shapes the speech hardly moves (true std < 0.01) "
+        f"`python -m bench fit{' --quick' if args.quick else ''}`: {n} frames ({seconds} s) of the built-in "
+        f"avatar talking at {SIZE}x{SIZE} "
+        "(known face parameters), tracked and fitted as build-avatar --video does; reference frame "
+        f"{clip.reference}. Correlation with the "
+        "truth, amplitude (fitted std / true std) and mean bias (fitted - true) per shape; shapes the speech "
+        "hardly moves (true std < 0.01) "
         "have no correlation or amplitude, only their bias."
     )
 

@@ -280,8 +280,10 @@ def trained_latency_note() -> str:
     gan = StreamConfig(config.lookahead, config.stride).latency_frames
     extra_ms = 1000 * (features.lookahead_frames + gan) / FPS
     return (
-        f". With the built-in features ({features.lookahead_frames} frames of look-ahead) and FACIAL-GAN at the server's "
-        f"defaults (look-ahead {config.lookahead}, stride {config.stride}: {gan} frames), the pipeline latency is {extra_ms:.0f} ms more"
+        f". With the built-in features ({features.lookahead_frames} frames of look-ahead) and FACIAL-GAN at "
+        "the server's "
+        f"defaults (look-ahead {config.lookahead}, stride {config.stride}: {gan} frames), the pipeline "
+        f"latency is {extra_ms:.0f} ms more"
     )
 
 
@@ -300,19 +302,25 @@ def run(args: argparse.Namespace) -> None:
         flush=True,
     )
     print(
-        f"  per utterance, ms: send to mouth {np.round(1000 * np.array(to_mouth)).astype(int).tolist()}, A/V offset {np.round(1000 * np.array(offsets)).astype(int).tolist()}",
+        f"  per utterance, ms: send to mouth {np.round(1000 * np.array(to_mouth)).astype(int).tolist()}, A/V "
+        f"offset {np.round(1000 * np.array(offsets)).astype(int).tolist()}",
         flush=True,
     )
     notes = (
-        f"Default avatar at {size}x{size} (the server's auto renderer: on fewer than 4 CPU cores the direct compositor), CPU, server in its own process (one torch thread per call); "
-        f"speech: {server.speech}. aiortc client on loopback, espeak-ng phrases sent in real time over the websocket. "
-        f"A/V offset: the video's delay (received mouth openness against the same models' offline reference) minus the audio's (received against sent loudness), per phrase. "
+        f"Default avatar at {size}x{size} (the server's auto renderer: on fewer than 4 CPU cores the direct "
+        "compositor), CPU, server in its own process (one torch thread per call); "
+        f"speech: {server.speech}. aiortc client on loopback, espeak-ng phrases sent in real time over the "
+        "websocket. "
+        "A/V offset: the video's delay (received mouth openness against the same models' offline reference) "
+        "minus the audio's (received against sent loudness), per phrase. "
         f"Targets: p95 send-to-mouth <= 250 ms, |A/V offset| <= 40 ms. Command: python -m bench latency"
-        f". Machine load when it started: {load:.1f} runnable processes on {usable_cores()} cores (other work shares it)"
+        f". Machine load when it started: {load:.1f} runnable processes on {usable_cores()} cores (other "
+        "work shares it)"
     )
     if probe:
         notes += (
-            ". The trained models are not there yet: this measures the probe (loudness opens the jaw, no look-ahead)"
+            ". The trained models are not there yet: this measures the probe (loudness opens the jaw, no "
+            "look-ahead)"
             + trained_latency_note()
         )
 

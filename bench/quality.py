@@ -264,7 +264,8 @@ def run(args: argparse.Namespace) -> None:
     )
     for row in rows:
         print(
-            f"  {row['metric']}: {row['value']} ({row['goal'] or 'reported'}) {'ok' if row['pass'] else 'FAIL'} {row['note']}",
+            f"  {row['metric']}: {row['value']} ({row['goal'] or 'reported'}) "
+            f"{'ok' if row['pass'] else 'FAIL'} {row['note']}",
             flush=True,
         )
     notes = (

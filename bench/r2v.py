@@ -180,12 +180,17 @@ def run(args: argparse.Namespace) -> None:
     q = asdict(result)
     notes = (
         f"Built-in avatar, shipped lite network {weights.name} ({weights.stat().st_size / 2**20:.2f} MiB, "
-        f"{sum(p.numel() for p in lite.parameters()) / 1e6:.2f} M parameters, {gmacs:.3f} GMAC per 256x256 frame; "
-        f"stack: {lite.config.past} past + current{' (live)' if lite.config.live else f' + {lite.config.future} future'}); "
-        f"full: {full_gmacs:.1f} GMAC per 512x512 frame. CPU rows on one torch thread; batch-4/8 rows are per frame. "
+        f"{sum(p.numel() for p in lite.parameters()) / 1e6:.2f} M parameters, {gmacs:.3f} GMAC per 256x256 "
+        "frame; "
+        f"stack: {lite.config.past} past + "
+        f"current{' (live)' if lite.config.live else f' + {lite.config.future} future'}); "
+        f"full: {full_gmacs:.1f} GMAC per 512x512 frame. CPU rows on one torch thread; batch-4/8 rows are "
+        "per frame. "
         f"Best CPU backend at batch 1: {best}. "
-        f"Held-out quality on {frames} sampled frames vs the direct compositor: PSNR {q['psnr']:.2f} dB, SSIM {q['ssim']:.4f}; "
-        f"mouth box PSNR {q['mouth_psnr']:.2f} dB, SSIM {q['mouth_ssim']:.4f}; flicker {q['flicker']:.3f} 8-bit levels "
+        f"Held-out quality on {frames} sampled frames vs the direct compositor: PSNR {q['psnr']:.2f} dB, "
+        f"SSIM {q['ssim']:.4f}; "
+        f"mouth box PSNR {q['mouth_psnr']:.2f} dB, SSIM {q['mouth_ssim']:.4f}; flicker {q['flicker']:.3f} "
+        "8-bit levels "
         f"(the truth itself changes {truth.diff(dim=0).abs().mean() * 255:.2f} levels a frame). "
         f"Max abs difference from eager on those frames (0..1): "
         + ", ".join(f"{k} {v:.1e}" for k, v in agreement.items())

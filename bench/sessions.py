@@ -165,10 +165,14 @@ def run(args: argparse.Namespace) -> None:
                 held[server.speech] = n
     summary = "; ".join(f"{speech}: {n}" for speech, n in held.items())
     notes = (
-        f"Largest number of concurrent sessions each receiving >= {TARGET_FPS} fps ({summary}). Default avatar, direct "
-        f"compositor at 256x256, {device}; every session speaks all the time over its websocket except the idle case. "
-        f"Viewers on the same machine count encoded frames (no decoding). Target: >= 2 on a 2-core CPU. Command: python -m bench sessions"
-        f". Machine load when it started: {load:.1f} runnable processes on {usable_cores()} cores (other work shares it)"
+        f"Largest number of concurrent sessions each receiving >= {TARGET_FPS} fps ({summary}). Default "
+        "avatar, direct "
+        f"compositor at 256x256, {device}; every session speaks all the time over its websocket except the "
+        "idle case. "
+        "Viewers on the same machine count encoded frames (no decoding). Target: >= 2 on a 2-core CPU. "
+        "Command: python -m bench sessions"
+        f". Machine load when it started: {load:.1f} runnable processes on {usable_cores()} cores (other "
+        "work shares it)"
     )
 
     def plot(fig: Figure) -> None:

@@ -116,10 +116,14 @@ def run(args: argparse.Namespace) -> None:
     drift = np.array([r["drift_ms"] for r in rows])
     fps = np.array([r["fps"] for r in rows])
     notes = (
-        f"`python -m bench soak{' --quick' if args.quick else ''}`: one session talking for {minutes} min (espeak-ng phrases looped over "
-        f"its websocket in real time), trained models ({server.speech}), default avatar 256x256 on CPU. A/V drift (video's minus audio's "
-        f"arrival-minus-timestamp, per {WINDOW_S:.0f} s window, vs the first): max |drift| {np.abs(drift).max():.1f} ms (target <= {TARGET_MS}); "
-        f"fps per window min {fps.min():.1f}, mean {fps.mean():.1f}; frames dropped by the server {figures['frames_dropped']}; "
+        f"`python -m bench soak{' --quick' if args.quick else ''}`: one session talking for {minutes} min "
+        "(espeak-ng phrases looped over "
+        f"its websocket in real time), trained models ({server.speech}), default avatar 256x256 on CPU. A/V "
+        "drift (video's minus audio's "
+        f"arrival-minus-timestamp, per {WINDOW_S:.0f} s window, vs the first): max |drift| "
+        f"{np.abs(drift).max():.1f} ms (target <= {TARGET_MS}); "
+        f"fps per window min {fps.min():.1f}, mean {fps.mean():.1f}; frames dropped by the server "
+        f"{figures['frames_dropped']}; "
         f"server memory {rss_start:.0f} MiB at the start, {rss_end:.0f} MiB at the end."
     )
     print("  " + notes, flush=True)

@@ -62,7 +62,8 @@ def run(args: argparse.Namespace) -> None:
     audio = text_to_speech(args.text, args.voice) if args.text is not None else load_audio(args.audio)
     timings = speak(speaker, audio, args.out, args.mode, args.size, args.renderer, args.device)
     print(
-        f"wrote {args.out}: {timings.frames} frames at {FPS} fps ({timings.audio_seconds:.2f} s), {args.mode} mode; "
+        f"wrote {args.out}: {timings.frames} frames at {FPS} fps ({timings.audio_seconds:.2f} s), "
+        f"{args.mode} mode; "
         f"{timings.total:.2f} s: features {timings.features:.2f} s, animation {timings.animate:.2f} s, "
         f"rendering {timings.render:.2f} s; real-time factor {timings.total / timings.audio_seconds:.2f}",
         file=sys.stderr,

@@ -51,13 +51,15 @@ def run(args: argparse.Namespace) -> None:
     minutes = valid.sum() / FPS / 60
     pose = clip.params.pose[valid]
     print(
-        f"wrote {args.out}: {n} frames ({n / FPS:.1f} s at {FPS} fps), face tracked in {valid.sum()} ({100 * valid.mean():.1f}%), "
+        f"wrote {args.out}: {n} frames ({n / FPS:.1f} s at {FPS} fps), face tracked in {valid.sum()} "
+        f"({100 * valid.mean():.1f}%), "
         f"mean confidence {clip.confidence[valid].mean():.2f}; reference frame {clip.reference}",
         file=sys.stderr,
     )
     print(
         f"blinks: {len(blink_events(clip.params.blink, valid)) / minutes:.1f} per minute; head pose std: "
-        f"pitch {np.degrees(pose[:, 0].std()):.1f}, yaw {np.degrees(pose[:, 1].std()):.1f}, roll {np.degrees(pose[:, 2].std()):.1f} degrees, "
+        f"pitch {np.degrees(pose[:, 0].std()):.1f}, yaw {np.degrees(pose[:, 1].std()):.1f}, roll "
+        f"{np.degrees(pose[:, 2].std()):.1f} degrees, "
         f"x {pose[:, 3].std():.2f}, y {pose[:, 4].std():.2f}, z {pose[:, 5].std():.2f} cm",
         file=sys.stderr,
     )

@@ -134,7 +134,8 @@ class DeepSpeech(nn.Module):
         for key, shape in shapes.items():
             if tuple(np.shape(tensors[key])) != shape:
                 raise ValueError(
-                    f"DeepSpeech weight {key} has shape {list(np.shape(tensors[key]))}, expected {list(shape)}"
+                    f"DeepSpeech weight {key} has shape {list(np.shape(tensors[key]))}, expected "
+                    f"{list(shape)}"
                 )
         t = {
             key: torch.as_tensor(np.asarray(value, np.float32))

@@ -51,11 +51,13 @@ class FacialGANConfig:
         levels = 2 ** len(self.unet_channels)
         if self.window % levels:
             raise ValueError(
-                f"window {self.window} is not a multiple of {levels} (the U-Net's {len(self.unet_channels)} levels)"
+                f"window {self.window} is not a multiple of {levels} (the U-Net's {len(self.unet_channels)} "
+                "levels)"
             )
         if self.local_window != 2 ** len(self.frame_channels):
             raise ValueError(
-                f"local window {self.local_window} must be {2 ** len(self.frame_channels)} for {len(self.frame_channels)} strided convs"
+                f"local window {self.local_window} must be {2 ** len(self.frame_channels)} for "
+                f"{len(self.frame_channels)} strided convs"
             )
 
     @property

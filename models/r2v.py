@@ -251,7 +251,8 @@ class R2V(nn.Module):
         c, s = self.config.in_channels, self.config.size
         if stack.shape[1:] != (c, s, s):
             raise R2VError(
-                f"R2V {self.config.variant} expects input stacks of shape [B, {c}, {s}, {s}], got {list(stack.shape)}"
+                f"R2V {self.config.variant} expects input stacks of shape [B, {c}, {s}, {s}], got "
+                f"{list(stack.shape)}"
             )
         base = (
             torch.full_like(stack[:, :3], 0.5)

@@ -73,7 +73,8 @@ async def say_and_interrupt(page: Any, box: list[int]) -> None:
     presses say, the jaw opens and the server speaks; the interrupt button stops it and the jaw
     closes again."""
     await page.evaluate(
-        f"(document.getElementById('say-text').value = {json.dumps(SENTENCE)}, document.getElementById('say').click())"
+        f"(document.getElementById('say-text').value = {json.dumps(SENTENCE)}, "
+        "document.getElementById('say').click())"
     )
     await page.evaluate(f"({WATCH_MOUTH})({box}, 'grey')")
     await until(page, "window.mouthSamples.some(([t, jaw]) => jaw > 0.5)")  # the avatar speaks

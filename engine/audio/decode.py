@@ -65,7 +65,8 @@ def stream_audio(
     decoded_s = done / sample_rate
     if declared is not None and decoded_s < TRUNCATED_SHARE * declared - TRUNCATED_SLACK_S:
         raise AudioDecodeError(
-            f"{path}: the file is truncated (it declares {declared:.2f} s of audio, only {decoded_s:.2f} s could be decoded)"
+            f"{path}: the file is truncated (it declares {declared:.2f} s of audio, only {decoded_s:.2f} s "
+            "could be decoded)"
         )
 
 

@@ -108,7 +108,8 @@ def load_deepspeech(path: str | Path) -> ImportedDeepSpeech:
         for key, shape in config.tf_shapes().items():
             if tensors[key].shape != shape:
                 raise DeepSpeechFileError(
-                    f"{path}: {names[key]} has shape {list(tensors[key].shape)}, expected {list(shape)} for DeepSpeech {version}"
+                    f"{path}: {names[key]} has shape {list(tensors[key].shape)}, expected {list(shape)} for "
+                    f"DeepSpeech {version}"
                 )
         network = DeepSpeech(config)
         network.load_tf_weights(tensors)
@@ -143,7 +144,8 @@ class _GraphFile:
             self.graph.ParseFromString(bytes(graph_bytes))
         except (DecodeError, RuntimeError) as e:
             raise DeepSpeechFileError(
-                f"{path}: not a TensorFlow graph (.pb) or memmapped graph (.pbmm), or the file is truncated ({e})"
+                f"{path}: not a TensorFlow graph (.pb) or memmapped graph (.pbmm), or the file is truncated "
+                f"({e})"
             ) from None
         self.nodes = {node.name: node for node in self.graph.node}
 
@@ -160,7 +162,8 @@ class _GraphFile:
             found = int(self.tensor("metadata_version").reshape(-1)[0])
             if found != GRAPH_VERSION:
                 raise DeepSpeechFileError(
-                    f"{self.path}: DeepSpeech graph version {found}; this importer reads 0.1.0 and 0.7-0.9 models (graph version {GRAPH_VERSION})"
+                    f"{self.path}: DeepSpeech graph version {found}; this importer reads 0.1.0 and 0.7-0.9 "
+                    f"models (graph version {GRAPH_VERSION})"
                 )
         if "layer_1/weights" in self.nodes:
             return "0.9.3"
@@ -169,7 +172,8 @@ class _GraphFile:
         if not self.nodes:
             raise DeepSpeechFileError(f"{self.path}: not a TensorFlow graph (.pb) or memmapped graph (.pbmm)")
         raise DeepSpeechFileError(
-            f"{self.path}: not a DeepSpeech 0.1.0 or 0.9.3 acoustic model (no weight node 'h1' or 'layer_1/weights')"
+            f"{self.path}: not a DeepSpeech 0.1.0 or 0.9.3 acoustic model (no weight node 'h1' or "
+            "'layer_1/weights')"
         )
 
     def tensor(self, name: str) -> np.ndarray:
@@ -213,7 +217,8 @@ class _GraphFile:
             nbytes = int(np.prod(shape)) * _DTYPES[dtype].itemsize
             if len(region) < nbytes:
                 raise DeepSpeechFileError(
-                    f"{self.path}: region {region_name} holds {len(region)} bytes, {name} {list(shape)} needs {nbytes}"
+                    f"{self.path}: region {region_name} holds {len(region)} bytes, {name} {list(shape)} "
+                    f"needs {nbytes}"
                 )
             return np.frombuffer(region[:nbytes], _DTYPES[dtype]).reshape(shape).copy()
         raise DeepSpeechFileError(f"{self.path}: {name} is a {node.op} node, not a constant")
@@ -242,7 +247,8 @@ class _GraphFile:
         config = dataclasses.replace(TfMfccConfig(), **settings)
         if config.coefficients != DeepSpeechConfig().n_input:
             raise DeepSpeechFileError(
-                f"{self.path}: the graph computes {config.coefficients} MFCC, the network takes {DeepSpeechConfig().n_input}"
+                f"{self.path}: the graph computes {config.coefficients} MFCC, the network takes "
+                f"{DeepSpeechConfig().n_input}"
             )
         return config
 

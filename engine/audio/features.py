@@ -127,7 +127,8 @@ class FeatureExtractor(ABC):
         expected = (num_frames(len(audio)), self.dim)
         if rows.shape != expected:
             raise RuntimeError(
-                f"{type(self).__name__} returned {list(rows.shape)} for {len(audio)} samples, expected {list(expected)}"
+                f"{type(self).__name__} returned {list(rows.shape)} for {len(audio)} samples, expected "
+                f"{list(expected)}"
             )
         return rows
 

@@ -42,7 +42,8 @@ class LiveChunker:
     def __init__(self, input_rate: int, chunk_ms: int = 20, start_pts: int = 0) -> None:
         if not MIN_CHUNK_MS <= chunk_ms <= MAX_CHUNK_MS or SAMPLE_RATE * chunk_ms % 1000:
             raise ValueError(
-                f"chunk_ms must be a whole number of samples between {MIN_CHUNK_MS} and {MAX_CHUNK_MS} ms, got {chunk_ms}"
+                f"chunk_ms must be a whole number of samples between {MIN_CHUNK_MS} and {MAX_CHUNK_MS} ms, "
+                f"got {chunk_ms}"
             )
         if not 1000 <= input_rate <= 384_000:
             raise ValueError(f"input sample rate must be between 1000 and 384000 Hz, got {input_rate}")

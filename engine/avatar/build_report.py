@@ -182,7 +182,8 @@ def _markdown(stages, m: dict) -> str:  # noqa: ANN001
     lines = [
         f"# Avatar '{o.name}' from {o.video.name}",
         "",
-        f"Preset `{o.preset}`, device `{o.device}`, {stages.preset.resolution}x{stages.preset.resolution}, renderer {m['renderer']}. "
+        f"Preset `{o.preset}`, device `{o.device}`, {stages.preset.resolution}x{stages.preset.resolution}, "
+        f"renderer {m['renderer']}. "
         f"Held out: the last {m['held_out_seconds']} s ({m['tracked_share']:.0%} of its frames tracked).",
         "",
         "| metric | value |",
@@ -200,7 +201,8 @@ def _markdown(stages, m: dict) -> str:  # noqa: ANN001
         if key in m:
             d = m[key]
             lines.append(
-                f"| landmark distance, {label} (face / mouth, % inter-ocular; {d['frames']} frames) | {d['face']:.2f} / {d['mouth']:.2f} |"
+                f"| landmark distance, {label} (face / mouth, % inter-ocular; {d['frames']} frames) | "
+                f"{d['face']:.2f} / {d['mouth']:.2f} |"
             )
     if "jaw_open_correlation" in m:
         b = m["blinks_per_minute"]

@@ -90,11 +90,13 @@ def load(avatar: str | os.PathLike) -> Avatar:
         raise AvatarError(f"{path}: avatar.json is not a {FORMAT} bundle")
     if meta.get("version") != FORMAT_VERSION:
         raise AvatarError(
-            f"{path}: bundle format version {meta.get('version')} is not supported (this engine reads {FORMAT_VERSION})"
+            f"{path}: bundle format version {meta.get('version')} is not supported (this engine reads "
+            f"{FORMAT_VERSION})"
         )
     if meta.get("rig_version") != RIG_VERSION:
         raise AvatarError(
-            f"{path}: made for rig version {meta.get('rig_version')}, this engine has {RIG_VERSION}; rebuild the avatar"
+            f"{path}: made for rig version {meta.get('rig_version')}, this engine has {RIG_VERSION}; rebuild "
+            "the avatar"
         )
     try:
         files = {key: path / meta["files"][key] for key in REQUIRED_FILES}
@@ -230,6 +232,7 @@ def _read_npz(path: Path, shapes: dict[str, tuple[int, ...]]) -> dict[str, np.nd
     for key, shape in shapes.items():
         if arrays[key].shape != shape or not np.isfinite(arrays[key]).all():
             raise AvatarError(
-                f"{path}: '{key}' must be a finite array of shape {list(shape)}, got {list(arrays[key].shape)}"
+                f"{path}: '{key}' must be a finite array of shape {list(shape)}, got "
+                f"{list(arrays[key].shape)}"
             )
     return arrays

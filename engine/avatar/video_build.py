@@ -108,11 +108,13 @@ def build(options: BuildOptions, log: Callable[[str], None] = say) -> Avatar:
     info = probe_video(options.video)
     if info.seconds < MIN_SECONDS:
         raise BuildError(
-            f"{options.video}: {info.seconds:.1f} s of video; an avatar needs at least {MIN_SECONDS:.0f} s (2-3 minutes is best)"
+            f"{options.video}: {info.seconds:.1f} s of video; an avatar needs at least {MIN_SECONDS:.0f} s "
+            "(2-3 minutes is best)"
         )
     if info.seconds < SHORT_SECONDS:
         log(
-            f"warning: {info.seconds:.1f} s of video is short; 2-3 minutes of talking gives a far better avatar"
+            f"warning: {info.seconds:.1f} s of video is short; 2-3 minutes of talking gives a far better "
+            "avatar"
         )
     stat = Path(options.video).stat()
     manifest = {"video": str(Path(options.video).resolve()), "bytes": stat.st_size, "mtime": stat.st_mtime,
@@ -152,7 +154,8 @@ class Stages:
             )
         if lost:
             self.log(
-                f"the face was lost in {lost} of {len(track.valid)} frames ({lost / len(track.valid):.0%}); those frames are left out of training"
+                f"the face was lost in {lost} of {len(track.valid)} frames ({lost / len(track.valid):.0%}); "
+                "those frames are left out of training"
             )
         track.save(self.work / "track.npz")
 
@@ -192,7 +195,8 @@ class Stages:
         poor = int((clip.valid & (clip.confidence < MIN_CONFIDENCE)).sum())
         if poor:
             self.log(
-                f"{poor} tracked frames fit the face model poorly (confidence < {MIN_CONFIDENCE}); they are left out of R2V training"
+                f"{poor} tracked frames fit the face model poorly (confidence < {MIN_CONFIDENCE}); they are "
+                "left out of R2V training"
             )
 
     @cached_property
@@ -249,7 +253,8 @@ class Stages:
         n = min(len(features), self.split)
         if n < window:
             self.log(
-                f"only {n / FPS:.1f} s to train on, FACIAL-GAN needs {window / FPS:.1f} s: the avatar speaks with the general FACIAL-GAN"
+                f"only {n / FPS:.1f} s to train on, FACIAL-GAN needs {window / FPS:.1f} s: the avatar speaks "
+                "with the general FACIAL-GAN"
             )
             return
         # Lost frames carry interpolated parameters; they are kept so the windows stay continuous.

@@ -51,6 +51,7 @@ def make_backend(
         raise BackendError(f"unknown backend '{name}', expected one of {list(BACKENDS)}")
     if name not in available_backends(device):
         raise BackendError(
-            f"the {name} backend is not available for {device} on this machine (available: {available_backends(device)})"
+            f"the {name} backend is not available for {device} on this machine (available: "
+            f"{available_backends(device)})"
         )
     return BACKENDS[name](model, device, precision)

@@ -96,7 +96,8 @@ class Gan:
             raise AnimatorError(f"{path}: not FACIAL-GAN weights ({type(e).__name__}: {e})") from None
         if meta.get("rig_version") != RIG_VERSION or tuple(meta.get("param_names", ())) != PARAM_NAMES:
             raise AnimatorError(
-                f"{path}: weights for rig version {meta.get('rig_version')}, this engine has rig version {RIG_VERSION}; retrain them"
+                f"{path}: weights for rig version {meta.get('rig_version')}, this engine has rig version "
+                f"{RIG_VERSION}; retrain them"
             )
         silence = np.asarray(meta.get("silence", np.zeros(model.config.feature_dim)), np.float32)
         return cls(model.to(device), str(meta.get("feature_kind", "?")), silence)
@@ -108,7 +109,8 @@ class Gan:
         path = avatar.path / own if own else WEIGHTS_DIR / f"facial_gan_{kind}.pt"
         if not path.is_file():
             raise AnimatorError(
-                f"no FACIAL-GAN weights for '{kind}' features ({path.name}): train them with `python -m engine train-gan --general --features {kind}`"
+                f"no FACIAL-GAN weights for '{kind}' features ({path.name}): train them with `python -m "
+                f"engine train-gan --general --features {kind}`"
             )
         return cls.load(path, device)
 
@@ -117,7 +119,8 @@ class Gan:
         dim = self.model.config.feature_dim
         if features.ndim != 2 or features.shape[1] != dim:
             raise AnimatorError(
-                f"features of shape {list(features.shape)} do not fit these weights: they take [N, {dim}] ('{self.feature_kind}' features)"
+                f"features of shape {list(features.shape)} do not fit these weights: they take [N, {dim}] "
+                f"('{self.feature_kind}' features)"
             )
         return features
 
@@ -235,7 +238,8 @@ class StreamingAnimator:
         c = gan.model.config
         if config.lookahead + config.stride > c.window:
             raise AnimatorError(
-                f"look-ahead + stride ({config.lookahead + config.stride}) exceed the window ({c.window} frames)"
+                f"look-ahead + stride ({config.lookahead + config.stride}) exceed the window ({c.window} "
+                "frames)"
             )
         self.features = _Timeline(0, gan.silence)
         self.raw = _Timeline(

@@ -69,7 +69,8 @@ class FrameSource:
         weights = r2v_weights(avatar, variant) if renderer != "composite" else None
         if renderer == "r2v" and weights is None:
             raise FramesError(
-                f"avatar '{avatar.name}' has no r2v_{variant} weights: train them with `python -m engine train-r2v --avatar {avatar.name} --variant {variant}`"
+                f"avatar '{avatar.name}' has no r2v_{variant} weights: train them with `python -m engine "
+                f"train-r2v --avatar {avatar.name} --variant {variant}`"
             )
         try:
             model = R2V.from_checkpoint(weights) if weights is not None else None
@@ -78,7 +79,8 @@ class FrameSource:
         if model is not None and size not in (None, model.config.size):
             if renderer == "r2v":
                 raise FramesError(
-                    f"the r2v_{variant} network of avatar '{avatar.name}' makes {model.config.size}x{model.config.size} frames, not {size}x{size}"
+                    f"the r2v_{variant} network of avatar '{avatar.name}' makes "
+                    f"{model.config.size}x{model.config.size} frames, not {size}x{size}"
                 )
             model = None  # auto: the compositor draws any size
         self.uses_r2v = model is not None
@@ -119,7 +121,8 @@ class FrameSource:
         span = self.past + 1 + self.future
         if len(params) % span:
             raise FramesError(
-                f"windows need {span} frames each (past {self.past} + 1 + future {self.future}), got {len(params)} frames"
+                f"windows need {span} frames each (past {self.past} + 1 + future {self.future}), got "
+                f"{len(params)} frames"
             )
         rows = params.array
         current = np.arange(len(params) // span) * span + self.past

@@ -101,7 +101,8 @@ def _general_data(args: argparse.Namespace, kind: str, features):  # noqa: ANN00
         items = gan_data.load(data_path)
         if items[0].features.shape[1] != features.dim:
             raise UsageError(
-                f"{data_path}: features of dimension {items[0].features.shape[1]}, the '{kind}' extractor gives {features.dim}; use --rebuild-data"
+                f"{data_path}: features of dimension {items[0].features.shape[1]}, the '{kind}' extractor "
+                f"gives {features.dim}; use --rebuild-data"
             )
         return items, data_path
     base = gan_data.DataConfig()
@@ -205,6 +206,7 @@ def _personal(args: argparse.Namespace) -> None:
         torch.save(gan.shipped(result), path)
         add_files(avatar.path, {f"facial_gan_{kind}": path})
     print(
-        f"fine-tuned {avatar.name} on {frames / FPS:.0f} s in {result['step']} steps: {avatar.path}/facial_gan_{kind}.pt",
+        f"fine-tuned {avatar.name} on {frames / FPS:.0f} s in {result['step']} steps: "
+        f"{avatar.path}/facial_gan_{kind}.pt",
         file=sys.stderr,
     )

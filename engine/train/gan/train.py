@@ -93,7 +93,8 @@ class Windows:
         ).reshape(-1, 2)
         if len(self.index) == 0:
             raise GanDataError(
-                f"no sequence is {config.window} frames long ({config.window / FPS:.1f} s): not enough data to train on"
+                f"no sequence is {config.window} frames long ({config.window / FPS:.1f} s): not enough data "
+                "to train on"
             )
 
     def __len__(self) -> int:
@@ -270,7 +271,8 @@ def fine_tune(
     generator = resumed_generator(init)
     if generator.config.feature_dim != features.shape[1]:
         raise GanDataError(
-            f"the general weights take {generator.config.feature_dim}-d features, these are {features.shape[1]}-d"
+            f"the general weights take {generator.config.feature_dim}-d features, these are "
+            f"{features.shape[1]}-d"
         )
     data = Windows([(features, offsets)], generator.config, TrainConfig.stride)
     steps = steps or max(1, epochs * len(data) // batch)

@@ -241,11 +241,13 @@ class VideoSource:
             )
         if not len(frames) == len(params) == len(usable):
             raise TrainingDataError(
-                f"{len(frames)} video frames, {len(params)} face parameters and {len(usable)} usable flags do not match"
+                f"{len(frames)} video frames, {len(params)} face parameters and {len(usable)} usable flags "
+                "do not match"
             )
         if frame_range.step != 1 or not 0 <= frame_range.start <= frame_range.stop <= len(frames):
             raise TrainingDataError(
-                f"frame range ({frame_range.start}, {frame_range.stop}) is not a consecutive range inside the video's {len(frames)} frames"
+                f"frame range ({frame_range.start}, {frame_range.stop}) is not a consecutive range inside "
+                f"the video's {len(frames)} frames"
             )
         self.renderer = renderer
         self.frames, self.params, self.usable, self.frame_range = frames, params, usable, frame_range
@@ -261,7 +263,8 @@ class VideoSource:
         if not runs:
             longest = max((b - a for a, b in self.runs), default=0)
             raise TrainingDataError(
-                f"no run of {min_length} consecutive usable frames in frames {self.frame_range.start}..{self.frame_range.stop - 1} "
+                f"no run of {min_length} consecutive usable frames in frames "
+                f"{self.frame_range.start}..{self.frame_range.stop - 1} "
                 f"(the longest is {longest}): too few frames where the face was tracked"
             )
         return runs

@@ -138,7 +138,8 @@ def evaluate_video(
     config, device = model.config, next(model.parameters()).device
     if not source.runs:
         raise TrainingDataError(
-            f"no usable frames to evaluate in frames {source.frame_range.start}..{source.frame_range.stop - 1}"
+            "no usable frames to evaluate in frames "
+            f"{source.frame_range.start}..{source.frame_range.stop - 1}"
         )
     indices = np.concatenate([np.arange(a, b) for a, b in source.runs])
     picks = set(indices[np.linspace(0, len(indices) - 1, GRID_ROWS).round().astype(int)].tolist())

@@ -126,7 +126,8 @@ class R2VTrainer:
         source = source or PhotoSource(self.renderer)
         if source.renderer.size != config.model.size:
             raise TrainingDataError(
-                f"the training source renders {source.renderer.size}x{source.renderer.size} frames, the network is {config.model.size}"
+                f"the training source renders {source.renderer.size}x{source.renderer.size} frames, the "
+                f"network is {config.model.size}"
             )
         # A resumed run draws new training frames (seeded by its step), the same held-out ones.
         self.pool = FramePool(
@@ -147,7 +148,8 @@ class R2VTrainer:
             validation = render_segment(self.renderer, val_params)
         if validation.face.shape[1] != config.model.size:
             raise TrainingDataError(
-                f"the validation frames are {validation.face.shape[1]} pixels wide, the network is {config.model.size}"
+                f"the validation frames are {validation.face.shape[1]} pixels wide, the network is "
+                f"{config.model.size}"
             )
         self.val = validation
 

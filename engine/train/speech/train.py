@@ -107,7 +107,8 @@ def train(
         running.append(phones.item())
         if (step + 1) % 200 == 0:
             log(
-                f"    batch {step + 1}/{batches}  phone loss {np.mean(running):.3f}  {time.time() - start:.0f} s"
+                f"    batch {step + 1}/{batches}  phone loss {np.mean(running):.3f}  "
+                f"{time.time() - start:.0f} s"
             )
             running = []
     model.eval()
