@@ -33,8 +33,20 @@ def run(args: argparse.Namespace) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         video = talking_video(tmp / "talking.mp4", seconds, size=512)
-        command = [sys.executable, "-m", "engine", "build-avatar", "--video", str(video), "--out", str(tmp / "avatar"),
-                   "--preset", preset, "--work", str(tmp / "work")]  # fmt: skip
+        command = [
+            sys.executable,
+            "-m",
+            "engine",
+            "build-avatar",
+            "--video",
+            str(video),
+            "--out",
+            str(tmp / "avatar"),
+            "--preset",
+            preset,
+            "--work",
+            str(tmp / "work"),
+        ]
         start = time.monotonic()
         subprocess.run(command, check=True, cwd=REPO_ROOT)
         wall = time.monotonic() - start

@@ -1,7 +1,8 @@
 """Speech-feature benchmark: real-time factor (compute time / audio duration) of every available
 extractor, offline (whole recording) and streaming (20 ms chunks pushed one by one, as live input
 arrives), on one CPU thread; and DeepSpeech 0.9.3 offline on CUDA for 60 s of audio when a GPU is
-present (report features_cuda). Audio: synthetic speech-like signal (a gliding harmonic vowel with pauses and noise).
+present (report features_cuda). Audio: synthetic speech-like signal (a gliding harmonic vowel
+with pauses and noise).
 
 DeepSpeech rows use randomly initialised networks of the official full size (n_hidden 2048: 47 M
 parameters for 0.9.3, 122 M for 0.1.0), since no official model file can be downloaded here; the

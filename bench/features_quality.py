@@ -35,7 +35,10 @@ from engine.types import FPS, SAMPLE_RATE, AudioChunk, frame_pts
 from models.phonetic import LogMel, load_phonetic
 
 ALIGNER = DEFAULT_WEIGHTS.with_name(DEFAULT_WEIGHTS.stem + ".aligner.pt")
-TARGETS = "targets on real speech: phone error rate <= 0.40, viseme accuracy >= 0.80, bilabial recall and precision >= 0.80, streaming RTF <= 0.05"
+TARGETS = (
+    "targets on real speech: phone error rate <= 0.40, viseme accuracy >= 0.80, bilabial recall and "
+    "precision >= 0.80, streaming RTF <= 0.05"
+)
 
 
 class Scorer:
@@ -117,8 +120,12 @@ def streaming_rtf(extractor: BuiltinExtractor, seconds: float = 20.0, chunk_ms: 
 
 
 def confusion_markdown(name: str, confusion: np.ndarray) -> str:
-    lines = [f"Viseme confusion, {name} (rows: reference, columns: predicted; frames)", "",
-             "| reference \\ predicted | " + " | ".join(VISEMES) + " | recall |", "|---" * (len(VISEMES) + 2) + "|"]  # fmt: skip
+    lines = [
+        f"Viseme confusion, {name} (rows: reference, columns: predicted; frames)",
+        "",
+        "| reference \\ predicted | " + " | ".join(VISEMES) + " | recall |",
+        "|---" * (len(VISEMES) + 2) + "|",
+    ]
     for i, group in enumerate(VISEMES):
         recall = confusion[i, i] / max(confusion[i].sum(), 1)
         lines.append(f"| {group} | " + " | ".join(str(v) for v in confusion[i]) + f" | {recall:.2f} |")
@@ -147,12 +154,19 @@ def run(args) -> None:  # noqa: ANN001
     rtf = streaming_rtf(extractor)
     print(f"  streaming real-time factor (1 thread, 20 ms chunks): {rtf:.4f}", flush=True)
     notes = "\n\n".join(
-        [__doc__.split("\n\n")[1], TARGETS,
-         f"Streaming real-time factor, one CPU thread, 20 ms chunks: **{rtf:.4f}**; declared look-ahead "
-         f"{extractor.lookahead_frames} frames "
-         f"({1000 * frame_pts(extractor.lookahead_frames) / SAMPLE_RATE:.0f} ms).",
-         *(confusion_markdown(name, scorers[name].confusion) for name in ("real: all languages", "real:en", "synthetic") if name in scorers)]
-    )  # fmt: skip
+        [
+            __doc__.split("\n\n")[1],
+            TARGETS,
+            f"Streaming real-time factor, one CPU thread, 20 ms chunks: **{rtf:.4f}**; declared look-ahead "
+            f"{extractor.lookahead_frames} frames "
+            f"({1000 * frame_pts(extractor.lookahead_frames) / SAMPLE_RATE:.0f} ms).",
+            *(
+                confusion_markdown(name, scorers[name].confusion)
+                for name in ("real: all languages", "real:en", "synthetic")
+                if name in scorers
+            ),
+        ]
+    )
 
     def plot(fig: Figure) -> None:
         shown = [n for n in ("real: all languages", "synthetic") if scorers[n].utterances]
@@ -178,4 +192,4 @@ def run(args) -> None:  # noqa: ANN001
             ax.set_title(f"{name}: accuracy {np.trace(confusion) / max(confusion.sum(), 1):.2f}", fontsize=9)
 
     write_report("quality-features", rows, title="Built-in speech features: held-out quality", notes=notes,
-                 plot=plot, results_dir=args.results_dir)  # fmt: skip
+                 plot=plot, results_dir=args.results_dir)

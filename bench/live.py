@@ -34,7 +34,10 @@ SERVER_START_S = 180  # loading the avatar and models in the server process
 SPEECH_MODES = {
     "auto": "the trained models, else the probe",
     "none": "no speech: the avatar idles",
-    "gan-standin": "the built-in features and a FACIAL-GAN of the real size with random weights: real cost, meaningless lips",
+    "gan-standin": (
+        "the built-in features and a FACIAL-GAN of the real size with random weights: real cost, "
+        "meaningless lips"
+    ),
 }
 
 

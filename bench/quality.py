@@ -171,7 +171,9 @@ def run(args: argparse.Namespace) -> None:
 
     def add(metric: str, value: float, low: float | None, high: float | None, note: str = "") -> None:
         ok = bool((low is None or value >= low) and (high is None or value <= high))
-        goal = f"{'' if low is None else f'>= {low:g}'}{' and ' if low is not None and high is not None else ''}{'' if high is None else f'<= {high:g}'}"
+        goal = " and ".join(
+            ([] if low is None else [f">= {low:g}"]) + ([] if high is None else [f"<= {high:g}"])
+        )
         rows.append(
             {"metric": metric, "value": round(float(value), 4), "goal": goal, "pass": ok, "note": note}
         )
@@ -224,10 +226,15 @@ def run(args: argparse.Namespace) -> None:
         )
         if len(durations):
             inside = np.mean((durations >= 0.1) & (durations <= 0.4))
-            add(f"blink duration median, ms ({key})", 1000 * float(np.median(durations)), 100 if key == "offline" else None, 400 if key == "offline" else None,
-                f"{100 * inside:.0f}% within 100-400 ms")  # fmt: skip
+            add(
+                f"blink duration median, ms ({key})",
+                1000 * float(np.median(durations)),
+                100 if key == "offline" else None,
+                400 if key == "offline" else None,
+                f"{100 * inside:.0f}% within 100-400 ms",
+            )
     ratio = pooled["offline"][:, :6].std(0) / pooled["target"][:, :6].std(0)
-    for name, r in zip(POSE_NAMES, ratio):
+    for name, r in zip(POSE_NAMES, ratio, strict=True):
         add(f"head {name} std / target's", r, 0.5, 1.5)
     add(
         "streaming vs offline jawOpen correlation",
@@ -272,17 +279,29 @@ def run(args: argparse.Namespace) -> None:
         f"{len(cases)} held-out sessions ({minutes:.1f} min; voices {sorted({c.voice for c in cases})}), "
         f"weights {gan.model.config.width}-wide; `python -m bench quality{' --quick' if args.quick else ''}`"
     )
-    write_report("quality", rows, title="FACIAL-GAN quality (held-out speech) and streaming speed", notes=notes,
-                 plot=lambda fig: _plot(fig, cases[0]), results_dir=args.results_dir)  # fmt: skip
+    write_report(
+        "quality",
+        rows,
+        title="FACIAL-GAN quality (held-out speech) and streaming speed",
+        notes=notes,
+        plot=lambda fig: _plot(fig, cases[0]),
+        results_dir=args.results_dir,
+    )
 
 
 def _plot(fig: Figure, case: Case) -> None:
     """Predicted (offline, streaming) vs target curves of one held-out session."""
     t = np.arange(len(case.target)) / FPS
-    panels = [("jawOpen", JAW), ("mouthPress_L", EXP_START + EXPRESSION_NAMES.index("mouthPress_L")),
-              ("mouthPucker", EXP_START + EXPRESSION_NAMES.index("mouthPucker")), ("blink", 6), ("pitch", 0), ("yaw", 1)]  # fmt: skip
+    panels = [
+        ("jawOpen", JAW),
+        ("mouthPress_L", EXP_START + EXPRESSION_NAMES.index("mouthPress_L")),
+        ("mouthPucker", EXP_START + EXPRESSION_NAMES.index("mouthPucker")),
+        ("blink", 6),
+        ("pitch", 0),
+        ("yaw", 1),
+    ]
     axes = fig.subplots(len(panels), 1, sharex=True)
-    for ax, (name, col) in zip(axes, panels):
+    for ax, (name, col) in zip(axes, panels, strict=True):
         ax.plot(t, case.target[:, col], color="black", linewidth=1, label="target")
         ax.plot(t, case.offline[:, col], color="tab:blue", linewidth=1, label="offline")
         ax.plot(

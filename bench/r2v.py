@@ -76,7 +76,7 @@ def _timed_backends(
             case = f"{label} {name} batch {batch}" + (" (per frame)" if batch > 1 else "")
             row = time_case(
                 case,
-                lambda: backend(stack),
+                lambda backend=backend, stack=stack: backend(stack),  # this case's, not the last
                 device=device,
                 threads=threads,
                 repeats=repeats,
@@ -194,7 +194,8 @@ def run(args: argparse.Namespace) -> None:
         f"(the truth itself changes {truth.diff(dim=0).abs().mean() * 255:.2f} levels a frame). "
         f"Max abs difference from eager on those frames (0..1): "
         + ", ".join(f"{k} {v:.1e}" for k, v in agreement.items())
-        + f". Grid (rendered input | attention | output | ground truth): {grid_path.name}. Command: python -m bench r2v"
+        + f". Grid (rendered input | attention | output | ground truth): {grid_path.name}. "
+        "Command: python -m bench r2v"
     )
     preview = np.asarray(Image.open(grid_path))
 

@@ -85,7 +85,8 @@ def run(args: argparse.Namespace) -> None:
         params = IdleMotion(avatar.reference_params, avatar.motion, seed=0).params(range(0, 300, 10))
         cpu = AvatarRenderer(avatar, 256, "cpu").composite(params).frames
         gpu = AvatarRenderer(avatar, 256, "cuda").composite(params).frames.cpu()
-        notes += f". CPU vs CUDA composite, 30 frames at 256: max abs difference {(cpu - gpu).abs().max().item():.2e} (0..1 scale)"
+        difference = (cpu - gpu).abs().max().item()
+        notes += f". CPU vs CUDA composite, 30 frames at 256: max abs difference {difference:.2e} (0..1)"
     preview = AvatarRenderer(avatar, 256).composite(avatar.reference_params).frames[0]
 
     def plot(fig: Figure) -> None:

@@ -34,7 +34,8 @@ def talking_video(
     out: str | os.PathLike, seconds: float, size: int = 256, seed: int = 0, voice: str = "en-us"
 ) -> Path:
     """Writes `seconds` of the default avatar talking at size x size, 30 fps, with AAC sound; its
-    face parameters are `Speaker(load("default"), seed=seed).offline(talking_speech(seconds, seed, voice))`."""
+    face parameters are
+    `Speaker(load("default"), seed=seed).offline(talking_speech(seconds, seed, voice))`."""
     from engine.avatar.bundle import load
     from engine.pipeline.speak import Speaker, speak
 

@@ -95,9 +95,14 @@ def windows(video: np.ndarray, audio: np.ndarray, memory: np.ndarray) -> list[di
         v = (video[:, 0] >= lo) & (video[:, 0] < lo + WINDOW_S)
         a = (audio[:, 0] >= lo) & (audio[:, 0] < lo + WINDOW_S)
         if v.sum() > 1 and a.any():
-            rows.append({"minute": round((lo - t0) / 60, 2), "offset_ms": 1000 * (np.median(v_lag[v]) - np.median(a_lag[a])),
-                         "fps": (v.sum() - 1) / (video[v, 0][-1] - video[v, 0][0]),
-                         "server_rss_mib": round(float(np.interp(lo + WINDOW_S, *memory.T)), 1)})  # fmt: skip
+            rows.append(
+                {
+                    "minute": round((lo - t0) / 60, 2),
+                    "offset_ms": 1000 * (np.median(v_lag[v]) - np.median(a_lag[a])),
+                    "fps": (v.sum() - 1) / (video[v, 0][-1] - video[v, 0][0]),
+                    "server_rss_mib": round(float(np.interp(lo + WINDOW_S, *memory.T)), 1),
+                }
+            )
     first = rows[0]["offset_ms"]
     for row in rows:
         row["drift_ms"] = round(row.pop("offset_ms") - first, 2)

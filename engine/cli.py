@@ -105,8 +105,12 @@ def parser() -> argparse.ArgumentParser:
     a.add_argument("--audio", help="audio (any format PyAV reads) to mux in, trimmed to the video")
     a.add_argument("--size", type=int, default=256, choices=[128, 256, 384, 512], help="frame size in pixels")
     a.add_argument("--device", default="cpu", help="torch device: cpu or cuda")
-    a.add_argument("--renderer", choices=RENDERERS, default="auto",
-                   help="auto: R2V when the avatar has lite weights for this size, else the direct compositor")  # fmt: skip
+    a.add_argument(
+        "--renderer",
+        choices=RENDERERS,
+        default="auto",
+        help="auto: R2V when the avatar has lite weights for this size, else the direct compositor",
+    )
     a.add_argument("--backend", choices=list(BACKENDS), default="eager", help="R2V inference backend")
     a.set_defaults(run=animate)
 
@@ -119,8 +123,12 @@ def parser() -> argparse.ArgumentParser:
     )
     b.add_argument("--out", required=True, help="bundle directory, e.g. avatars/NAME")
     b.add_argument("--name", help="avatar name (default: the folder's name)")
-    b.add_argument("--preset", default="quick", choices=["quick", "full", "tiny", "none"],
-                   help="training sizes: quick (CPU), full (GPU), tiny (smoke tests); none: a photo avatar without R2V")  # fmt: skip
+    b.add_argument(
+        "--preset",
+        default="quick",
+        choices=["quick", "full", "tiny", "none"],
+        help="training sizes: quick (CPU), full (GPU), tiny (smoke tests); none: a photo avatar without R2V",
+    )
     b.add_argument("--device", default="cpu", help="torch device for training: cpu or cuda")
     b.add_argument("--force", action="store_true", help="replace an existing avatar at --out")
     b.add_argument(

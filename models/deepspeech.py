@@ -72,7 +72,7 @@ class DeepSpeechConfig:
             "dense3.kernel": (h, h3), "dense3.bias": (h3,),
             "dense5.kernel": (h * len(directions), h), "dense5.bias": (h,),
             "dense6.kernel": (h, self.n_classes), "dense6.bias": (self.n_classes,),
-        }  # fmt: skip
+        }
         for d in directions:
             shapes[f"{d}.kernel"], shapes[f"{d}.bias"] = (h3 + h, 4 * h), (4 * h,)
         return shapes
@@ -147,7 +147,7 @@ class DeepSpeech(nn.Module):
             layer.weight.copy_(t[f"{name}.kernel"].T)
             layer.bias.copy_(t[f"{name}.bias"])
         directions = ("lstm_fw", "lstm_bw") if c.bidirectional else ("lstm",)
-        for suffix, key in zip(("", "_reverse"), directions):
+        for suffix, key in zip(("", "_reverse"), directions, strict=False):
             kernel = _reorder_gates(t[f"{key}.kernel"], c.n_hidden, dim=1)  # [in + H, 4H]
             bias = _reorder_gates(t[f"{key}.bias"], c.n_hidden, dim=0).clone()
             bias[c.n_hidden : 2 * c.n_hidden] += c.forget_bias  # torch's f block

@@ -79,7 +79,7 @@ class UNet1d(nn.Module):
         depth = len(channels)
         self.downs = nn.ModuleList()
         self.ups = nn.ModuleList()
-        for i, (cin, cout) in enumerate(zip(outer, channels)):
+        for i, (cin, cout) in enumerate(zip(outer, channels, strict=False)):
             down: list[nn.Module] = [] if i == 0 else [nn.LeakyReLU(0.2)]
             down.append(nn.Conv1d(cin, cout, 4, 2, 1, bias=i in (0, depth - 1)))
             if 0 < i < depth - 1:

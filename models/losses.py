@@ -105,7 +105,9 @@ def ms_ssim(x: Tensor, y: Tensor, weight: Tensor | None = None) -> Tensor:
 
 def lsgan_discriminator(real: list[list[Tensor]], fake: list[list[Tensor]]) -> Tensor:
     """Discriminator outputs per scale (last entry = patch scores) -> scalar LSGAN loss."""
-    return sum(0.5 * (((r[-1] - 1) ** 2).mean() + (f[-1] ** 2).mean()) for r, f in zip(real, fake))
+    return sum(
+        0.5 * (((r[-1] - 1) ** 2).mean() + (f[-1] ** 2).mean()) for r, f in zip(real, fake, strict=True)
+    )
 
 
 def lsgan_generator(fake: list[list[Tensor]]) -> Tensor:
@@ -116,8 +118,8 @@ def feature_matching(real: list[list[Tensor]], fake: list[list[Tensor]]) -> Tens
     """L1 between the discriminator's intermediate features on real and generated images, every
     layer but the scores, per scale; pix2pixHD's normalisation (4 / layers / scales)."""
     total = 0.0
-    for r, f in zip(real, fake):
-        for rl, fl in zip(r[:-1], f[:-1]):
+    for r, f in zip(real, fake, strict=True):
+        for rl, fl in zip(r[:-1], f[:-1], strict=True):
             total = total + (4.0 / (len(r) - 1) / len(real)) * (fl - rl.detach()).abs().mean()
     return total
 

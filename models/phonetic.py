@@ -197,7 +197,8 @@ class PhoneticNet(nn.Module):
         self, mels: torch.Tensor, state: list[torch.Tensor]
     ) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """forward() on the next frames [1, n_mels, T] of one stream (T a multiple of stride), in eval
-        mode; `state` from initial_state or the last call. Returns ([1, num_phones + 1, T / stride], state)."""
+        mode; `state` from initial_state or the last call. Returns
+        ([1, num_phones + 1, T / stride], state)."""
         if self._stream_layers is None:
             self._stream_layers = [_StreamLayer(self.input)] + [
                 (
@@ -210,7 +211,7 @@ class PhoneticNet(nn.Module):
         first, *blocks = self._stream_layers
         x, s = first(mels[0].T, state[0])
         x, new_state = torch.relu(x), [s]
-        for (conv, mix_weight, mix_bias), s in zip(blocks, state[1:]):
+        for (conv, mix_weight, mix_bias), s in zip(blocks, state[1:], strict=False):
             h, s = conv(x, s)
             x = x + nn.functional.linear(torch.relu(h), mix_weight, mix_bias)
             new_state.append(s)

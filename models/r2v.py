@@ -171,7 +171,7 @@ class ResBlock(nn.Module):
         self.body = nn.Sequential(
             nn.ReflectionPad2d(1), *_norm_relu(nn.Conv2d(channels, channels, 3), channels),
             nn.ReflectionPad2d(1), nn.Conv2d(channels, channels, 3), nn.InstanceNorm2d(channels),
-        )  # fmt: skip
+        )
 
     def forward(self, x: Tensor) -> Tensor:
         return x + self.body(x)
@@ -216,7 +216,7 @@ class LocalEnhancer(nn.Module):
             *[ResBlock(2 * w) for _ in range(config.local_blocks)],
             *_norm_relu(nn.ConvTranspose2d(2 * w, w, 3, 2, 1, output_padding=1), w),
             nn.ReflectionPad2d(3), nn.Conv2d(w, 3, 7),
-        )  # fmt: skip
+        )
         for m in self.modules():  # pix2pixHD's initialisation
             if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)):
                 nn.init.normal_(m.weight, 0.0, 0.02)

@@ -32,7 +32,7 @@ async def browser_process(
             while (found := port()) is None:
                 if browser.returncode is not None:
                     raise RuntimeError(
-                        f"{name} exited with status {browser.returncode}:\n{log.read_text()[-2000:]}"
+                        f"{name} exited with status {browser.returncode}:\n{log.read_text()[-2000:]}"  # noqa: ASYNC240 (the log read once, when the browser died)
                     )
                 await asyncio.sleep(POLL_S)
         yield found

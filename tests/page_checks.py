@@ -15,7 +15,7 @@ SENTENCE = "Hello there. I am the avatar, and I am speaking to you now."
 
 async def until(page: Any, expression: str) -> Any:
     """Polls a JavaScript expression until it is truthy; returns its value."""
-    while not (value := await page.evaluate(expression)):
+    while not (value := await page.evaluate(expression)):  # noqa: ASYNC110 (polls the page: the browser sends the test no event for it)
         await asyncio.sleep(POLL_S)
     return value
 

@@ -100,7 +100,7 @@ def test_refusals(video, built, tmp_path):
     avatar, _, _ = built
     with pytest.raises(BuildError, match="--force"):
         build(BuildOptions(video, avatar.path, "talker", "tiny"), lambda line: None)
-    frames = [frame for _, frame in zip(range(90), read_frames(video))]
+    frames = [frame for _, frame in zip(range(90), read_frames(video), strict=False)]
     short = write_mp4(tmp_path / "short.mp4", frames)  # 3 s
     with pytest.raises(BuildError, match="at least 5 s"):
         build(BuildOptions(short, tmp_path / "a", "a", "tiny", work=tmp_path / "w1"), lambda line: None)
@@ -117,7 +117,7 @@ def test_refusals(video, built, tmp_path):
 
 
 def test_a_silent_video_builds_with_the_general_gan(video, tmp_path):
-    frames = [frame for _, frame in zip(range(180), read_frames(video))]
+    frames = [frame for _, frame in zip(range(180), read_frames(video), strict=False)]
     silent = write_mp4(tmp_path / "silent.mp4", frames)  # 6 s, no sound
     lines: list[str] = []
     avatar = build(

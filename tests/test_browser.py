@@ -60,7 +60,7 @@ pytestmark = [
 async def chromium(url: str, profile: Path, microphone: Path | None = None) -> AsyncIterator[int]:
     """Headless Chromium showing `url`, its microphone playing the WAV `microphone` (on a loop);
     yields its DevTools port. Killed on exit, always."""
-    profile.mkdir()
+    profile.mkdir()  # noqa: ASYNC240 (a test browser profile folder, made once)
     log = profile / "chromium.log"
     fake_microphone = (
         (

@@ -89,7 +89,7 @@ def test_rig_has_named_distinct_shapes(face_model):
 
 def test_rig_sides_and_directions(face_model):
     v = face_model.identity.vertices
-    shape = dict(zip(EXPRESSION_NAMES, face_model.basis))
+    shape = dict(zip(EXPRESSION_NAMES, face_model.basis, strict=True))
     assert shape["jawOpen"][152, 1] > 1.0  # the chin drops (y down) by over a centimetre
     assert np.abs(shape["jawOpen"][10]).max() < 1e-6  # the forehead stays
     assert (

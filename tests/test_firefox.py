@@ -71,7 +71,7 @@ async def firefox_page(url: str, profile: Path) -> AsyncIterator[BidiPage]:
 async def next_frames_decoded(page: BidiPage) -> tuple[int, float]:
     """(frames decoded, monotonic seconds) at the page's next stats update."""
     before = await page.evaluate("window.avatarStats.framesDecoded")
-    while (frames := await page.evaluate("window.avatarStats.framesDecoded")) == before:
+    while (frames := await page.evaluate("window.avatarStats.framesDecoded")) == before:  # noqa: ASYNC110 (polls the page: the browser sends the test no event for it)
         await asyncio.sleep(STATS_POLL_S)
     return frames, time.monotonic()
 

@@ -128,7 +128,7 @@ def test_idle_avatar_through_r2v_is_a_pure_thread_safe_function_of_the_index(off
     with ThreadPoolExecutor(4) as pool:
         threaded = list(pool.map(idle.frame, indices))
     fresh = IdleAvatar(bundle, size=SIZE, seed=1)
-    for index, frame in zip(indices, threaded):
+    for index, frame in zip(indices, threaded, strict=True):
         assert np.array_equal(frame, fresh.frame(index))
 
 

@@ -73,7 +73,7 @@ def test_personal_fine_tuning_goes_into_the_bundle(tmp_path):
     np.savez(tmp_path / "track.npz", params=params, audio=audio)
     _general_weights(tmp_path / "general.pt")
     _run("--avatar", str(tmp_path / "person"), "--dataset", str(tmp_path / "track.npz"), "--features", KIND,
-         "--init", str(tmp_path / "general.pt"), "--steps", "3", "--checkpoint", str(tmp_path / "p.ckpt"))  # fmt: skip
+         "--init", str(tmp_path / "general.pt"), "--steps", "3", "--checkpoint", str(tmp_path / "p.ckpt"))
     avatar = load(tmp_path / "person")
     assert avatar.extra_files[f"facial_gan_{KIND}"] == f"facial_gan_{KIND}.pt"
     tuned = Gan.for_avatar(avatar, KIND)
@@ -123,8 +123,23 @@ def test_general_training_from_a_data_file(tmp_path):
     ]
     gan_data.save(tmp_path / "data.npz", items)
     ship = tmp_path / "facial_gan_test.pt"
-    _run("--general", "--features", KIND, "--preset", "cpu-small", "--data", str(tmp_path / "data.npz"), "--steps", "2", "--batch", "2",
-         "--checkpoint", str(tmp_path / "g.ckpt"), "--ship", str(ship))  # fmt: skip
+    _run(
+        "--general",
+        "--features",
+        KIND,
+        "--preset",
+        "cpu-small",
+        "--data",
+        str(tmp_path / "data.npz"),
+        "--steps",
+        "2",
+        "--batch",
+        "2",
+        "--checkpoint",
+        str(tmp_path / "g.ckpt"),
+        "--ship",
+        str(ship),
+    )
     shipped = Gan.load(ship)
     assert (
         shipped.model.config.width == gan.PRESETS["cpu-small"][0].width
@@ -132,6 +147,22 @@ def test_general_training_from_a_data_file(tmp_path):
     )
     state = gan.load(tmp_path / "g.ckpt")
     assert state["step"] == 2 and state["history"][-1]["held_out_l2"] > 0
-    _run("--general", "--features", KIND, "--preset", "cpu-small", "--data", str(tmp_path / "data.npz"), "--steps", "3", "--batch", "2",
-         "--checkpoint", str(tmp_path / "g.ckpt"), "--ship", str(ship), "--resume")  # fmt: skip
+    _run(
+        "--general",
+        "--features",
+        KIND,
+        "--preset",
+        "cpu-small",
+        "--data",
+        str(tmp_path / "data.npz"),
+        "--steps",
+        "3",
+        "--batch",
+        "2",
+        "--checkpoint",
+        str(tmp_path / "g.ckpt"),
+        "--ship",
+        str(ship),
+        "--resume",
+    )
     assert gan.load(tmp_path / "g.ckpt")["step"] == 3

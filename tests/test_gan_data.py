@@ -36,7 +36,7 @@ def test_espeak_segments_tile_the_audio_with_known_phones():
     synthesis = Espeak.get().synthesize("Bob bought a map.")
     segments = gan_data.espeak_segments(synthesis)
     assert all(p in PHONE_INDEX for p, _, _ in segments)
-    assert all(a[2] == b[1] for a, b in zip(segments, segments[1:]))  # contiguous
+    assert all(a[2] == b[1] for a, b in zip(segments, segments[1:], strict=False))  # contiguous
     assert abs(segments[-1][2] - len(synthesis.audio) / synthesis.sample_rate) < 1e-9
     phones = [p for p, _, _ in segments if p != SILENCE]
     assert phones[:3] == ["B", "AA", "B"] and "M" in phones and "P" in phones
@@ -61,7 +61,7 @@ def test_sessions_join_sentences_with_pauses_and_hold_out_voices_and_sentences()
 def test_examples_and_files_round_trip(tmp_path):
     sessions = gan_data.held_out_sessions(SMALL)
     items = gan_data.examples(sessions, Rms(), TargetConfig(lip_seal=1.0), SMALL)
-    for session, item in zip(sessions, items):
+    for session, item in zip(sessions, items, strict=True):
         assert item.features.shape == (len(item.params), 1) and item.params.shape[1] == NUM_PARAMS
         assert len(item.params) == -(-len(session.audio) * 30 // SAMPLE_RATE)
     path = tmp_path / "d.npz"
@@ -70,7 +70,7 @@ def test_examples_and_files_round_trip(tmp_path):
     assert [(e.voice, e.held_out) for e in loaded] == [(e.voice, e.held_out) for e in items]
     assert all(
         np.array_equal(a.features, b.features) and np.array_equal(a.params, b.params)
-        for a, b in zip(loaded, items)
+        for a, b in zip(loaded, items, strict=True)
     )
     gan_data.save_sessions(tmp_path / "s.pkl", sessions)
     assert [s.texts for s in gan_data.load_sessions(tmp_path / "s.pkl")] == [s.texts for s in sessions]
@@ -86,7 +86,7 @@ def test_forced_alignment_places_the_transcript_in_order():
     audio = (0.1 * np.random.default_rng(0).normal(size=SAMPLE_RATE)).astype(np.float32)
     segments = gan_data.aligned_segments(aligner, audio, [["B", "AA", "B"], ["M", "AE", "P"]])
     assert [p for p, _, _ in segments if p != SILENCE] == ["B", "AA", "B", "M", "AE", "P"]
-    assert segments[0][1] == 0 and all(a[2] == b[1] for a, b in zip(segments, segments[1:]))
+    assert segments[0][1] == 0 and all(a[2] == b[1] for a, b in zip(segments, segments[1:], strict=False))
     assert abs(segments[-1][2] - 1.0) < 0.05
     assert (
         gan_data.aligned_segments(aligner, audio[:800], [["B", "AA", "B", "M", "AE", "P"] * 3]) is None

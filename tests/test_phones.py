@@ -39,7 +39,7 @@ def test_every_phone_in_exactly_one_viseme_group():
     "ipa, phones",
     [("ˈeɪ", ["EY"]), ("tʃ", ["CH"]), ("dʒ", ["JH"]), ("ɑ̃", ["AA"]), ("ɚ", ["ER"]), ("ts", ["T", "S"]),
      ("mʲ", ["M"]), ("(en)", []), ("ˈiː", ["IY"]), ("ŋ", ["NG"]), ("ʃ", ["SH"]), ("ɾ", ["D"])],
-)  # fmt: skip
+)
 def test_ipa_mapping(ipa, phones):
     assert ipa_to_phones(ipa) == phones
 

@@ -100,7 +100,9 @@ def test_resume_continues_at_the_same_step(avatar, tmp_path):
     assert trainer.step == 3 and (tmp_path / "checkpoint.pt").is_file()
     resumed = R2VTrainer(avatar, R2VTrainConfig(**{**config.__dict__, "steps": 5}), tmp_path)
     assert resumed.step == 3 and resumed.config.steps == 5
-    for mine, theirs in zip(trainer.model.state_dict().values(), resumed.model.state_dict().values()):
+    for mine, theirs in zip(
+        trainer.model.state_dict().values(), resumed.model.state_dict().values(), strict=True
+    ):
         assert torch.equal(mine, theirs)
     assert resumed.opt_g.state_dict()["state"]  # the optimiser's moments came back too
     resumed.train(progress=False)

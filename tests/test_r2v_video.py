@@ -139,7 +139,9 @@ def test_training_on_a_video_lowers_the_loss_and_resumes(avatar, video, tmp_path
         validation=validation,
     )
     assert resumed.step == 30
-    for mine, theirs in zip(trainer.model.state_dict().values(), resumed.model.state_dict().values()):
+    for mine, theirs in zip(
+        trainer.model.state_dict().values(), resumed.model.state_dict().values(), strict=True
+    ):
         assert torch.equal(mine, theirs)
     resumed.train(progress=False)
     assert resumed.step == 32

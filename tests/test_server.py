@@ -51,10 +51,10 @@ async def test_viewer_receives_live_video_at_fps(server: str, http: aiohttp.Clie
 
     assert all((f.width, f.height) == (SIZE, SIZE) for f in frames)
     # The viewer's pts count from its first frame (aiortc unwraps the RTP timestamps) ...
-    assert frames[0].pts == 0 and all(a.pts < b.pts for a, b in zip(frames, frames[1:]))
+    assert frames[0].pts == 0 and all(a.pts < b.pts for a, b in zip(frames, frames[1:], strict=False))
     # ... and step by the media clock time between the frames drawn in them, which only move forward.
     indices = [read_index(f.to_ndarray(format="rgb24")) for f in frames]
-    for i, j, a, b in zip(indices, indices[1:], frames, frames[1:]):
+    for i, j, a, b in zip(indices, indices[1:], frames, frames[1:], strict=False):
         assert j > i, indices
         expected = (
             frame_pts(j) * VIDEO_CLOCK_RATE // SAMPLE_RATE - frame_pts(i) * VIDEO_CLOCK_RATE // SAMPLE_RATE
@@ -201,7 +201,7 @@ async def test_session_ends_when_the_viewer_hangs_up(server: str, http: aiohttp.
     async with asyncio.timeout(RECEIVE_TIMEOUT_S):
         await connected.wait()
         await pc.close()
-        while (await health(http, server))["sessions"]:
+        while (await health(http, server))["sessions"]:  # noqa: ASYNC110 (polls the server over HTTP, as a client would)
             await asyncio.sleep(0.05)
 
 
@@ -269,7 +269,7 @@ async def test_a_failing_session_closes_alone(http):
             for one in (good, bad):
                 await (await one.speak(http, url, tone_with_pauses(0.1, 0.5))).close()
             async with asyncio.timeout(RECEIVE_TIMEOUT_S):
-                while (await health(http, url))["sessions"] != 1:
+                while (await health(http, url))["sessions"] != 1:  # noqa: ASYNC110 (polls the server over HTTP, as a client would)
                     await asyncio.sleep(0.05)
             received = await good.record(1.0)
             async with http.get(f"{url}/metrics") as response:
@@ -287,7 +287,7 @@ async def test_an_abandoned_offer_expires(http):
         await pc.close()
         assert (await health(http, url))["sessions"] == 1
         async with asyncio.timeout(RECEIVE_TIMEOUT_S):
-            while (await health(http, url))["sessions"]:
+            while (await health(http, url))["sessions"]:  # noqa: ASYNC110 (polls the server over HTTP, as a client would)
                 await asyncio.sleep(0.05)
 
 
@@ -304,7 +304,7 @@ async def test_metrics_are_prometheus_text(server, http):
         await viewer_.pc.close()
     samples = {}
     lines = text.splitlines()
-    for help_line, type_line, sample in zip(lines[::3], lines[1::3], lines[2::3]):
+    for help_line, type_line, sample in zip(lines[::3], lines[1::3], lines[2::3], strict=False):
         name, value = sample.split(" ")
         assert help_line.startswith(f"# HELP {name} ") and type_line in (
             f"# TYPE {name} counter",

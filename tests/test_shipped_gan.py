@@ -1,8 +1,8 @@
 """The shipped general FACIAL-GAN with the built-in features, end to end as a user runs it:
 `python -m engine speak --text "Hello, my name is Ava, and I love bubbles"` makes a video in which
 the lips close on every p/b/m and the mouth opens on the vowels, in both modes (the mouth at rest in
-silence: tests/test_browser.py and `python -m bench quality`). The video is measured as a viewer would (engine.render.mouth_meter); espeak-ng's
-phoneme events say where the bilabials are."""
+silence: tests/test_browser.py and `python -m bench quality`). The video is measured as a viewer
+would (engine.render.mouth_meter); espeak-ng's phoneme events say where the bilabials are."""
 from __future__ import annotations
 
 import subprocess
@@ -30,7 +30,7 @@ def bilabials() -> list[int]:
     ends = np.append(synthesis.starts_s[1:], len(synthesis.audio) / synthesis.sample_rate)
     centres = [
         round((s + e) / 2 * FPS)
-        for p, s, e in zip(synthesis.phonemes, synthesis.starts_s, ends)
+        for p, s, e in zip(synthesis.phonemes, synthesis.starts_s, ends, strict=True)
         if p in ("m", "b", "p")
     ]
     assert len(centres) == 4  # my, name, bubbles (b, b)

@@ -156,8 +156,25 @@ def test_text_to_speech_and_the_cli(speaking_avatar, tmp_path, capsys):
     parser = argparse.ArgumentParser()
     add_parser(parser.add_subparsers())
     out = tmp_path / "cli.mp4"
-    args = parser.parse_args(["speak", "--avatar", str(speaking_avatar.path), "--text", "Bob.", "--out", str(out),
-                              "--features", KIND, "--size", "128", "--renderer", "composite", "--mode", "streaming"])  # fmt: skip
+    args = parser.parse_args(
+        [
+            "speak",
+            "--avatar",
+            str(speaking_avatar.path),
+            "--text",
+            "Bob.",
+            "--out",
+            str(out),
+            "--features",
+            KIND,
+            "--size",
+            "128",
+            "--renderer",
+            "composite",
+            "--mode",
+            "streaming",
+        ]
+    )
     args.run(args)
     message = capsys.readouterr().err
     assert out.is_file() and "frames at 30 fps" in message and "real-time factor" in message

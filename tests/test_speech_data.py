@@ -1,4 +1,5 @@
-"""The training-data pipeline: synthesisers with phone timings, real prompts, alignment, augmentation, scores."""
+"""The training-data pipeline: synthesisers with phone timings, real prompts, alignment, augmentation,
+scores."""
 
 import shutil
 

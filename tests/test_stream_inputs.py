@@ -54,7 +54,7 @@ def tone(seconds: float, rate: int = RATE) -> bytes:
 async def until_status(http, url, session, condition, what: str) -> dict:
     try:
         async with asyncio.timeout(WAIT_S):
-            while not condition(figures := await status(http, url, session)):
+            while not condition(figures := await status(http, url, session)):  # noqa: ASYNC110 (polls the server over HTTP, as a client would)
                 await asyncio.sleep(0.02)
     except TimeoutError:
         pytest.fail(f"no {what} after {WAIT_S} s")

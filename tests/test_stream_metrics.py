@@ -15,7 +15,8 @@ def test_each_metric_is_help_type_and_sample():
     )
     assert text == (
         "# HELP avatar_sessions Live sessions.\n# TYPE avatar_sessions gauge\navatar_sessions 2\n"
-        "# HELP avatar_frames_sent_total Frames sent.\n# TYPE avatar_frames_sent_total counter\navatar_frames_sent_total 1234\n"
+        "# HELP avatar_frames_sent_total Frames sent.\n# TYPE avatar_frames_sent_total counter\n"
+        "avatar_frames_sent_total 1234\n"
     )
 
 

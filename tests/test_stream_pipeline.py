@@ -64,7 +64,7 @@ class Chain:
 async def until(condition, what: str) -> None:
     try:
         async with asyncio.timeout(WAIT_S):
-            while not condition():
+            while not condition():  # noqa: ASYNC110 (waits on state of the pipeline under test, which has no event for it)
                 await asyncio.sleep(0.01)
     except TimeoutError:
         pytest.fail(f"no {what} after {WAIT_S} s")

@@ -161,7 +161,7 @@ async def test_audio_packets_carry_the_scheduled_audio_at_their_pts():
         assert frame.time_base == AUDIO_TIME_BASE and frame.pts % AUDIO_PACKET == 0
         received.append((frame.pts, frame.to_ndarray()[0] / 32767))
     assert received[0][0] == AUDIO_PACKET and all(
-        b[0] - a[0] == AUDIO_PACKET for a, b in zip(received, received[1:])
+        b[0] - a[0] == AUDIO_PACKET for a, b in zip(received, received[1:], strict=False)
     )
     pcm = np.concatenate([r[1] for r in received])
     expected = np.zeros_like(pcm)

@@ -32,7 +32,7 @@ def test_threads_speaking_with_different_voices_get_their_own_speech():
     """espeak-ng has one global voice and output buffer: the engine's lock keeps each call whole."""
     espeak = Espeak.get()
     jobs = [("Bob bought a map.", Voice("en-us")), ("Five fine fish.", Voice("en+f3", rate=120)),
-            ("A warm pool.", Voice("en-gb-x-rp+m3", rate=220))]  # fmt: skip
+            ("A warm pool.", Voice("en-gb-x-rp+m3", rate=220))]
     alone = [espeak.synthesize(text, voice) for text, voice in jobs]
     with ThreadPoolExecutor(len(jobs)) as pool:
         together = list(pool.map(lambda job: espeak.synthesize(*job), jobs * 4))

@@ -29,7 +29,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument("--kind", required=True, choices=kinds(), help="feature extractor")
     p.add_argument(
         "--model",
-        help="model file; deepspeech: the official output_graph.pb (0.1.0) or output_graph.pbmm (0.9.3); builtin: default shipped weights",
+        help="model file; deepspeech: the official output_graph.pb (0.1.0) or output_graph.pbmm (0.9.3); "
+        "builtin: default shipped weights",
     )
     p.add_argument(
         "--out", required=True, help=f"output .npy: float32 [N, F], one row per {FPS} fps video frame"

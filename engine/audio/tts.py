@@ -138,7 +138,7 @@ class Espeak:
             if self._lib.espeak_Synth(data, len(data), 0, 1, 0, _CHARS_UTF8, None, None) != 0:
                 raise EspeakError(f"espeak-ng could not synthesise {text!r}")
             audio = (np.concatenate(self._audio).astype(np.float32) / 32768 if self._audio
-                     else np.zeros(0, np.float32))  # fmt: skip
+                     else np.zeros(0, np.float32))
             starts = np.array([ms for ms, _ in self._events], np.float64) / 1000
             return Synthesis(audio, self.sample_rate, [name for _, name in self._events], starts)
 

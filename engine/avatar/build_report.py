@@ -151,7 +151,7 @@ def _curves(path, tracked: FaceParams, predicted: FaceParams | None, valid: np.n
         ("yaw (deg)", 1, 180 / np.pi),
     )
     fig, axes = plt.subplots(len(rows), 1, figsize=(10, 8), sharex=True)
-    for ax, (label, col, scale) in zip(axes, rows):
+    for ax, (label, col, scale) in zip(axes, rows, strict=True):
         ax.plot(
             t,
             np.where(valid, tracked.array[:, col] * scale, np.nan),
@@ -191,9 +191,12 @@ def _markdown(stages, m: dict) -> str:  # noqa: ANN001
     ]
     if "r2v" in m:
         q = m["r2v"]
-        lines += [f"| R2V from the tracked parameters: PSNR / SSIM, whole frame | {q['psnr']:.2f} dB / {q['ssim']:.4f} |",
-                  f"| ... mouth box | {q['mouth_psnr']:.2f} dB / {q['mouth_ssim']:.4f} |",
-                  f"| ... flicker (8-bit levels) | {q['flicker']:.3f} |"]  # fmt: skip
+        lines += [
+            f"| R2V from the tracked parameters: PSNR / SSIM, whole frame | {q['psnr']:.2f} dB / "
+            f"{q['ssim']:.4f} |",
+            f"| ... mouth box | {q['mouth_psnr']:.2f} dB / {q['mouth_ssim']:.4f} |",
+            f"| ... flicker (8-bit levels) | {q['flicker']:.3f} |",
+        ]
     for key, label in (
         ("landmarks_reconstructed", "reconstructed"),
         ("landmarks_audio_driven", "audio-driven"),
@@ -207,13 +210,21 @@ def _markdown(stages, m: dict) -> str:  # noqa: ANN001
     if "jaw_open_correlation" in m:
         b = m["blinks_per_minute"]
         lines += [f"| jawOpen correlation, FACIAL-GAN vs tracked | {m['jaw_open_correlation']:.3f} |",
-                  f"| blinks per minute: person / avatar | {b['person']:.1f} / {b['avatar']:.1f} |"]  # fmt: skip
+                  f"| blinks per minute: person / avatar | {b['person']:.1f} / {b['avatar']:.1f} |"]
         for name, s in m["pose_std"].items():
             lines.append(f"| {name} std: person / avatar | {s['person']:.4f} / {s['avatar']:.4f} |")
     else:
         lines.append("| FACIAL-GAN | general weights (the video has no usable sound) |")
-    lines += ["", "Wall time per stage (s): " + ", ".join(f"{k} {v}" for k, v in m["stage_seconds"].items()),
-              f"Memory peak of the build process: {m['memory_peak_mib']} MiB.", "",
-              "![curves](report_curves.png)", "", "Real | reconstructed (tracked parameters) | audio-driven:", "",
-              "![frames](report_frames.png)", ""]  # fmt: skip
+    lines += [
+        "",
+        "Wall time per stage (s): " + ", ".join(f"{k} {v}" for k, v in m["stage_seconds"].items()),
+        f"Memory peak of the build process: {m['memory_peak_mib']} MiB.",
+        "",
+        "![curves](report_curves.png)",
+        "",
+        "Real | reconstructed (tracked parameters) | audio-driven:",
+        "",
+        "![frames](report_frames.png)",
+        "",
+    ]
     return "\n".join(lines)

@@ -118,10 +118,13 @@ def build(options: BuildOptions, log: Callable[[str], None] = say) -> Avatar:
         )
     stat = Path(options.video).stat()
     manifest = {"video": str(Path(options.video).resolve()), "bytes": stat.st_size, "mtime": stat.st_mtime,
-                "preset": options.preset, "device": options.device, "features": options.features}  # fmt: skip
+                "preset": options.preset, "device": options.device, "features": options.features}
     work = Work(Path(options.work or REPO / "out" / "build-avatar" / options.name), manifest)
-    log(f"building '{options.name}' from {options.video} ({info.width}x{info.height}, {info.seconds:.1f} s, "
-        f"{'with' if info.has_audio else 'WITHOUT'} sound), preset {options.preset}; work directory {work.path}")  # fmt: skip
+    log(
+        f"building '{options.name}' from {options.video} ({info.width}x{info.height}, {info.seconds:.1f} s, "
+        f"{'with' if info.has_audio else 'WITHOUT'} sound), preset {options.preset}; work directory "
+        f"{work.path}"
+    )
 
     stages = Stages(options, preset, work, info, log)
     for stage in ("track", "crop", "fit", "features", "gan", "r2v", "report"):
@@ -189,9 +192,16 @@ class Stages:
             clip = fit_clip(
                 crop.landmarks(track.landmarks, r), track.valid, Camera.with_fov(r, r), progress=bar
             )
-        write_npz(self.work / "fit.npz", params=clip.params.array, valid=clip.valid, confidence=clip.confidence,
-                  reference=clip.reference, vertices=clip.identity.vertices, home=clip.identity.home,
-                  landmarks=crop.landmarks(track.landmarks[clip.reference], r))  # fmt: skip
+        write_npz(
+            self.work / "fit.npz",
+            params=clip.params.array,
+            valid=clip.valid,
+            confidence=clip.confidence,
+            reference=clip.reference,
+            vertices=clip.identity.vertices,
+            home=clip.identity.home,
+            landmarks=crop.landmarks(track.landmarks[clip.reference], r),
+        )
         poor = int((clip.valid & (clip.confidence < MIN_CONFIDENCE)).sum())
         if poor:
             self.log(
@@ -211,10 +221,17 @@ class Stages:
             identity = Identity(f["vertices"], f["home"], Camera.with_fov(r, r))
             uv = f["landmarks"][:, :2] / r
         return Avatar(
-            name=self.options.name, path=self.work.path, resolution=r, feature_kind=self.options.features,
-            identity=identity, uv=uv, reference=np.array(self.frames()[ref]), reference_params=params[ref : ref + 1],
-            motion=motion_stats(params, valid), source=f"video {Path(self.options.video).name}",
-        )  # fmt: skip
+            name=self.options.name,
+            path=self.work.path,
+            resolution=r,
+            feature_kind=self.options.features,
+            identity=identity,
+            uv=uv,
+            reference=np.array(self.frames()[ref]),
+            reference_params=params[ref : ref + 1],
+            motion=motion_stats(params, valid),
+            source=f"video {Path(self.options.video).name}",
+        )
 
     @cached_property
     def fitted(self) -> tuple[FaceParams, np.ndarray]:
@@ -260,8 +277,17 @@ class Stages:
         # Lost frames carry interpolated parameters; they are kept so the windows stay continuous.
         offsets = params.array[:n] - avatar.reference_params.array[0]
         info = {**general["meta"], "avatar": self.options.name, "frames": n}
-        state = gan.fine_tune(general, features[:n], offsets, self.work / "gan.ckpt", info, self.preset.gan_steps,
-                              epochs=self.preset.gan_epochs, resume=True, log=self.log)  # fmt: skip
+        state = gan.fine_tune(
+            general,
+            features[:n],
+            offsets,
+            self.work / "gan.ckpt",
+            info,
+            self.preset.gan_steps,
+            epochs=self.preset.gan_epochs,
+            resume=True,
+            log=self.log,
+        )
         gan.save_atomic(gan.shipped(state), self.work / f"facial_gan_{self.options.features}.pt")
 
     # -- rendering-to-video ----------------------------------------------------------------------
@@ -296,8 +322,13 @@ class Stages:
     def trained(self) -> Avatar:
         """The draft avatar with whatever the training stages made, files in the work directory."""
         kind, variant = self.options.features, self.variant
-        made = {f"facial_gan_{kind}": f"facial_gan_{kind}.pt", f"r2v_{variant}": f"r2v_{variant}.pt",
-                "report": "report.md", "report_curves": "report_curves.png", "report_frames": "report_frames.png"}  # fmt: skip
+        made = {
+            f"facial_gan_{kind}": f"facial_gan_{kind}.pt",
+            f"r2v_{variant}": f"r2v_{variant}.pt",
+            "report": "report.md",
+            "report_curves": "report_curves.png",
+            "report_frames": "report_frames.png",
+        }
         files = {key: name for key, name in made.items() if (self.work / name).is_file()}
         return replace(self.draft, extra_files=files)
 
@@ -322,11 +353,17 @@ def r2v_config(preset: Preset, variant: str):  # noqa: ANN201 (engine.train.r2v.
     width, layers, scales = VARIANT_DEFAULTS[variant]["discriminator"]
     return R2VTrainConfig(
         model=R2VConfig(variant=variant, size=preset.resolution, future=0),  # live: the server's stack
-        steps=preset.r2v_steps, batch=preset.r2v_batch, lr=1e-3 if variant == "lite" else 2e-4,
-        gan_start=preset.r2v_gan_start, segment_frames=preset.segment_frames, pool_segments=preset.pool_segments, val_frames=preset.val_frames,
+        steps=preset.r2v_steps,
+        batch=preset.r2v_batch,
+        lr=1e-3 if variant == "lite" else 2e-4,
+        gan_start=preset.r2v_gan_start,
+        segment_frames=preset.segment_frames,
+        pool_segments=preset.pool_segments,
+        val_frames=preset.val_frames,
         discriminator=PatchGANConfig(in_channels=7, width=width, layers=layers, scales=scales),
-        val_every=max(1, preset.r2v_steps // 4), refresh_every=10,
-    )  # fmt: skip
+        val_every=max(1, preset.r2v_steps // 4),
+        refresh_every=10,
+    )
 
 
 def train_photo_r2v(

@@ -28,8 +28,16 @@ def export_onnx(module: torch.nn.Module, example: Tensor) -> bytes:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            program = torch.onnx.export(module, (example,), dynamo=True, opset_version=OPSET, input_names=["stack"],
-                                        output_names=["frames"], dynamic_shapes={"stack": {0: batch}}, verbose=False)  # fmt: skip
+            program = torch.onnx.export(
+                module,
+                (example,),
+                dynamo=True,
+                opset_version=OPSET,
+                input_names=["stack"],
+                output_names=["frames"],
+                dynamic_shapes={"stack": {0: batch}},
+                verbose=False,
+            )
     finally:
         exporter_log.setLevel(level)
     program.save(buffer)

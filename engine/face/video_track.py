@@ -158,7 +158,7 @@ def _largest(found, frame_width: int, frame_height: int, width: int, height: int
 def runs(valid: np.ndarray) -> list[tuple[int, int]]:
     """[start, stop) of each run of consecutive True values in valid [N]."""
     edges = np.diff(np.concatenate([[0], valid.astype(np.int8), [0]]))
-    return list(zip(np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)))
+    return list(zip(np.flatnonzero(edges == 1), np.flatnonzero(edges == -1), strict=True))
 
 
 def smooth(landmarks: np.ndarray, valid: np.ndarray) -> np.ndarray:
@@ -276,12 +276,24 @@ def save_track(path: str | os.PathLike, track: VideoTrack, clip: ClipFit) -> Non
     camera = clip.identity.camera
     write_npz(
         path,
-        params=clip.params.array, names=np.array(PARAM_NAMES), fps=FPS, rig_version=RIG_VERSION,
-        valid=clip.valid, confidence=clip.confidence, faces=track.faces, landmarks=track.landmarks,
-        width=track.width, height=track.height, reference=clip.reference,
-        identity_vertices=clip.identity.vertices, identity_home=clip.identity.home, blink_scale=clip.blink_scale,
-        camera_focal=camera.focal, camera_width=camera.width, camera_height=camera.height,
-    )  # fmt: skip
+        params=clip.params.array,
+        names=np.array(PARAM_NAMES),
+        fps=FPS,
+        rig_version=RIG_VERSION,
+        valid=clip.valid,
+        confidence=clip.confidence,
+        faces=track.faces,
+        landmarks=track.landmarks,
+        width=track.width,
+        height=track.height,
+        reference=clip.reference,
+        identity_vertices=clip.identity.vertices,
+        identity_home=clip.identity.home,
+        blink_scale=clip.blink_scale,
+        camera_focal=camera.focal,
+        camera_width=camera.width,
+        camera_height=camera.height,
+    )
 
 
 def write_npz(path: str | os.PathLike, **arrays) -> None:
@@ -347,7 +359,7 @@ def _draw(image: np.ndarray, landmarks: np.ndarray, axis_ends: np.ndarray, clip:
     contours = [np.round(landmarks[c, :2]).astype(np.int32) for c in [*closed, lips]]
     cv2.polylines(image, contours, True, (80, 255, 80), 1, cv2.LINE_AA)
     origin, *tips = np.round(axis_ends).astype(int)
-    for tip, color in zip(tips, [(255, 0, 0), (0, 255, 0), (0, 120, 255)]):
+    for tip, color in zip(tips, [(255, 0, 0), (0, 255, 0), (0, 120, 255)], strict=False):
         cv2.line(image, tuple(origin), tuple(tip), color, 2, cv2.LINE_AA)
     blink = float(clip.params.blink[i])
     y = image.shape[0] - 12

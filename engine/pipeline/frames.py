@@ -172,7 +172,7 @@ class FrameSource:
             drawn = self.renderer.face(FaceParams(rows[missing])).frames
             drawn = (drawn * 255 + 0.5).to(torch.uint8)
             with self._lock:
-                for i, face in zip(missing, drawn):
+                for i, face in zip(missing, drawn, strict=True):
                     found[i] = self._faces[keys[i]] = face
                 while len(self._faces) > CACHE_FRAMES:
                     self._faces.popitem(last=False)

@@ -49,7 +49,9 @@ class RenderMesh:
         self.extra = np.concatenate([p.points for p in parts])
         self.extra_jaw = np.concatenate([p.jaw for p in parts])[:, None] * rig.jaw_motion(rest, self.extra)
         offsets = np.cumsum([topology.NUM_LANDMARKS] + [len(p.points) for p in parts])
-        self.faces = np.concatenate([topology.triangles()] + [p.faces + o for p, o in zip(parts, offsets)])
+        self.faces = np.concatenate(
+            [topology.triangles()] + [p.faces + o for p, o in zip(parts, offsets, strict=True)]
+        )
         self.surface_faces = len(topology.triangles())
         self.color = np.concatenate([np.ones((topology.NUM_LANDMARKS, 3))] + [p.color for p in parts])
         self.photo = np.concatenate([np.ones(topology.NUM_LANDMARKS)] + [p.photo for p in parts])

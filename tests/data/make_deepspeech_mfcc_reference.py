@@ -1,7 +1,8 @@
 """Writes deepspeech_mfcc_reference.npz: MFCC of a short test signal by the original code, for
 tests/test_audio_mfcc.py. Needs TensorFlow and python_speech_features 0.6, which the project does
 not depend on; run once, in a separate environment:
-    python -m venv /tmp/tfvenv && /tmp/tfvenv/bin/pip install tensorflow-cpu==2.21.0 python_speech_features==0.6 scipy
+    python -m venv /tmp/tfvenv
+    /tmp/tfvenv/bin/pip install tensorflow-cpu==2.21.0 python_speech_features==0.6 scipy
     /tmp/tfvenv/bin/python tests/data/make_deepspeech_mfcc_reference.py
 """
 from pathlib import Path

@@ -31,8 +31,12 @@ WEIGHTS = REPO / "models" / "weights"
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     from engine.train.gan.train import PRESETS
 
-    p = subparsers.add_parser("train-gan", help="train FACIAL-GAN (general) or fine-tune it for an avatar", description=__doc__,
-                              formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    p = subparsers.add_parser(
+        "train-gan",
+        help="train FACIAL-GAN (general) or fine-tune it for an avatar",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     mode = p.add_mutually_exclusive_group(required=True)
     mode.add_argument("--general", action="store_true", help="train the general model on generated speech")
     mode.add_argument(
@@ -55,7 +59,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         "--data-scale", type=float, default=1.0, help="general: fraction of the default data set size"
     )
     p.add_argument("--aligner", type=Path, default=WEIGHTS / "phonetic_builtin.aligner.pt",
-                   help="general: phonetic aligner for the real recordings (missing: synthetic speech only)")  # fmt: skip
+                   help="general: phonetic aligner for the real recordings (missing: synthetic speech only)")
     p.add_argument(
         "--checkpoint", type=Path, help="resumable checkpoint (default out/train-gan/NAME_KIND.ckpt)"
     )
@@ -199,8 +203,17 @@ def _personal(args: argparse.Namespace) -> None:
         "avatar": avatar.name,
         "frames": frames,
     }
-    result = gan.fine_tune(state, features[:frames], offsets, ckpt, info, args.steps, args.batch or gan.PERSONAL["batch"],
-                           resume=args.resume, log=lambda m: print(m, file=sys.stderr))  # fmt: skip
+    result = gan.fine_tune(
+        state,
+        features[:frames],
+        offsets,
+        ckpt,
+        info,
+        args.steps,
+        args.batch or gan.PERSONAL["batch"],
+        resume=args.resume,
+        log=lambda m: print(m, file=sys.stderr),
+    )
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "weights.pt"
         torch.save(gan.shipped(result), path)

@@ -4,8 +4,8 @@ Speech (engine/train's synthesisers, sentence generator and recordings, shared w
 speech-features model): generated sentences spoken by espeak-ng voices and variants at random rates
 and pitches, and by festival's Debian voices at three speaking rates, with the synthesisers' phone
 timings; and real recorded speech (the Asterisk prompts, five speakers and languages), its
-transcripts' phones placed by forced alignment with the phonetic aligner. A *session* joins several sentences of
-one voice with pauses between them (0.2-1.0 s) and silence around, like a person talking for half
+transcripts' phones placed by forced alignment with the phonetic aligner. A *session* joins several
+sentences of one voice with pauses between them (0.2-1.0 s) and silence around, like a person talking for half
 a minute; training windows are cut from sessions. Held out for the quality benchmark: the voice
 variants speech_data.HELD_OUT_VARIANTS, spoken sentences from their own seed (never in training).
 
@@ -66,7 +66,7 @@ def espeak_segments(synthesis: Synthesis) -> list[Segment]:
     a blank event is a pause)."""
     bounds = [*synthesis.starts_s, len(synthesis.audio) / synthesis.sample_rate]
     out: list[Segment] = [(SILENCE, 0.0, bounds[0])] if bounds[0] > 0 else []
-    for name, start, end in zip(synthesis.phonemes, bounds[:-1], bounds[1:]):
+    for name, start, end in zip(synthesis.phonemes, bounds[:-1], bounds[1:], strict=False):
         parts = [SILENCE] if name.strip() == "" else ipa_to_phones(name)
         for k, phone in enumerate(parts):
             out.append(
@@ -114,7 +114,7 @@ def espeak_sessions(
         variant = variants[i % len(variants)]
         name = voices[rng.integers(len(voices))] + (f"+{variant}" if variant else "")
         voice = Voice(name, rate=int(rng.uniform(130, 210)), pitch=int(rng.uniform(25, 75)),
-                      pitch_range=int(rng.uniform(30, 90)))  # fmt: skip
+                      pitch_range=int(rng.uniform(30, 90)))
         pieces = []
         chosen = [texts.pop() for _ in range(rng.integers(*per_session))]
         for text in chosen:
@@ -137,7 +137,9 @@ def festival_sessions(
             pieces = []
             for utt in festival.synthesize(chosen, voice, stretch):
                 starts = np.concatenate([[0.0], utt.ends_s[:-1]])
-                pieces.append((utt.audio, list(zip(utt.phones, starts.tolist(), utt.ends_s.tolist()))))
+                pieces.append(
+                    (utt.audio, list(zip(utt.phones, starts.tolist(), utt.ends_s.tolist(), strict=True)))
+                )
             out.append(_join(f"festival:{voice}", False, pieces, chosen, rng))
     return out
 
@@ -154,7 +156,7 @@ def aligned_segments(aligner: PhoneticNet, audio: np.ndarray, words: list[list[s
     step = config.step_samples / SAMPLE_RATE
     edges = np.flatnonzero(np.diff(labels)) + 1
     starts, ends = np.concatenate([[0], edges]), np.concatenate([edges, [len(labels)]])
-    return [(PHONES[labels[a]], a * step, b * step) for a, b in zip(starts, ends)]
+    return [(PHONES[labels[a]], a * step, b * step) for a, b in zip(starts, ends, strict=True)]
 
 
 def real_sessions(
@@ -291,5 +293,5 @@ def load(path: Path) -> list[Example]:
         frames, features, params = f["frames"], f["features"], f["params"]
         return [
             Example(str(voice), bool(held), features[a:b], params[a:b])
-            for voice, held, a, b in zip(f["voices"], f["held_out"], frames[:-1], frames[1:])
+            for voice, held, a, b in zip(f["voices"], f["held_out"], frames[:-1], frames[1:], strict=False)
         ]

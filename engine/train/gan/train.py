@@ -2,8 +2,9 @@
 
 Windows of T = 128 frames are cut from every example (session or personal video) with stride 5,
 as the paper. Our one addition (off in the "paper" preset): a share of windows sees no features
-after the window's end, exactly as a streaming update does, so one network serves both modes. The generator's initial state is the window's own first frame of the targets (the
-released code does the same: at inference it is the previous window's output there). Each step:
+after the window's end, exactly as a streaming update does, so one network serves both modes. The
+generator's initial state is the window's own first frame of the targets (the released code does
+the same: at inference it is the previous window's output there). Each step:
 the discriminator (LSGAN) on real vs generated sequences, then the generator on the weighted
 losses of models/facial_gan.py. Adam as the released code: lr 1e-4 general; personal fine-tuning
 starts from the general weights with lr 1e-5, batch 16, 11 epochs and the first-frame term.
@@ -122,7 +123,7 @@ def meta(feature_kind: str, silence: np.ndarray) -> dict:
     return {
         "feature_kind": feature_kind, "feature_dim": len(silence), "silence": [float(v) for v in silence],
         "rig_version": RIG_VERSION, "param_names": list(PARAM_NAMES), "fps": FPS,
-    }  # fmt: skip
+    }
 
 
 def silence_features(extractor: FeatureExtractor) -> np.ndarray:
@@ -158,9 +159,17 @@ def train(
 
     def save() -> dict:
         state = checkpoint(
-            generator, info, discriminator=discriminator.state_dict(), opt_g=opt_g.state_dict(), opt_d=opt_d.state_dict(),
-            step=step, seconds=seconds, history=history, train_config=asdict(config), rng=rng.bit_generator.state,
-        )  # fmt: skip
+            generator,
+            info,
+            discriminator=discriminator.state_dict(),
+            opt_g=opt_g.state_dict(),
+            opt_d=opt_d.state_dict(),
+            step=step,
+            seconds=seconds,
+            history=history,
+            train_config=asdict(config),
+            rng=rng.bit_generator.state,
+        )
         save_atomic(state, out)
         return state
 

@@ -47,7 +47,7 @@ def mouth_boxes(images: Tensor, mouth: Tensor) -> Tensor:
     s = images.shape[-1]
     b = min(s, max(int(s * MOUTH_BOX), MIN_MOUTH_BOX))
     crops = []
-    for image, mask in zip(images, mouth):
+    for image, mask in zip(images, mouth, strict=True):
         ys, xs = mask.nonzero(as_tuple=True)
         cy, cx = (int(ys.float().mean()), int(xs.float().mean())) if len(ys) else (s // 2, s // 2)
         y0, x0 = min(max(cy - b // 2, 0), s - b), min(max(cx - b // 2, 0), s - b)

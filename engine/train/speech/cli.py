@@ -28,19 +28,23 @@ def _arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
         "--reuse-data", action="store_true", help="load --data if it exists instead of rebuilding"
     )
     parser.add_argument("--quick", action="store_true", help="tiny data and few batches: a smoke run")
-    return parser  # fmt: skip
+    return parser
 
 
 def add_parser(subparsers) -> None:  # noqa: ANN001
     """`python -m engine train-features ...`"""
-    parser = subparsers.add_parser("train-features", help="train the built-in phonetic feature model", description=__doc__,
-                                   formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    parser = subparsers.add_parser(
+        "train-features",
+        help="train the built-in phonetic feature model",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     _arguments(parser).set_defaults(run=run)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m engine.train.speech.cli", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     return run(_arguments(parser).parse_args(argv))
 
 
@@ -52,7 +56,7 @@ def run(args: argparse.Namespace) -> int:
     torch.set_num_threads(1)
     began = time.time()
     train_model(args.out, args.data, args.reuse_data, args.quick,
-                lambda msg: print(f"[{time.time() - began:6.0f} s] {msg}", flush=True))  # fmt: skip
+                lambda msg: print(f"[{time.time() - began:6.0f} s] {msg}", flush=True))
     return 0
 
 

@@ -36,7 +36,7 @@ ESPEAK_VARIANTS = (
     "", "m1", "m2", "m3", "m4", "m5", "m6", "f1", "f2", "f3", "f4", "klatt", "klatt2", "klatt3",
     "Andy", "Annie", "Denis", "Gene", "Jacky", "Lee", "belinda", "benjamin", "edward", "john",
     "linda", "max", "michel", "norbert", "paul", "rob", "steph", "travis", "zac", "m7", "f5", "iven",
-)  # fmt: skip
+)
 HELD_OUT_VARIANTS = ("m7", "f5", "iven")  # synthetic voices never trained on
 # What building the data needs (installed at data-building time, never copied into the repository).
 DEBIAN_PACKAGES = ("espeak-ng", "festival", "festvox-kallpc16k", "festvox-us-slt-hts") + tuple(
@@ -92,7 +92,7 @@ def espeak_speech(text: str, voice: Voice) -> tuple[np.ndarray, list[str], np.nd
     audio = to_sample_rate(synthesis.audio, synthesis.sample_rate)
     phones, starts = [], []
     bounds = list(synthesis.starts_s) + [len(synthesis.audio) / synthesis.sample_rate]
-    for name, start, end in zip(synthesis.phonemes, bounds[:-1], bounds[1:]):
+    for name, start, end in zip(synthesis.phonemes, bounds[:-1], bounds[1:], strict=False):
         parts = [SILENCE] if name.strip() == "" else ipa_to_phones(name)
         for k, p in enumerate(parts):  # a two-phone symbol ('ts') shares its time evenly
             phones.append(p)
@@ -101,7 +101,7 @@ def espeak_speech(text: str, voice: Voice) -> tuple[np.ndarray, list[str], np.nd
 
 
 def _espeak_utterance(text: str, voice: Voice, config: PhoneticConfig, rng: np.random.Generator,
-                      source: str, held_out: bool) -> Utterance:  # fmt: skip
+                      source: str, held_out: bool) -> Utterance:
     audio, phones, starts = espeak_speech(text, voice)
     clean = held_out and rng.random() < 0.5
     mels = _features(audio if clean else augment(audio, rng), config, 1.0 if clean else random_warp(rng))
@@ -116,7 +116,7 @@ def espeak_english(config: PhoneticConfig, data: DataConfig) -> list[Utterance]:
         variant = ESPEAK_VARIANTS[i % len(ESPEAK_VARIANTS)]
         name = ESPEAK_VOICES[rng.integers(len(ESPEAK_VOICES))] + (f"+{variant}" if variant else "")
         voice = Voice(name, rate=int(rng.uniform(120, 230)), pitch=int(rng.uniform(20, 80)),
-                      pitch_range=int(rng.uniform(20, 90)))  # fmt: skip
+                      pitch_range=int(rng.uniform(20, 90)))
         out.append(
             _espeak_utterance(text, voice, config, rng, f"espeak:{name}", variant in HELD_OUT_VARIANTS)
         )
@@ -142,7 +142,7 @@ def festival_english(config: PhoneticConfig, data: DataConfig) -> list[Utterance
         texts = sentences(data.festival_sentences, data.seed + 100 + v)
         for k, stretch in enumerate((0.85, 1.0, 1.2)):  # durations: fast, normal, slow
             part = texts[k::3]
-            for text, utt in zip(part, festival.synthesize(part, voice, stretch)):
+            for text, utt in zip(part, festival.synthesize(part, voice, stretch), strict=True):
                 mels = _features(augment(utt.audio, rng), config, random_warp(rng))
                 starts = np.concatenate([[0.0], utt.ends_s[:-1]])
                 labels = step_labels(

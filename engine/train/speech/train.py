@@ -127,7 +127,7 @@ def log_posteriors(model: PhoneticNet, feats: np.ndarray) -> np.ndarray:
 def align_real(model: PhoneticNet, utterances: list, feats: list[np.ndarray], log) -> None:  # noqa: ANN001
     """Fill `labels` of the real utterances by forced alignment (None where it fails)."""
     failed = 0
-    for u, f in zip(utterances, feats):
+    for u, f in zip(utterances, feats, strict=True):
         if u.real:
             u.labels = align(log_posteriors(model, f), u.words)
             failed += u.labels is None
@@ -138,7 +138,7 @@ def scores(model: PhoneticNet, utterances: list, feats: list[np.ndarray], real: 
     """Held-out scores per network step (the benchmark scores the extractor's 30 fps output)."""
     errors = total = 0
     confusion = 0
-    for u, f in zip(utterances, feats):
+    for u, f in zip(utterances, feats, strict=True):
         if not u.held_out or u.real != real or u.labels is None:
             continue
         lp = log_posteriors(model, f)
@@ -155,7 +155,7 @@ def streams_for(
     def stream(keep) -> Stream:  # noqa: ANN001
         chosen = [
             (f, u.labels)
-            for u, f in zip(utterances, feats)
+            for u, f in zip(utterances, feats, strict=True)
             if keep(u) and u.labels is not None and not u.held_out
         ]
         return Stream([f for f, _ in chosen], [lab for _, lab in chosen], stride)
@@ -213,6 +213,6 @@ def train_model(
     out.parent.mkdir(parents=True, exist_ok=True)
     save_phonetic(model, str(out), phones=list(PHONES), silence=SILENCE, train_config=dataclasses.asdict(tc),
                   data_config=dataclasses.asdict(data), held_out_step_scores=held_out,
-                  train_seconds=round(time.time() - began))  # fmt: skip
+                  train_seconds=round(time.time() - began))
     log(f"saved {out} ({out.stat().st_size / 1e6:.2f} MB)")
 
