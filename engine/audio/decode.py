@@ -4,7 +4,8 @@
 at once. Both resample with FFmpeg (swresample) and downmix to mono as the channels' mean (FFmpeg's
 own downmix adds the channels at -3 dB, which makes dual-mono stereo 3 dB louder), whatever the
 sample format (8/16/24/32-bit integer, float) or rate. A bad file raises one error naming its
-problem: missing, not a media file, no audio stream, truncated, NaN or infinite samples (BadAudioError from engine.audio.pcm).
+problem: missing, not a media file, no audio stream, truncated, NaN or infinite samples
+(BadAudioError from engine.audio.pcm).
 """
 from __future__ import annotations
 
