@@ -350,7 +350,7 @@ def r2v_config(preset: Preset, variant: str):  # noqa: ANN201 (engine.train.r2v.
     from models.discriminators import PatchGANConfig
     from models.r2v import R2VConfig
 
-    width, layers, scales = VARIANT_DEFAULTS[variant]["discriminator"]
+    width, layers, scales = VARIANT_DEFAULTS[variant].discriminator
     return R2VTrainConfig(
         model=R2VConfig(variant=variant, size=preset.resolution, future=0),  # live: the server's stack
         steps=preset.r2v_steps,

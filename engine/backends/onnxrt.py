@@ -12,6 +12,7 @@ import torch
 from torch import Tensor
 
 from engine.backends.base import Backend, BackendError
+from models.r2v import R2V
 
 OPSET = 18
 MAX_BATCH = 64
@@ -48,8 +49,8 @@ class OnnxRuntimeBackend(Backend):
     name = "onnxruntime"
     memory_format = torch.contiguous_format  # ONNX tensors are plain NCHW arrays
 
-    def __init__(self, *args: object, **kwargs: object):
-        super().__init__(*args, **kwargs)
+    def __init__(self, model: R2V, device: str | torch.device = "cpu", precision: str = "fp32"):
+        super().__init__(model, device, precision)
         import onnxruntime as ort
 
         if self.precision != "fp32":

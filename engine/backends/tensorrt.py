@@ -9,6 +9,7 @@ import torch
 from torch import Tensor
 
 from engine.backends.base import Backend, BackendError
+from models.r2v import R2V
 
 MAX_BATCH = 8
 
@@ -20,8 +21,8 @@ def tensorrt_available() -> bool:
 class TensorRTBackend(Backend):
     name = "tensorrt"
 
-    def __init__(self, *args: object, **kwargs: object):
-        super().__init__(*args, **kwargs)
+    def __init__(self, model: R2V, device: str | torch.device = "cpu", precision: str = "fp32"):
+        super().__init__(model, device, precision)
         if not tensorrt_available():
             raise BackendError(
                 "the tensorrt backend needs torch-tensorrt (pip install '.[gpu]') and an NVIDIA GPU"

@@ -72,7 +72,7 @@ class Identity:
     def from_landmarks(cls, landmarks: np.ndarray, camera: Camera) -> tuple[Identity, FaceParams]:
         """Lifts one photo's landmarks [478, 3] into an identity; also returns the photo's own
         FaceParams (its head rotation, zero translation and expression)."""
-        eye_px = np.linalg.norm(landmarks[263, :2] - landmarks[33, :2])
+        eye_px = float(np.linalg.norm(landmarks[263, :2] - landmarks[33, :2]))
         points = camera.from_landmarks(landmarks, depth=camera.focal * EYE_SPAN / eye_px)
         right = points[263] - points[33]  # toward the image's right: the model's +x
         down = points[topology.CHIN] - points[topology.FOREHEAD]

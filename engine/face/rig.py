@@ -25,8 +25,8 @@ class _Geometry:
     def __init__(self, v: np.ndarray):
         r = topo.regions()
         self.v = v
-        self.m = np.linalg.norm(v[topo.MOUTH_CORNER_OUTER[0]] - v[topo.MOUTH_CORNER_OUTER[1]])
-        self.h = np.linalg.norm(v[topo.FOREHEAD] - v[topo.CHIN])
+        self.m = float(np.linalg.norm(v[topo.MOUTH_CORNER_OUTER[0]] - v[topo.MOUTH_CORNER_OUTER[1]]))
+        self.h = float(np.linalg.norm(v[topo.FOREHEAD] - v[topo.CHIN]))
         self.upper_lip = np.setdiff1d(
             np.concatenate([r.lips_outer_upper, r.lips_inner_upper]), self.corners()
         )

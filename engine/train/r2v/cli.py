@@ -59,14 +59,14 @@ def run(args: argparse.Namespace) -> None:
         torch.set_num_threads(args.threads)
     avatar = load(args.avatar)
     defaults = VARIANT_DEFAULTS[args.variant]
-    width, layers, scales = defaults["discriminator"]
+    width, layers, scales = defaults.discriminator
     model = R2VConfig(
-        variant=args.variant, size=args.size or defaults["size"], future=0 if args.live else R2VConfig.future
+        variant=args.variant, size=args.size or defaults.size, future=0 if args.live else R2VConfig.future
     )
     config = R2VTrainConfig(
         model=model,
         steps=args.steps,
-        batch=args.batch or defaults["batch"],
+        batch=args.batch or defaults.batch,
         lr=args.lr,
         gan_start=args.gan_start,
         discriminator=PatchGANConfig(in_channels=7, width=width, layers=layers, scales=scales),

@@ -39,11 +39,19 @@ from models.discriminators import MultiScaleDiscriminator, PatchGANConfig
 from models.losses import LossWeights, generator_losses, lsgan_discriminator, region_weights
 from models.r2v import R2V, R2VConfig
 
+
 # Per variant: frame size, batch, discriminator (width, layers, scales). Full is pix2pixHD's;
 # lite's discriminator is small enough that a CPU step is dominated by the generator.
+@dataclass(frozen=True)
+class VariantDefaults:
+    size: int
+    batch: int
+    discriminator: tuple[int, int, int]  # width, layers, scales
+
+
 VARIANT_DEFAULTS = {
-    "lite": {"size": 256, "batch": 4, "discriminator": (16, 3, 2)},
-    "full": {"size": 512, "batch": 1, "discriminator": (64, 3, 3)},
+    "lite": VariantDefaults(size=256, batch=4, discriminator=(16, 3, 2)),
+    "full": VariantDefaults(size=512, batch=1, discriminator=(64, 3, 3)),
 }
 
 VAL_SEED_OFFSET = 1_000_003  # validation frames come from their own random stream: held out
