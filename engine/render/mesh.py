@@ -50,7 +50,7 @@ class RenderMesh:
         self.extra_jaw = np.concatenate([p.jaw for p in parts])[:, None] * rig.jaw_motion(rest, self.extra)
         offsets = np.cumsum([topology.NUM_LANDMARKS] + [len(p.points) for p in parts])
         self.faces = np.concatenate(
-            [topology.triangles()] + [p.faces + o for p, o in zip(parts, offsets, strict=True)]
+            [topology.triangles()] + [p.faces + o for p, o in zip(parts, offsets[:-1], strict=True)]
         )
         self.surface_faces = len(topology.triangles())
         self.color = np.concatenate([np.ones((topology.NUM_LANDMARKS, 3))] + [p.color for p in parts])
