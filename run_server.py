@@ -11,6 +11,9 @@ import sys
 import uvloop
 from aiohttp import web
 
+from engine.backends import BACKENDS
+from engine.errors import EngineError
+from engine.pipeline.frames import RENDERERS
 from engine.runtime import tune_allocator
 from streaming.access import AVATARS
 from streaming.app import ServerConfig, create_app
@@ -60,12 +63,13 @@ def parse_args(argv: list[str] | None = None) -> tuple[ServerConfig, int]:
     )
     parser.add_argument(
         "--backend",
+        choices=list(BACKENDS),
         default=default.backend,
-        help="R2V inference backend: eager, compile, onnx, tensorrt (default: %(default)s)",
+        help="R2V inference backend (default: %(default)s)",
     )
     parser.add_argument(
         "--renderer",
-        choices=("auto", "r2v", "composite"),
+        choices=RENDERERS,
         default=default.renderer,
         help="auto: R2V when the avatar has weights, else the direct compositor (default: %(default)s)",
     )
@@ -207,7 +211,7 @@ def main() -> None:
             runner.run(serve(config))
     except KeyboardInterrupt:
         pass
-    except (ImportError, LookupError, ValueError, OSError) as e:
+    except (ImportError, LookupError, EngineError, OSError) as e:
         print(f"run_server: error: {e}", file=sys.stderr)
         sys.exit(2)
 

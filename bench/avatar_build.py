@@ -1,6 +1,6 @@
 """`python -m bench avatar-build`: the cost and quality of `build-avatar --video --preset quick`.
 
-Input: a 2-minute 512x512 30-fps talking-head video made here (engine/train/sample_video.py: the
+Input: a 2-minute 512x512 30-fps talking-head video made here (bench/sample_video.py: the
 built-in avatar saying generated sentences; the issue's reference case). The build runs in a child
 process (`python -m engine build-avatar`), as a user runs it, on a fresh work directory; the report
 gives the wall time of each stage, the whole build's wall time (target <= 20 min on 2 CPU cores),
@@ -27,14 +27,26 @@ TARGET_MINUTES = 20
 
 
 def run(args: argparse.Namespace) -> None:
-    from engine.train.sample_video import talking_video
+    from bench.sample_video import talking_video
 
     seconds, preset = (30, "tiny") if args.quick else (120, "quick")
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         video = talking_video(tmp / "talking.mp4", seconds, size=512)
-        command = [sys.executable, "-m", "engine", "build-avatar", "--video", str(video), "--out", str(tmp / "avatar"),
-                   "--preset", preset, "--work", str(tmp / "work")]  # fmt: skip
+        command = [
+            sys.executable,
+            "-m",
+            "engine",
+            "build-avatar",
+            "--video",
+            str(video),
+            "--out",
+            str(tmp / "avatar"),
+            "--preset",
+            preset,
+            "--work",
+            str(tmp / "work"),
+        ]
         start = time.monotonic()
         subprocess.run(command, check=True, cwd=REPO_ROOT)
         wall = time.monotonic() - start
@@ -42,13 +54,18 @@ def run(args: argparse.Namespace) -> None:
         metrics = json.loads((tmp / "work" / "report.json").read_text())
         args.results_dir.mkdir(parents=True, exist_ok=True)
         for name in ("frames", "curves"):
-            shutil.copyfile(tmp / "work" / f"report_{name}.png", args.results_dir / f"avatar-build_{name}.png")
+            shutil.copyfile(
+                tmp / "work" / f"report_{name}.png", args.results_dir / f"avatar-build_{name}.png"
+            )
     rows = [{"stage": stage, "seconds": seconds_} for stage, seconds_ in metrics["stage_seconds"].items()]
     rows.append({"stage": "whole build (wall)", "seconds": round(wall, 1)})
     notes = (
-        f"`python -m bench avatar-build{' --quick' if args.quick else ''}`: {seconds} s of 512x512 video, preset {preset}; "
-        f"whole build {wall / 60:.1f} min (target <= {TARGET_MINUTES} min for 2 minutes with --preset quick), memory peak "
-        f"{peak_mib:.0f} MiB. Held-out metrics: {json.dumps({k: v for k, v in metrics.items() if k != 'stage_seconds'})}. "
+        f"`python -m bench avatar-build{' --quick' if args.quick else ''}`: {seconds} s of 512x512 video, "
+        f"preset {preset}; "
+        f"whole build {wall / 60:.1f} min (target <= {TARGET_MINUTES} min for 2 minutes with --preset "
+        "quick), memory peak "
+        f"{peak_mib:.0f} MiB. Held-out metrics: "
+        f"{json.dumps({k: v for k, v in metrics.items() if k != 'stage_seconds'})}. "
         "Frames (real | reconstructed | audio-driven): avatar-build_frames.png."
     )
 
@@ -57,4 +74,11 @@ def run(args: argparse.Namespace) -> None:
         ax.barh([r["stage"] for r in rows], [r["seconds"] for r in rows])
         ax.set_xlabel("seconds")
 
-    write_report("avatar-build", rows, title="build-avatar --video: wall time per stage", notes=notes, plot=plot, results_dir=args.results_dir)
+    write_report(
+        "avatar-build",
+        rows,
+        title="build-avatar --video: wall time per stage",
+        notes=notes,
+        plot=plot,
+        results_dir=args.results_dir,
+    )

@@ -1,7 +1,8 @@
 """Speech-feature benchmark: real-time factor (compute time / audio duration) of every available
 extractor, offline (whole recording) and streaming (20 ms chunks pushed one by one, as live input
 arrives), on one CPU thread; and DeepSpeech 0.9.3 offline on CUDA for 60 s of audio when a GPU is
-present (report features_cuda). Audio: synthetic speech-like signal (a gliding harmonic vowel with pauses and noise).
+present (report features_cuda). Audio: synthetic speech-like signal (a gliding harmonic vowel
+with pauses and noise).
 
 DeepSpeech rows use randomly initialised networks of the official full size (n_hidden 2048: 47 M
 parameters for 0.9.3, 122 M for 0.1.0), since no official model file can be downloaded here; the
@@ -44,7 +45,9 @@ def speech_like(seconds: float, seed: int = 0) -> np.ndarray:
 def random_deepspeech(version: str, device: str = "cpu") -> DeepSpeechExtractor:
     torch.manual_seed(0)
     network = DeepSpeech(DeepSpeechConfig(version=version)).eval()
-    return DeepSpeechExtractor(ImportedDeepSpeech(network, TfMfccConfig() if version == "0.9.3" else None), device=device)
+    return DeepSpeechExtractor(
+        ImportedDeepSpeech(network, TfMfccConfig() if version == "0.9.3" else None), device=device
+    )
 
 
 def extractors() -> dict[str, Callable[[], FeatureExtractor]]:
@@ -58,7 +61,11 @@ def extractors() -> dict[str, Callable[[], FeatureExtractor]]:
 def streaming(ex: FeatureExtractor, audio: np.ndarray) -> Callable[[], object]:
     def run() -> object:
         stream = ex.stream()
-        frames = [f for start in range(0, len(audio), CHUNK) for f in stream.push(AudioChunk(audio[start : start + CHUNK], start))]
+        frames = [
+            f
+            for start in range(0, len(audio), CHUNK)
+            for f in stream.push(AudioChunk(audio[start : start + CHUNK], start))
+        ]
         return frames + stream.flush()
 
     return run
@@ -79,14 +86,26 @@ def run(args: argparse.Namespace) -> None:
         if ex.lookahead_frames is not None:
             modes["streaming"] = streaming(ex, audio)
         for mode, fn in modes.items():
-            row = time_case(f"{name} {mode}", fn, threads=1, warmup=1, repeats=repeats, kind=ex.kind, mode=mode, audio_s=SECONDS, lookahead_ms=lookahead_ms)
+            row = time_case(
+                f"{name} {mode}",
+                fn,
+                threads=1,
+                warmup=1,
+                repeats=repeats,
+                kind=ex.kind,
+                mode=mode,
+                audio_s=SECONDS,
+                lookahead_ms=lookahead_ms,
+            )
             row["rtf"] = row["median_ms"] / 1000 / SECONDS
             rows.append(row)
     notes = (
-        f"Real-time factor = median compute time / audio duration ({SECONDS:g} s of synthetic speech-like audio), "
+        f"Real-time factor = median compute time / audio duration ({SECONDS:g} s of synthetic speech-like "
+        "audio), "
         f"one torch thread. Streaming: {1000 * CHUNK // SAMPLE_RATE} ms chunks pushed one by one. "
         "DeepSpeech rows: randomly initialised full-size networks (no official model file is available here; "
-        "the cost does not depend on the weights). DeepSpeech 0.1.0 streams only at end of input, so it has no streaming row. "
+        "the cost does not depend on the weights). DeepSpeech 0.1.0 streams only at end of input, so it has "
+        "no streaming row. "
         f"Target (issue 4): built-in streaming <= {REAL_TIME_TARGET}. Command: python -m bench features"
     )
     if skipped:
@@ -107,16 +126,28 @@ def run_cuda(results_dir: Path, repeats: int = 3) -> None:
         if cuda.lookahead_frames is not None:
             modes["streaming"] = streaming(cuda, audio)
         for mode, fn in modes.items():
-            row = time_case(f"deepspeech {version} (random, full size) {mode}", fn, device="cuda", warmup=1, repeats=repeats, kind="deepspeech", mode=mode, audio_s=CUDA_SECONDS)
+            row = time_case(
+                f"deepspeech {version} (random, full size) {mode}",
+                fn,
+                device="cuda",
+                warmup=1,
+                repeats=repeats,
+                kind="deepspeech",
+                mode=mode,
+                audio_s=CUDA_SECONDS,
+            )
             row["rtf"] = row["median_ms"] / 1000 / CUDA_SECONDS
             row["audio_s_per_s"] = 1 / row["rtf"]
             rows.append(row)
         difference = np.abs(cpu.offline(audio) - cuda.offline(audio)).max()
         differences.append(f"{version}: {difference:.2e}")
     notes = (
-        f"DeepSpeech port on CUDA, {CUDA_SECONDS:g} s of synthetic speech-like audio; randomly initialised full-size networks "
-        "(no official model file is available here). Offline = MFCC on CPU + the network on the GPU for the whole recording; "
-        f"streaming = {1000 * CHUNK // SAMPLE_RATE} ms chunks pushed one by one. Largest |CPU - CUDA| logit difference: "
+        f"DeepSpeech port on CUDA, {CUDA_SECONDS:g} s of synthetic speech-like audio; randomly initialised "
+        "full-size networks "
+        "(no official model file is available here). Offline = MFCC on CPU + the network on the GPU for the "
+        "whole recording; "
+        f"streaming = {1000 * CHUNK // SAMPLE_RATE} ms chunks pushed one by one. Largest |CPU - CUDA| logit "
+        "difference: "
         + ", ".join(differences)
         + ". Command: python -m bench features (on a machine with CUDA)"
     )
@@ -132,8 +163,16 @@ def _report(name: str, rows: list[dict], title: str, notes: str, results_dir: Pa
         y = np.arange(len(rows))
         ax.barh(y, [row["rtf"] for row in rows], height=0.5)
         ax.axvline(1.0, color="tab:red", linestyle="--", linewidth=1, label="real time")
-        ax.axvline(REAL_TIME_TARGET, color="tab:green", linestyle=":", linewidth=1, label=f"built-in streaming target {REAL_TIME_TARGET}")
-        ax.set_yticks(y, [f"{row['case']} ({row['device']})\nRTF {row['rtf']:.3g}" for row in rows], fontsize=7)
+        ax.axvline(
+            REAL_TIME_TARGET,
+            color="tab:green",
+            linestyle=":",
+            linewidth=1,
+            label=f"built-in streaming target {REAL_TIME_TARGET}",
+        )
+        ax.set_yticks(
+            y, [f"{row['case']} ({row['device']})\nRTF {row['rtf']:.3g}" for row in rows], fontsize=7
+        )
         ax.invert_yaxis()
         ax.set_xscale("log")
         ax.set_xlabel("real-time factor (compute / audio duration), lower is faster")

@@ -2,7 +2,7 @@
 
 Scores the shipped extractor's 30 fps output (offline; streaming is identical, tested) on speech it
 never trained on:
-- real: the held-out Asterisk prompts of every installed language (engine/train/asterisk.py; the
+- real: the held-out Asterisk prompts of every installed language (engine/train/speech/asterisk.py; the
   same speakers as in training, other sentences). Frame references come from forced alignment of
   the transcript with the shipped *aligner* (phonetic_builtin.aligner.pt), which never saw them.
 - synthetic: new sentences from espeak-ng variants never trained on, clean and through an 8 kHz
@@ -23,19 +23,22 @@ from bench.report import write_report
 from engine.audio.builtin_features import DEFAULT_WEIGHTS, BuiltinExtractor
 from engine.audio.decode import load_audio
 from engine.audio.phones import PHONE_INDEX, VISEMES
-from engine.train import asterisk
-from engine.train.align import align
-from engine.train.augment import telephone
-from engine.train.espeak import Espeak
-from engine.train.evaluate import decode, edit_distance, summary, viseme_confusion
-from engine.train.sentences import sentences
-from engine.train.speech_data import HELD_OUT_VARIANTS, espeak_speech, step_labels
-from engine.train.train_features import log_posteriors
+from engine.audio.tts import Voice
+from engine.train.speech import asterisk
+from engine.train.speech.align import align
+from engine.train.speech.augment import telephone
+from engine.train.speech.data import HELD_OUT_VARIANTS, espeak_speech, step_labels
+from engine.train.speech.evaluate import decode, edit_distance, summary, viseme_confusion
+from engine.train.speech.sentences import sentences
+from engine.train.speech.train import log_posteriors
 from engine.types import FPS, SAMPLE_RATE, AudioChunk, frame_pts
 from models.phonetic import LogMel, load_phonetic
 
 ALIGNER = DEFAULT_WEIGHTS.with_name(DEFAULT_WEIGHTS.stem + ".aligner.pt")
-TARGETS = "targets on real speech: phone error rate <= 0.40, viseme accuracy >= 0.80, bilabial recall and precision >= 0.80, streaming RTF <= 0.05"
+TARGETS = (
+    "targets on real speech: phone error rate <= 0.40, viseme accuracy >= 0.80, bilabial recall and "
+    "precision >= 0.80, streaming RTF <= 0.05"
+)
 
 
 class Scorer:
@@ -54,7 +57,11 @@ class Scorer:
         self.utterances += 1
 
     def row(self, name: str) -> dict:
-        return {"set": name, "utterances": self.utterances, **summary(self.confusion, self.errors, self.phones)}
+        return {
+            "set": name,
+            "utterances": self.utterances,
+            **summary(self.confusion, self.errors, self.phones),
+        }
 
 
 def _frame_centres_s(count: int) -> np.ndarray:
@@ -77,19 +84,20 @@ def score_real(extractor: BuiltinExtractor, quick: bool) -> dict[str, Scorer]:
             if step_phones is None:
                 continue
             features = extractor.offline(audio)
-            steps = np.minimum((_frame_centres_s(len(features)) * SAMPLE_RATE) // config.step_samples, len(step_phones) - 1)
+            steps = np.minimum(
+                (_frame_centres_s(len(features)) * SAMPLE_RATE) // config.step_samples, len(step_phones) - 1
+            )
             scorer.add(features, step_phones[steps.astype(int)], words)
     return scorers
 
 
 def score_synthetic(extractor: BuiltinExtractor, quick: bool) -> dict[str, Scorer]:
-    espeak = Espeak.get()
     scorers = {"synthetic": Scorer(), "synthetic 8 kHz mu-law": Scorer()}
     rng = np.random.default_rng(7)
     for i, text in enumerate(sentences(12 if quick else 90, seed=12345)):
-        voice = ("en-us", "en", "en-gb-x-rp")[i % 3] + "+" + HELD_OUT_VARIANTS[i % len(HELD_OUT_VARIANTS)]
-        espeak.set_voice(voice, rate=int(rng.uniform(140, 200)), pitch=int(rng.uniform(30, 70)))
-        audio, phones, starts = espeak_speech(espeak, text)
+        name = ("en-us", "en", "en-gb-x-rp")[i % 3] + "+" + HELD_OUT_VARIANTS[i % len(HELD_OUT_VARIANTS)]
+        voice = Voice(name, rate=int(rng.uniform(140, 200)), pitch=int(rng.uniform(30, 70)))
+        audio, phones, starts = espeak_speech(text, voice)
         for name, signal in (("synthetic", audio), ("synthetic 8 kHz mu-law", telephone(audio, mu_law=True))):
             features = extractor.offline(signal)
             frame_phones = step_labels(phones, starts, len(features), 1 / FPS)
@@ -112,8 +120,12 @@ def streaming_rtf(extractor: BuiltinExtractor, seconds: float = 20.0, chunk_ms: 
 
 
 def confusion_markdown(name: str, confusion: np.ndarray) -> str:
-    lines = [f"Viseme confusion, {name} (rows: reference, columns: predicted; frames)", "",
-             "| reference \\ predicted | " + " | ".join(VISEMES) + " | recall |", "|---" * (len(VISEMES) + 2) + "|"]  # fmt: skip
+    lines = [
+        f"Viseme confusion, {name} (rows: reference, columns: predicted; frames)",
+        "",
+        "| reference \\ predicted | " + " | ".join(VISEMES) + " | recall |",
+        "|---" * (len(VISEMES) + 2) + "|",
+    ]
     for i, group in enumerate(VISEMES):
         recall = confusion[i, i] / max(confusion[i].sum(), 1)
         lines.append(f"| {group} | " + " | ".join(str(v) for v in confusion[i]) + f" | {recall:.2f} |")
@@ -135,15 +147,26 @@ def run(args) -> None:  # noqa: ANN001
     scorers = {"real: all languages": real_all, **scorers, **score_synthetic(extractor, args.quick)}
     rows = [s.row(name) for name, s in scorers.items()]
     for row in rows:
-        print("  " + "  ".join(f"{k}={v:.3f}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()), flush=True)
+        print(
+            "  " + "  ".join(f"{k}={v:.3f}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()),
+            flush=True,
+        )
     rtf = streaming_rtf(extractor)
     print(f"  streaming real-time factor (1 thread, 20 ms chunks): {rtf:.4f}", flush=True)
     notes = "\n\n".join(
-        [__doc__.split("\n\n")[1], TARGETS,
-         f"Streaming real-time factor, one CPU thread, 20 ms chunks: **{rtf:.4f}**; declared look-ahead "
-         f"{extractor.lookahead_frames} frames ({1000 * frame_pts(extractor.lookahead_frames) / SAMPLE_RATE:.0f} ms).",
-         *(confusion_markdown(name, scorers[name].confusion) for name in ("real: all languages", "real:en", "synthetic") if name in scorers)]
-    )  # fmt: skip
+        [
+            __doc__.split("\n\n")[1],
+            TARGETS,
+            f"Streaming real-time factor, one CPU thread, 20 ms chunks: **{rtf:.4f}**; declared look-ahead "
+            f"{extractor.lookahead_frames} frames "
+            f"({1000 * frame_pts(extractor.lookahead_frames) / SAMPLE_RATE:.0f} ms).",
+            *(
+                confusion_markdown(name, scorers[name].confusion)
+                for name in ("real: all languages", "real:en", "synthetic")
+                if name in scorers
+            ),
+        ]
+    )
 
     def plot(fig: Figure) -> None:
         shown = [n for n in ("real: all languages", "synthetic") if scorers[n].utterances]
@@ -153,7 +176,15 @@ def run(args) -> None:  # noqa: ANN001
             rates = confusion / np.maximum(confusion.sum(1, keepdims=True), 1)
             ax.imshow(rates, vmin=0, vmax=1, cmap="Blues")
             for (i, j), v in np.ndenumerate(rates):
-                ax.text(j, i, f"{v:.2f}", ha="center", va="center", fontsize=7, color="white" if v > 0.5 else "black")
+                ax.text(
+                    j,
+                    i,
+                    f"{v:.2f}",
+                    ha="center",
+                    va="center",
+                    fontsize=7,
+                    color="white" if v > 0.5 else "black",
+                )
             ax.set_xticks(range(len(VISEMES)), VISEMES, rotation=45, fontsize=7)
             ax.set_yticks(range(len(VISEMES)), VISEMES, fontsize=7)
             ax.set_xlabel("predicted")
@@ -161,4 +192,4 @@ def run(args) -> None:  # noqa: ANN001
             ax.set_title(f"{name}: accuracy {np.trace(confusion) / max(confusion.sum(), 1):.2f}", fontsize=9)
 
     write_report("quality-features", rows, title="Built-in speech features: held-out quality", notes=notes,
-                 plot=plot, results_dir=args.results_dir)  # fmt: skip
+                 plot=plot, results_dir=args.results_dir)

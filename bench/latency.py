@@ -42,6 +42,7 @@ from matplotlib.figure import Figure
 
 from bench.live import BLOCK, Server, loopback_client, server_process, speech_model, speech_script, viewer
 from bench.report import write_report
+from engine.runtime import usable_cores
 from engine.types import FPS, SAMPLE_RATE, FaceParams, frame_pts
 from streaming.config import ServerConfig
 
@@ -61,7 +62,9 @@ def openness(jpegs: list[bytes], size: int, chunk: int = 200) -> np.ndarray:
     from PIL import Image
 
     decode = lambda jpeg: np.asarray(Image.open(io.BytesIO(jpeg)).convert("RGB"))  # noqa: E731
-    return measured_openness([np.stack([decode(j) for j in jpegs[i : i + chunk]]) for i in range(0, len(jpegs), chunk)], size)
+    return measured_openness(
+        [np.stack([decode(j) for j in jpegs[i : i + chunk]]) for i in range(0, len(jpegs), chunk)], size
+    )
 
 
 def measured_openness(batches: Iterator[np.ndarray], size: int) -> np.ndarray:
@@ -91,7 +94,12 @@ def reference_openness(pcm: np.ndarray, size: int, batch: int = 200) -> np.ndarr
 
     def frames(first: int) -> np.ndarray:
         indices = range(first, min(first + batch, len(rows)))
-        return np.stack([avatar.renderer.render(i, FaceParams(rows[np.clip(np.arange(i - past, i + 1), 0, None)])) for i in indices])
+        return np.stack(
+            [
+                avatar.renderer.render(i, FaceParams(rows[np.clip(np.arange(i - past, i + 1), 0, None)]))
+                for i in indices
+            ]
+        )
 
     return measured_openness((frames(first) for first in range(0, len(rows), batch)), size)
 
@@ -108,7 +116,12 @@ def jpeg(frame) -> bytes:  # noqa: ANN001 (av.VideoFrame)
 async def measure(server: Server, utterances: int, size: int) -> dict:
     pcm, onsets = speech_script(utterances)
     reference = reference_openness(pcm, size)
-    video, frames, audio, sent = [], [], [], []  # (arrival, pts) / JPEG / (arrival, rate, mono PCM) / send time per block
+    video, frames, audio, sent = (
+        [],
+        [],
+        [],
+        [],
+    )  # (arrival, pts) / JPEG / (arrival, rate, mono PCM) / send time per block
     async with aiohttp.ClientSession() as http, viewer(http, server.url) as (pc, session, tracks):
         done = asyncio.Event()
 
@@ -121,10 +134,15 @@ async def measure(server: Server, utterances: int, size: int) -> dict:
             frames.append(jpeg(frame))
 
         def note_audio(frame) -> None:
-            samples = frame.to_ndarray().reshape(-1, len(frame.layout.channels)).mean(1) / 32768.0  # packed s16
+            samples = (
+                frame.to_ndarray().reshape(-1, len(frame.layout.channels)).mean(1) / 32768.0
+            )  # packed s16
             audio.append((time.monotonic() - samples.size / frame.sample_rate, frame.sample_rate, samples))
 
-        receivers = [asyncio.create_task(receive(tracks["video"], note_video)), asyncio.create_task(receive(tracks["audio"], note_audio))]
+        receivers = [
+            asyncio.create_task(receive(tracks["video"], note_video)),
+            asyncio.create_task(receive(tracks["audio"], note_audio)),
+        ]
         await asyncio.sleep(1.0)  # connected and settled
         cpu_before, wall_before = server.cpu_seconds(), time.monotonic()
         async with http.ws_connect(f"{server.url}/ws/{session['session_id']}?token={session['token']}") as ws:
@@ -138,11 +156,16 @@ async def measure(server: Server, utterances: int, size: int) -> dict:
             await ws.send_json({"type": "end"})
         await asyncio.sleep(1.0)
         cpu = (server.cpu_seconds() - cpu_before) / (time.monotonic() - wall_before)
-        async with http.get(f"{server.url}/sessions/{session['session_id']}", headers={"Authorization": f"Bearer {session['token']}"}) as response:
+        async with http.get(
+            f"{server.url}/sessions/{session['session_id']}",
+            headers={"Authorization": f"Bearer {session['token']}"},
+        ) as response:
             figures = await response.json()
         done.set()
         await asyncio.wait(receivers, timeout=2)
-    video = np.concatenate([np.array(video), openness(frames, size)[:, None]], 1)  # measured after the run, off the clock
+    video = np.concatenate(
+        [np.array(video), openness(frames, size)[:, None]], 1
+    )  # measured after the run, off the clock
     video = video[np.isfinite(video[:, 2])]
     # The sent audio and the reference face on the capture clock; the received audio as loudness.
     levels = loudness(pcm / 32768.0, LEVEL_HOP)
@@ -185,10 +208,24 @@ def best_lag(reference: Trace, received: Trace, start: float, end: float, lags: 
     grid = np.arange(start, end, LAG_STEP_S)
     ref = np.interp(grid, reference.t, reference.x)
     ref -= ref.mean()
-    return round(float(lags[int(np.argmax([np.dot(ref, np.interp(grid + lag, received.t, received.x)) for lag in lags]))]), 6)
+    return round(
+        float(
+            lags[int(np.argmax([np.dot(ref, np.interp(grid + lag, received.t, received.x)) for lag in lags]))]
+        ),
+        6,
+    )
 
 
-def analyse(video: np.ndarray, sent_audio: Trace, received_audio: Trace, sent_face: Trace, onsets_sent: list[float], open_threshold: float, cpu: float, figures: dict) -> dict:
+def analyse(
+    video: np.ndarray,
+    sent_audio: Trace,
+    received_audio: Trace,
+    sent_face: Trace,
+    onsets_sent: list[float],
+    open_threshold: float,
+    cpu: float,
+    figures: dict,
+) -> dict:
     arrivals, pts, mouth = video.T
     received_face = Trace(arrivals, mouth)
     delays = np.arange(0, MAX_DELAY_S, LAG_STEP_S)
@@ -201,7 +238,10 @@ def analyse(video: np.ndarray, sent_audio: Trace, received_audio: Trace, sent_fa
             to_mouth.append(opened[0] - sent)
             audio_delay = best_lag(sent_audio, received_audio, sent - 0.1, until, delays)
             audio_delays.append(audio_delay)
-            offsets.append(best_lag(sent_face, received_face, sent - 0.1, until, audio_delay + offsets_searched) - audio_delay)
+            offsets.append(
+                best_lag(sent_face, received_face, sent - 0.1, until, audio_delay + offsets_searched)
+                - audio_delay
+            )
     if not to_mouth:
         raise RuntimeError("no utterance was seen with an open mouth and heard: check the mouth threshold")
     intervals = np.diff(arrivals)
@@ -241,8 +281,10 @@ def trained_latency_note() -> str:
     gan = StreamConfig(config.lookahead, config.stride).latency_frames
     extra_ms = 1000 * (features.lookahead_frames + gan) / FPS
     return (
-        f". With the built-in features ({features.lookahead_frames} frames of look-ahead) and FACIAL-GAN at the server's "
-        f"defaults (look-ahead {config.lookahead}, stride {config.stride}: {gan} frames), the pipeline latency is {extra_ms:.0f} ms more"
+        f". With the built-in features ({features.lookahead_frames} frames of look-ahead) and FACIAL-GAN at "
+        "the server's "
+        f"defaults (look-ahead {config.lookahead}, stride {config.stride}: {gan} frames), the pipeline "
+        f"latency is {extra_ms:.0f} ms more"
     )
 
 
@@ -256,17 +298,32 @@ def run(args: argparse.Namespace) -> None:
     to_mouth, offsets = result.pop("_to_mouth"), result.pop("_offsets")
     probe = server.speech.startswith("probe")  # streaming.probe's description
     row = {"case": "probe speech model" if probe else "trained speech models", **result}
-    print("  " + "  ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()), flush=True)
-    print(f"  per utterance, ms: send to mouth {np.round(1000 * np.array(to_mouth)).astype(int).tolist()}, A/V offset {np.round(1000 * np.array(offsets)).astype(int).tolist()}", flush=True)
+    print(
+        "  " + "  ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()),
+        flush=True,
+    )
+    print(
+        f"  per utterance, ms: send to mouth {np.round(1000 * np.array(to_mouth)).astype(int).tolist()}, A/V "
+        f"offset {np.round(1000 * np.array(offsets)).astype(int).tolist()}",
+        flush=True,
+    )
     notes = (
-        f"Default avatar at {size}x{size} (the server's auto renderer: on fewer than 4 CPU cores the direct compositor), CPU, server in its own process (one torch thread per call); "
-        f"speech: {server.speech}. aiortc client on loopback, espeak-ng phrases sent in real time over the websocket. "
-        f"A/V offset: the video's delay (received mouth openness against the same models' offline reference) minus the audio's (received against sent loudness), per phrase. "
+        f"Default avatar at {size}x{size} (the server's auto renderer: on fewer than 4 CPU cores the direct "
+        "compositor), CPU, server in its own process (one torch thread per call); "
+        f"speech: {server.speech}. aiortc client on loopback, espeak-ng phrases sent in real time over the "
+        "websocket. "
+        "A/V offset: the video's delay (received mouth openness against the same models' offline reference) "
+        "minus the audio's (received against sent loudness), per phrase. "
         f"Targets: p95 send-to-mouth <= 250 ms, |A/V offset| <= 40 ms. Command: python -m bench latency"
-        f". Machine load when it started: {load:.1f} runnable processes on {os.cpu_count()} cores (other work shares it)"
+        f". Machine load when it started: {load:.1f} runnable processes on {usable_cores()} cores (other "
+        "work shares it)"
     )
     if probe:
-        notes += ". The trained models are not there yet: this measures the probe (loudness opens the jaw, no look-ahead)" + trained_latency_note()
+        notes += (
+            ". The trained models are not there yet: this measures the probe (loudness opens the jaw, no "
+            "look-ahead)"
+            + trained_latency_note()
+        )
 
     def plot(fig: Figure) -> None:
         left, right = fig.subplots(1, 2)
@@ -284,4 +341,11 @@ def run(args: argparse.Namespace) -> None:
         right.set_ylabel("utterances")
         right.legend(fontsize=8)
 
-    write_report("latency", [row], title="Live speech-to-mouth latency on loopback", notes=notes, plot=plot, results_dir=args.results_dir)
+    write_report(
+        "latency",
+        [row],
+        title="Live speech-to-mouth latency on loopback",
+        notes=notes,
+        plot=plot,
+        results_dir=args.results_dir,
+    )

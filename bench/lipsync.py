@@ -82,19 +82,19 @@ def _join(pieces: list[tuple[np.ndarray, list]], pause_s: float = 0.6) -> tuple[
 def synthetic_clips(quick: bool) -> list[Clip]:
     from scipy import signal
 
-    from engine.train import gan_data
-    from engine.train.espeak import Espeak
-    from engine.train.sentences import sentences
-    from engine.train.speech_data import HELD_OUT_VARIANTS
+    from engine.audio.tts import Espeak, Voice
+    from engine.train.gan import data as gan_data
+    from engine.train.speech.data import HELD_OUT_VARIANTS
+    from engine.train.speech.sentences import sentences
 
     espeak = Espeak.get()
     texts = sentences(4, gan_data.HELD_OUT_SEED)
     out = []
     for variant in HELD_OUT_VARIANTS[: 1 if quick else None]:
-        espeak.set_voice(f"en-us+{variant}")
+        voice = Voice(f"en-us+{variant}")
         pieces = []
         for text in (*BILABIAL_SENTENCES, *texts)[: 3 if quick else None]:
-            synthesis = espeak.synthesize(text)
+            synthesis = espeak.synthesize(text, voice)
             pcm = signal.resample_poly(synthesis.audio, SAMPLE_RATE // 50, synthesis.sample_rate // 50)
             pieces.append((pcm, gan_data.espeak_segments(synthesis)))
         out.append(Clip(f"espeak en-us+{variant}", "synthetic", *_join(pieces)))
@@ -103,8 +103,9 @@ def synthetic_clips(quick: bool) -> list[Clip]:
 
 def real_clips(quick: bool) -> list[Clip]:
     from engine.audio.decode import load_audio
-    from engine.train import asterisk, gan_data
-    from engine.train.gan_cli import WEIGHTS
+    from engine.train.gan import data as gan_data
+    from engine.train.gan.cli import WEIGHTS
+    from engine.train.speech import asterisk
     from models.phonetic import load_phonetic
 
     aligner = load_phonetic(str(WEIGHTS / "phonetic_builtin.aligner.pt"))

@@ -34,7 +34,10 @@ SERVER_START_S = 180  # loading the avatar and models in the server process
 SPEECH_MODES = {
     "auto": "the trained models, else the probe",
     "none": "no speech: the avatar idles",
-    "gan-standin": "the built-in features and a FACIAL-GAN of the real size with random weights: real cost, meaningless lips",
+    "gan-standin": (
+        "the built-in features and a FACIAL-GAN of the real size with random weights: real cost, "
+        "meaningless lips"
+    ),
 }
 
 
@@ -57,7 +60,9 @@ def _serve(options: dict, speech: str, connection) -> None:
     def factory(name: str):
         avatar = engine(name)
         model = speech_model(avatar, speech, config)
-        return dataclasses.replace(avatar, speech=model, speech_error="" if model else "no speech in this run")
+        return dataclasses.replace(
+            avatar, speech=model, speech_error="" if model else "no speech in this run"
+        )
 
     async def main() -> None:
         app = create_app(config, factory)
@@ -89,7 +94,11 @@ def speech_model(avatar, mode: str, config):
 
     features = extractor("builtin")  # the default avatar's kind
     torch.manual_seed(0)
-    gan = Gan(FacialGAN(FacialGANConfig(feature_dim=features.dim, num_params=NUM_PARAMS)).eval(), features.kind, np.zeros(features.dim, np.float32))
+    gan = Gan(
+        FacialGAN(FacialGANConfig(feature_dim=features.dim, num_params=NUM_PARAMS)).eval(),
+        features.kind,
+        np.zeros(features.dim, np.float32),
+    )
     model = SpeechModel.facial(features, gan, avatar.rest, StreamConfig(config.lookahead, config.stride))
     return dataclasses.replace(model, description="stand-in: " + model.description + ", random weights")
 
@@ -134,7 +143,9 @@ def loopback_client() -> None:
     from aiortc import jitterbuffer, rtcrtpreceiver
 
     aioice.ice.get_host_addresses = lambda use_ipv4, use_ipv6: ["127.0.0.1"]
-    rtcrtpreceiver.JitterBuffer = lambda capacity, prefetch=0, is_video=False: jitterbuffer.JitterBuffer(capacity, 0, is_video)
+    rtcrtpreceiver.JitterBuffer = lambda capacity, prefetch=0, is_video=False: jitterbuffer.JitterBuffer(
+        capacity, 0, is_video
+    )
 
 
 @contextlib.asynccontextmanager
@@ -143,13 +154,17 @@ async def viewer(http: aiohttp.ClientSession, url: str) -> AsyncIterator[tuple[o
     from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 
     pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
-    tracks: dict[str, asyncio.Future] = {kind: asyncio.get_running_loop().create_future() for kind in ("video", "audio")}
+    tracks: dict[str, asyncio.Future] = {
+        kind: asyncio.get_running_loop().create_future() for kind in ("video", "audio")
+    }
     pc.on("track", lambda track: tracks[track.kind].set_result(track))
     pc.addTransceiver("video", direction="recvonly")
     pc.addTransceiver("audio", direction="recvonly")
     await pc.setLocalDescription(await pc.createOffer())
     try:
-        async with http.post(f"{url}/offer", json={"sdp": pc.localDescription.sdp, "type": "offer"}) as response:
+        async with http.post(
+            f"{url}/offer", json={"sdp": pc.localDescription.sdp, "type": "offer"}
+        ) as response:
             session = await response.json()
             if response.status != 200:
                 raise RuntimeError(f"offer refused: {session.get('error')}")
@@ -162,7 +177,7 @@ async def viewer(http: aiohttp.ClientSession, url: str) -> AsyncIterator[tuple[o
 def speech_script(utterances: int) -> tuple[np.ndarray, list[int]]:
     """int16 PCM at SAMPLE_RATE: phrases with silence after each, and each phrase's onset: the
     first sample of its first 20 ms block with sound."""
-    from engine.pipeline.speak import text_to_speech
+    from engine.audio.tts import text_to_speech
     from streaming.probe import rms
 
     parts, onsets, length = [np.zeros(int(0.5 * SAMPLE_RATE), np.float32)], [], int(0.5 * SAMPLE_RATE)

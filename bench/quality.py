@@ -29,8 +29,7 @@ import numpy as np
 import torch
 from matplotlib.figure import Figure
 
-from bench.report import write_report
-from bench.report import torch_threads
+from bench.report import torch_threads, write_report
 from engine.audio.features import extractor
 from engine.avatar.bundle import load
 from engine.face.model import FaceModel
@@ -55,8 +54,8 @@ class Case:
 
 
 def _predict(gan: Gan, session, seed: int) -> Case:  # noqa: ANN001
-    from engine.train import gan_prosody
-    from engine.train.gan_targets import TargetConfig, targets
+    from engine.train.gan import prosody as gan_prosody
+    from engine.train.gan.targets import TargetConfig, targets
 
     features = extractor(KIND).offline(session.audio)
     rest = FaceParams.neutral()
@@ -75,7 +74,10 @@ def _corr(a: np.ndarray, b: np.ndarray) -> float:
 def _lag(signal: np.ndarray, reference: np.ndarray) -> int:
     """Frames by which `signal` trails `reference` at their best cross-correlation."""
     s, r = signal - signal.mean(), reference - reference.mean()
-    scores = [np.dot(s[max(0, k) : len(s) + min(0, k)], r[max(0, -k) : len(r) - max(0, k)]) for k in range(-MAX_LAG, MAX_LAG + 1)]
+    scores = [
+        np.dot(s[max(0, k) : len(s) + min(0, k)], r[max(0, -k) : len(r) - max(0, k)])
+        for k in range(-MAX_LAG, MAX_LAG + 1)
+    ]
     return int(np.argmax(scores)) - MAX_LAG
 
 
@@ -123,7 +125,13 @@ def speed(gan: Gan, features: np.ndarray, config: StreamConfig) -> dict:
             frames += len(animator.push(features[start : start + config.stride]))
             times.append((time.perf_counter() - begin) * 1000)
     ms = np.array(times)
-    return {"per_frame_ms": float(ms.sum() / frames), "update_median_ms": float(np.median(ms)), "update_p99_ms": float(np.percentile(ms, 99)), "update_peak_ms": float(ms.max()), "updates": len(ms)}
+    return {
+        "per_frame_ms": float(ms.sum() / frames),
+        "update_median_ms": float(np.median(ms)),
+        "update_p99_ms": float(np.percentile(ms, 99)),
+        "update_peak_ms": float(ms.max()),
+        "updates": len(ms),
+    }
 
 
 def batched_speed(gan: Gan, streams: int, repeats: int = 20) -> dict:
@@ -148,7 +156,7 @@ def batched_speed(gan: Gan, streams: int, repeats: int = 20) -> dict:
 def run(args: argparse.Namespace) -> None:
     # The training stack (espeak-ng, festival) is needed for the data only: imported here, so the
     # speed functions above run on machines without it.
-    from engine.train import gan_data
+    from engine.train.gan import data as gan_data
 
     torch.set_num_threads(1)
     gan = Gan.for_avatar(load("default"), KIND)
@@ -156,64 +164,149 @@ def run(args: argparse.Namespace) -> None:
     face = FaceModel(avatar.identity)
     sessions = gan_data.held_out_sessions(gan_data.DataConfig(held_out_sessions=4 if args.quick else 24))
     cases = [_predict(gan, s, k) for k, s in enumerate(sessions)]
-    pooled = {key: np.concatenate([getattr(c, key) for c in cases]) for key in ("target", "offline", "streaming")}
+    keys = ("target", "offline", "streaming")
+    pooled = {key: np.concatenate([getattr(c, key) for c in cases]) for key in keys}
     minutes = len(pooled["target"]) / FPS / 60
     rows = []
 
     def add(metric: str, value: float, low: float | None, high: float | None, note: str = "") -> None:
         ok = bool((low is None or value >= low) and (high is None or value <= high))
-        goal = f"{'' if low is None else f'>= {low:g}'}{' and ' if low is not None and high is not None else ''}{'' if high is None else f'<= {high:g}'}"
-        rows.append({"metric": metric, "value": round(float(value), 4), "goal": goal, "pass": ok, "note": note})
+        goal = " and ".join(
+            ([] if low is None else [f">= {low:g}"]) + ([] if high is None else [f"<= {high:g}"])
+        )
+        rows.append(
+            {"metric": metric, "value": round(float(value), 4), "goal": goal, "pass": ok, "note": note}
+        )
 
-    add("jawOpen correlation (offline)", _corr(pooled["offline"][:, JAW], pooled["target"][:, JAW]), 0.8, None)
-    add("jawOpen correlation (streaming)", _corr(pooled["streaming"][:, JAW], pooled["target"][:, JAW]), None, None, f"default look-ahead {StreamConfig.lookahead}, stride {StreamConfig.stride}")
-    add("lip closure at p/b/m centres (offline)", _closures(cases, "offline", face, avatar.rest_params), 0.9, None)
-    add("lip closure at p/b/m centres (streaming)", _closures(cases, "streaming", face, avatar.rest_params), None, None)
-    add("lip closure at p/b/m centres (target)", _closures(cases, "target", face, avatar.rest_params), None, None, "sanity check of the targets")
+    add(
+        "jawOpen correlation (offline)", _corr(pooled["offline"][:, JAW], pooled["target"][:, JAW]), 0.8, None
+    )
+    add(
+        "jawOpen correlation (streaming)",
+        _corr(pooled["streaming"][:, JAW], pooled["target"][:, JAW]),
+        None,
+        None,
+        f"default look-ahead {StreamConfig.lookahead}, stride {StreamConfig.stride}",
+    )
+    add(
+        "lip closure at p/b/m centres (offline)",
+        _closures(cases, "offline", face, avatar.rest_params),
+        0.9,
+        None,
+    )
+    add(
+        "lip closure at p/b/m centres (streaming)",
+        _closures(cases, "streaming", face, avatar.rest_params),
+        None,
+        None,
+    )
+    add(
+        "lip closure at p/b/m centres (target)",
+        _closures(cases, "target", face, avatar.rest_params),
+        None,
+        None,
+        "sanity check of the targets",
+    )
     lags = [_lag(c.offline[:, JAW], c.energy) for c in cases]
     target_lags = [_lag(c.target[:, JAW], c.energy) for c in cases]
-    add("audio-to-lips offset, frames (median over sessions)", float(np.median(lags)), -1, 1, f"target's own: {np.median(target_lags):g}; per session {lags}")
+    add(
+        "audio-to-lips offset, frames (median over sessions)",
+        float(np.median(lags)),
+        -1,
+        1,
+        f"target's own: {np.median(target_lags):g}; per session {lags}",
+    )
     for key in ("offline", "target"):
         count, durations = _blinks(pooled[key][:, 6])
-        add(f"blinks per minute ({key})", count / minutes, 10 if key == "offline" else None, 25 if key == "offline" else None)
+        add(
+            f"blinks per minute ({key})",
+            count / minutes,
+            10 if key == "offline" else None,
+            25 if key == "offline" else None,
+        )
         if len(durations):
             inside = np.mean((durations >= 0.1) & (durations <= 0.4))
-            add(f"blink duration median, ms ({key})", 1000 * float(np.median(durations)), 100 if key == "offline" else None, 400 if key == "offline" else None,
-                f"{100 * inside:.0f}% within 100-400 ms")  # fmt: skip
+            add(
+                f"blink duration median, ms ({key})",
+                1000 * float(np.median(durations)),
+                100 if key == "offline" else None,
+                400 if key == "offline" else None,
+                f"{100 * inside:.0f}% within 100-400 ms",
+            )
     ratio = pooled["offline"][:, :6].std(0) / pooled["target"][:, :6].std(0)
-    for name, r in zip(POSE_NAMES, ratio):
+    for name, r in zip(POSE_NAMES, ratio, strict=True):
         add(f"head {name} std / target's", r, 0.5, 1.5)
-    add("streaming vs offline jawOpen correlation", _corr(pooled["streaming"][:, JAW], pooled["offline"][:, JAW]), 0.9, None)
-    silent = [c.offline[int(s * FPS) + 3 : int(e * FPS) - 3, JAW] for c in cases for p, s, e in c.segments if p == "SIL" and e - s >= 0.3]
+    add(
+        "streaming vs offline jawOpen correlation",
+        _corr(pooled["streaming"][:, JAW], pooled["offline"][:, JAW]),
+        0.9,
+        None,
+    )
+    silent = [
+        c.offline[int(s * FPS) + 3 : int(e * FPS) - 3, JAW]
+        for c in cases
+        for p, s, e in c.segments
+        if p == "SIL" and e - s >= 0.3
+    ]
     add("jawOpen in pauses (mean)", float(np.mean(np.concatenate(silent))), None, 0.05, "the mouth at rest")
     features = extractor(KIND).offline(sessions[0].audio)
     timing = speed(gan, features, StreamConfig())
-    add("streaming ms per output frame (1 thread)", timing["per_frame_ms"], None, 5.0, f"{timing['updates']} updates")
+    add(
+        "streaming ms per output frame (1 thread)",
+        timing["per_frame_ms"],
+        None,
+        5.0,
+        f"{timing['updates']} updates",
+    )
     add("streaming update median ms", timing["update_median_ms"], None, None)
     add("streaming update p99 ms", timing["update_p99_ms"], None, None)
     add("streaming update peak ms", timing["update_peak_ms"], None, None)
     batch = batched_speed(gan, 32)
-    add("32 streams' windows in one forward, ms (1 thread)", batch["forward_ms"], None, None, "an update for 32 sessions at once")
+    add(
+        "32 streams' windows in one forward, ms (1 thread)",
+        batch["forward_ms"],
+        None,
+        None,
+        "an update for 32 sessions at once",
+    )
     for row in rows:
-        print(f"  {row['metric']}: {row['value']} ({row['goal'] or 'reported'}) {'ok' if row['pass'] else 'FAIL'} {row['note']}", flush=True)
+        print(
+            f"  {row['metric']}: {row['value']} ({row['goal'] or 'reported'}) "
+            f"{'ok' if row['pass'] else 'FAIL'} {row['note']}",
+            flush=True,
+        )
     notes = (
         f"{len(cases)} held-out sessions ({minutes:.1f} min; voices {sorted({c.voice for c in cases})}), "
         f"weights {gan.model.config.width}-wide; `python -m bench quality{' --quick' if args.quick else ''}`"
     )
-    write_report("quality", rows, title="FACIAL-GAN quality (held-out speech) and streaming speed", notes=notes,
-                 plot=lambda fig: _plot(fig, cases[0]), results_dir=args.results_dir)  # fmt: skip
+    write_report(
+        "quality",
+        rows,
+        title="FACIAL-GAN quality (held-out speech) and streaming speed",
+        notes=notes,
+        plot=lambda fig: _plot(fig, cases[0]),
+        results_dir=args.results_dir,
+    )
 
 
 def _plot(fig: Figure, case: Case) -> None:
     """Predicted (offline, streaming) vs target curves of one held-out session."""
     t = np.arange(len(case.target)) / FPS
-    panels = [("jawOpen", JAW), ("mouthPress_L", EXP_START + EXPRESSION_NAMES.index("mouthPress_L")),
-              ("mouthPucker", EXP_START + EXPRESSION_NAMES.index("mouthPucker")), ("blink", 6), ("pitch", 0), ("yaw", 1)]  # fmt: skip
+    panels = [
+        ("jawOpen", JAW),
+        ("mouthPress_L", EXP_START + EXPRESSION_NAMES.index("mouthPress_L")),
+        ("mouthPucker", EXP_START + EXPRESSION_NAMES.index("mouthPucker")),
+        ("blink", 6),
+        ("pitch", 0),
+        ("yaw", 1),
+    ]
     axes = fig.subplots(len(panels), 1, sharex=True)
-    for ax, (name, col) in zip(axes, panels):
+    for ax, (name, col) in zip(axes, panels, strict=True):
         ax.plot(t, case.target[:, col], color="black", linewidth=1, label="target")
         ax.plot(t, case.offline[:, col], color="tab:blue", linewidth=1, label="offline")
-        ax.plot(t, case.streaming[:, col], color="tab:orange", linewidth=0.8, linestyle="--", label="streaming")
+        ax.plot(
+            t, case.streaming[:, col], color="tab:orange", linewidth=0.8, linestyle="--", label="streaming"
+        )
         ax.set_ylabel(name, fontsize=7)
         ax.tick_params(labelsize=7)
     axes[0].legend(fontsize=7, ncol=3, loc="upper right")

@@ -34,8 +34,8 @@ from engine.backends.base import Inference
 from engine.pipeline.frames import DEFAULT_SIZE, FrameSource, r2v_weights
 from engine.pipeline.idle import IdleMotion
 from engine.render.renderer import AvatarRenderer
-from engine.train.r2v_quality import grid, quality, run_segment
-from engine.train.r2v_data import render_segment, sample_params
+from engine.train.r2v.data import render_segment, sample_params
+from engine.train.r2v.quality import grid, quality, run_segment
 from models.r2v import R2V, R2VConfig, count_gmacs
 
 QUALITY_SEED = 20_211_011  # held-out frames: neither the training pool's nor its validation's seed
@@ -43,15 +43,30 @@ QUALITY_FRAMES = 300  # 10 s
 CPU_BACKENDS_ORDER = ("eager", "compile", "onnxruntime")
 
 
-def _timed_backends(model: R2V, device: str, precision: str, batch_sizes: tuple[int, ...], repeats: int, label: str) -> tuple[list[dict], dict[str, Backend]]:
+def _timed_backends(
+    model: R2V, device: str, precision: str, batch_sizes: tuple[int, ...], repeats: int, label: str
+) -> tuple[list[dict], dict[str, Backend]]:
     rows, backends = [], {}
     threads = 1 if device == "cpu" else None
     size, channels = model.config.size, model.config.in_channels
-    prepared = torch.rand(1, channels, size, size, device=device, dtype=torch.float32 if precision == "fp32" else torch.float16)
+    prepared = torch.rand(
+        1, channels, size, size, device=device, dtype=torch.float32 if precision == "fp32" else torch.float16
+    )
     floor = Inference(model).eval().to(device, prepared.dtype).to(memory_format=torch.channels_last)
     prepared = prepared.contiguous(memory_format=torch.channels_last)
     with torch.no_grad():
-        rows.append(time_case(f"{label} model only", lambda: floor(prepared), device=device, threads=threads, repeats=repeats, backend="model only", batch=1, precision=precision))
+        rows.append(
+            time_case(
+                f"{label} model only",
+                lambda: floor(prepared),
+                device=device,
+                threads=threads,
+                repeats=repeats,
+                backend="model only",
+                batch=1,
+                precision=precision,
+            )
+        )
     for name in available_backends(device):
         if name == "onnxruntime" and precision != "fp32":
             continue
@@ -60,7 +75,16 @@ def _timed_backends(model: R2V, device: str, precision: str, batch_sizes: tuple[
         for batch in batch_sizes:
             stack = torch.rand(batch, channels, size, size)
             case = f"{label} {name} batch {batch}" + (" (per frame)" if batch > 1 else "")
-            row = time_case(case, lambda: backend(stack), device=device, threads=threads, repeats=repeats, backend=name, batch=batch, precision=precision)
+            row = time_case(
+                case,
+                lambda backend=backend, stack=stack: backend(stack),  # this case's, not the last
+                device=device,
+                threads=threads,
+                repeats=repeats,
+                backend=name,
+                batch=batch,
+                precision=precision,
+            )
             for key in ("median_ms", "p90_ms", "min_ms"):  # per frame
                 row[key] /= batch
             rows.append(row)
@@ -83,13 +107,17 @@ def run(args: argparse.Namespace) -> None:
     avatar = load("default")
     weights = r2v_weights(avatar, "lite")
     if weights is None:
-        raise FileNotFoundError("the built-in avatar has no r2v_lite weights: train them first (models/weights/README.md)")
+        raise FileNotFoundError(
+            "the built-in avatar has no r2v_lite weights: train them first (models/weights/README.md)"
+        )
     lite = R2V.from_checkpoint(weights)
     repeats = 10 if args.quick else 200
     example = torch.zeros(1, lite.config.in_channels, lite.config.size, lite.config.size)
     gmacs = count_gmacs(lite, example)
     rows, backends = _timed_backends(lite, "cpu", "fp32", (1, 4), repeats, "lite 256")
-    best = min((r for r in rows if r["backend"] in backends and r["batch"] == 1), key=lambda r: r["median_ms"])["backend"]
+    best = min(
+        (r for r in rows if r["backend"] in backends and r["batch"] == 1), key=lambda r: r["median_ms"]
+    )["backend"]
     streamed = {"threads": 1, "repeats": repeats, "batch": 1, "precision": "fp32"}
     lite, compositor = _streaming_case(avatar, best, "r2v"), _streaming_case(avatar, "eager", "composite")
     rows.append(time_case(f"lite 256 -> {DEFAULT_SIZE} ({best}, streaming)", lite, backend=best, **streamed))
@@ -99,7 +127,18 @@ def run(args: argparse.Namespace) -> None:
     if not args.quick:
         stack = torch.rand(1, full.config.in_channels, 512, 512)
         eager_full = make_backend("eager", full)
-        rows.append(time_case("full 512 eager batch 1", lambda: eager_full(stack), threads=1, warmup=1, repeats=3, backend="eager", batch=1, precision="fp32"))
+        rows.append(
+            time_case(
+                "full 512 eager batch 1",
+                lambda: eager_full(stack),
+                threads=1,
+                warmup=1,
+                repeats=3,
+                backend="eager",
+                batch=1,
+                precision="fp32",
+            )
+        )
     if torch.cuda.is_available():
         for model, label in ((lite, "lite 256"), (full, "full 512")):
             cuda_rows, _ = _timed_backends(model, "cuda", "fp16", (1, 8), repeats, label)
@@ -112,24 +151,34 @@ def run(args: argparse.Namespace) -> None:
     outputs = {name: run_segment(backend, held_out, lite.config) for name, backend in backends.items()}
     truth = held_out.target.permute(0, 3, 1, 2).float() / 255
     result = quality(outputs["eager"], truth, held_out.mouth.bool())
-    agreement = {name: float((out - outputs["eager"]).abs().max()) for name, out in outputs.items() if name != "eager"}
+    agreement = {
+        name: float((out - outputs["eager"]).abs().max()) for name, out in outputs.items() if name != "eager"
+    }
     grid_path = args.results_dir / "r2v_grid.png"
-    Image.fromarray(grid(held_out, outputs["eager"])).save(grid_path.with_name(grid_path.name + ".tmp"), format="png")
+    Image.fromarray(grid(held_out, outputs["eager"])).save(
+        grid_path.with_name(grid_path.name + ".tmp"), format="png"
+    )
     os.replace(grid_path.with_name(grid_path.name + ".tmp"), grid_path)
 
     q = asdict(result)
     notes = (
         f"Built-in avatar, shipped lite network {weights.name} ({weights.stat().st_size / 2**20:.2f} MiB, "
-        f"{sum(p.numel() for p in lite.parameters()) / 1e6:.2f} M parameters, {gmacs:.3f} GMAC per 256x256 frame; "
-        f"stack: {lite.config.past} past + current{' (live)' if lite.config.live else f' + {lite.config.future} future'}); "
-        f"full: {full_gmacs:.1f} GMAC per 512x512 frame. CPU rows on one torch thread; batch-4/8 rows are per frame. "
+        f"{sum(p.numel() for p in lite.parameters()) / 1e6:.2f} M parameters, {gmacs:.3f} GMAC per 256x256 "
+        "frame; "
+        f"stack: {lite.config.past} past + "
+        f"current{' (live)' if lite.config.live else f' + {lite.config.future} future'}); "
+        f"full: {full_gmacs:.1f} GMAC per 512x512 frame. CPU rows on one torch thread; batch-4/8 rows are "
+        "per frame. "
         f"Best CPU backend at batch 1: {best}. "
-        f"Held-out quality on {frames} sampled frames vs the direct compositor: PSNR {q['psnr']:.2f} dB, SSIM {q['ssim']:.4f}; "
-        f"mouth box PSNR {q['mouth_psnr']:.2f} dB, SSIM {q['mouth_ssim']:.4f}; flicker {q['flicker']:.3f} 8-bit levels "
+        f"Held-out quality on {frames} sampled frames vs the direct compositor: PSNR {q['psnr']:.2f} dB, "
+        f"SSIM {q['ssim']:.4f}; "
+        f"mouth box PSNR {q['mouth_psnr']:.2f} dB, SSIM {q['mouth_ssim']:.4f}; flicker {q['flicker']:.3f} "
+        "8-bit levels "
         f"(the truth itself changes {truth.diff(dim=0).abs().mean() * 255:.2f} levels a frame). "
         f"Max abs difference from eager on those frames (0..1): "
         + ", ".join(f"{k} {v:.1e}" for k, v in agreement.items())
-        + f". Grid (rendered input | attention | output | ground truth): {grid_path.name}. Command: python -m bench r2v"
+        + f". Grid (rendered input | attention | output | ground truth): {grid_path.name}. "
+        "Command: python -m bench r2v"
     )
     preview = np.asarray(Image.open(grid_path))
 
@@ -141,4 +190,11 @@ def run(args: argparse.Namespace) -> None:
         image.set_xticks([])
         image.set_yticks([])
 
-    write_report("r2v", rows, title="Rendering-to-Video: ms per frame and held-out quality", notes=notes, plot=plot, results_dir=args.results_dir)
+    write_report(
+        "r2v",
+        rows,
+        title="Rendering-to-Video: ms per frame and held-out quality",
+        notes=notes,
+        plot=plot,
+        results_dir=args.results_dir,
+    )

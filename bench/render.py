@@ -67,7 +67,16 @@ def run(args: argparse.Namespace) -> None:
             renderer = AvatarRenderer(avatar, size, device)
             for name, make in CASES.items():
                 threads = 1 if device == "cpu" else None
-                rows.append(time_case(f"{name} {size}", make(renderer), device=device, threads=threads, repeats=repeats, size=size))
+                rows.append(
+                    time_case(
+                        f"{name} {size}",
+                        make(renderer),
+                        device=device,
+                        threads=threads,
+                        repeats=repeats,
+                        size=size,
+                    )
+                )
     notes = (
         f"Built-in avatar, mesh of {len(renderer.mesh.faces)} triangles (face, eyeballs, mouth interior), "
         f"{FRAMES} idle-motion frames cycled; CPU cases on one torch thread. Command: python -m bench render"
@@ -76,7 +85,8 @@ def run(args: argparse.Namespace) -> None:
         params = IdleMotion(avatar.reference_params, avatar.motion, seed=0).params(range(0, 300, 10))
         cpu = AvatarRenderer(avatar, 256, "cpu").composite(params).frames
         gpu = AvatarRenderer(avatar, 256, "cuda").composite(params).frames.cpu()
-        notes += f". CPU vs CUDA composite, 30 frames at 256: max abs difference {(cpu - gpu).abs().max().item():.2e} (0..1 scale)"
+        difference = (cpu - gpu).abs().max().item()
+        notes += f". CPU vs CUDA composite, 30 frames at 256: max abs difference {difference:.2e} (0..1)"
     preview = AvatarRenderer(avatar, 256).composite(avatar.reference_params).frames[0]
 
     def plot(fig: Figure) -> None:
@@ -87,4 +97,11 @@ def run(args: argparse.Namespace) -> None:
         image.set_xticks([])
         image.set_yticks([])
 
-    write_report("render", rows, title="Avatar rendering: ms per frame", notes=notes, plot=plot, results_dir=args.results_dir)
+    write_report(
+        "render",
+        rows,
+        title="Avatar rendering: ms per frame",
+        notes=notes,
+        plot=plot,
+        results_dir=args.results_dir,
+    )

@@ -27,6 +27,8 @@ from matplotlib.axes import Axes  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.ticker import FuncFormatter  # noqa: E402
 
+from engine.runtime import usable_cores  # noqa: E402
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 RESULTS_DIR = REPO_ROOT / "bench" / "results"
 FRAME_BUDGET_MS = 1000 / 30  # one video frame at 30 fps
@@ -96,12 +98,12 @@ def machine_info() -> dict:
     """Where the figures were measured."""
     return {
         "cpu": _cpu_model(),
-        "cores": os.cpu_count(),
+        "cores": usable_cores(),  # those this process may use (its affinity)
         "torch": torch.__version__,
         "torch_threads": torch.get_num_threads(),
         "cuda_device": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
         "python": platform.python_version(),
-        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "git_commit": _git(["rev-parse", "--short", "HEAD"]),
         "git_dirty": bool(_git(["status", "--porcelain", "--untracked-files=no"])),
     }

@@ -26,6 +26,7 @@ from matplotlib.figure import Figure
 
 from bench.live import BLOCK, PHRASES, Server, loopback_client, server_process, viewer
 from bench.report import write_report
+from engine.runtime import usable_cores
 from engine.types import SAMPLE_RATE
 from streaming.config import ServerConfig
 
@@ -49,10 +50,12 @@ def count_frames_without_decoding() -> None:
 
 
 def looped_speech() -> np.ndarray:
-    from engine.pipeline.speak import text_to_speech
+    from engine.audio.tts import text_to_speech
 
     pause = np.zeros(int(0.3 * SAMPLE_RATE), np.float32)
-    return (np.concatenate([part for phrase in PHRASES for part in (text_to_speech(phrase), pause)]) * 32767).astype("<i2")
+    return (
+        np.concatenate([part for phrase in PHRASES for part in (text_to_speech(phrase), pause)]) * 32767
+    ).astype("<i2")
 
 
 async def session_fps(server: Server, sessions: int, window_s: float, speech: np.ndarray | None) -> dict:
@@ -93,13 +96,21 @@ async def session_fps(server: Server, sessions: int, window_s: float, speech: np
         counting.clear()
         elapsed = time.monotonic() - start
         cpu = (server.cpu_seconds() - cpu_before) / elapsed
-        counted = {name: value - metrics_before[name] for name, value in (await counters(http, server)).items()}
+        counted = {
+            name: value - metrics_before[name] for name, value in (await counters(http, server)).items()
+        }
         stop.set()
         for task in viewers:
             task.cancel()
         await asyncio.gather(*viewers, return_exceptions=True)
     fps = np.array(counts) / elapsed
-    return {"sessions": sessions, "min_fps": float(fps.min()), "mean_fps": float(fps.mean()), "server_cpu_cores": cpu, **counted}
+    return {
+        "sessions": sessions,
+        "min_fps": float(fps.min()),
+        "mean_fps": float(fps.mean()),
+        "server_cpu_cores": cpu,
+        **counted,
+    }
 
 
 COUNTERS = {  # the server's metric -> its column here
@@ -112,7 +123,11 @@ COUNTERS = {  # the server's metric -> its column here
 async def counters(http: aiohttp.ClientSession, server: Server) -> dict[str, int]:
     """The server's COUNTERS now: frames it dropped, speech made too late to show, late inputs."""
     async with http.get(f"{server.url}/metrics") as response:
-        values = dict(line.split()[:2] for line in (await response.text()).splitlines() if line.split()[:1] and line.split()[0] in COUNTERS)
+        values = dict(
+            line.split()[:2]
+            for line in (await response.text()).splitlines()
+            if line.split()[:1] and line.split()[0] in COUNTERS
+        )
     if len(values) < len(COUNTERS):
         raise RuntimeError(f"the server's metrics lack {sorted(set(COUNTERS) - set(values))}")
     return {column: int(float(values[metric])) for metric, column in COUNTERS.items()}
@@ -135,29 +150,49 @@ def run(args: argparse.Namespace) -> None:
             held[server.speech] = 0
             print(f"  server speech: {server.speech}", flush=True)
             for n in range(1, MAX_SESSIONS + 1):
-                row = {"speech": server.speech, "device": device, **asyncio.run(session_fps(server, n, window_s, speech if mode != "none" else None))}
-                print("  " + "  ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()), flush=True)
+                row = {
+                    "speech": server.speech,
+                    "device": device,
+                    **asyncio.run(session_fps(server, n, window_s, speech if mode != "none" else None)),
+                }
+                print(
+                    "  "
+                    + "  ".join(
+                        f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()
+                    ),
+                    flush=True,
+                )
                 rows.append(row)
                 if row["min_fps"] < TARGET_FPS:
                     break
                 held[server.speech] = n
     summary = "; ".join(f"{speech}: {n}" for speech, n in held.items())
     notes = (
-        f"Largest number of concurrent sessions each receiving >= {TARGET_FPS} fps ({summary}). Default avatar, direct "
-        f"compositor at {ServerConfig.size}x{ServerConfig.size}, {device}; "
+        f"Largest number of concurrent sessions each receiving >= {TARGET_FPS} fps ({summary}). "
+        f"Default avatar, direct compositor at {ServerConfig.size}x{ServerConfig.size}, {device}; "
         "every session speaks all the time over its websocket except the idle case. "
-        f"Viewers on the same machine count encoded frames (no decoding). Target: >= 2 on a 2-core CPU. Command: python -m bench sessions"
-        f". Machine load when it started: {load:.1f} runnable processes on {os.cpu_count()} cores (other work shares it)"
+        "Viewers on the same machine count encoded frames (no decoding). Target: >= 2 on a 2-core CPU. "
+        f"Command: python -m bench sessions. Machine load when it started: {load:.1f} runnable "
+        f"processes on {usable_cores()} cores (other work shares it)"
     )
 
     def plot(fig: Figure) -> None:
         ax = fig.add_subplot()
         for speech in held:
             series = [r for r in rows if r["speech"] == speech]
-            ax.plot([r["sessions"] for r in series], [r["min_fps"] for r in series], marker="o", label=speech[:60])
+            ax.plot(
+                [r["sessions"] for r in series], [r["min_fps"] for r in series], marker="o", label=speech[:60]
+            )
         ax.axhline(TARGET_FPS, color="tab:red", linestyle="--", linewidth=1, label=f"{TARGET_FPS} fps")
         ax.set_xlabel("concurrent sessions")
         ax.set_ylabel("lowest received fps of a session")
         ax.legend(fontsize=7)
 
-    write_report("sessions", rows, title="Concurrent live sessions at 29 fps", notes=notes, plot=plot, results_dir=args.results_dir)
+    write_report(
+        "sessions",
+        rows,
+        title="Concurrent live sessions at 29 fps",
+        notes=notes,
+        plot=plot,
+        results_dir=args.results_dir,
+    )

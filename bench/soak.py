@@ -59,7 +59,10 @@ async def soak(server, seconds: float) -> tuple[np.ndarray, np.ndarray, np.ndarr
                 memory.append((time.monotonic(), rss_mib(server.pid)))
                 await asyncio.sleep(MEMORY_EVERY_S)
 
-        receivers = [asyncio.create_task(receive(tracks["video"], video)), asyncio.create_task(receive(tracks["audio"], audio))]
+        receivers = [
+            asyncio.create_task(receive(tracks["video"], video)),
+            asyncio.create_task(receive(tracks["audio"], audio)),
+        ]
         await asyncio.sleep(1.0)
         receivers.append(asyncio.create_task(watch_memory()))
         async with http.ws_connect(f"{server.url}/ws/{session['session_id']}?token={session['token']}") as ws:
@@ -72,7 +75,10 @@ async def soak(server, seconds: float) -> tuple[np.ndarray, np.ndarray, np.ndarr
                 await ws.send_bytes(pcm[k : k + BLOCK].tobytes())
                 sent += BLOCK
             await ws.send_json({"type": "end"})
-        async with http.get(f"{server.url}/sessions/{session['session_id']}", headers={"Authorization": f"Bearer {session['token']}"}) as response:
+        async with http.get(
+            f"{server.url}/sessions/{session['session_id']}",
+            headers={"Authorization": f"Bearer {session['token']}"},
+        ) as response:
             figures = await response.json()
         done.set()
         await asyncio.wait(receivers, timeout=2)
@@ -90,9 +96,14 @@ def windows(video: np.ndarray, audio: np.ndarray, memory: np.ndarray) -> list[di
         v = (video[:, 0] >= lo) & (video[:, 0] < lo + WINDOW_S)
         a = (audio[:, 0] >= lo) & (audio[:, 0] < lo + WINDOW_S)
         if v.sum() > 1 and a.any():
-            rows.append({"minute": round((lo - t0) / 60, 2), "offset_ms": 1000 * (np.median(v_lag[v]) - np.median(a_lag[a])),
-                         "fps": (v.sum() - 1) / (video[v, 0][-1] - video[v, 0][0]),
-                         "server_rss_mib": round(float(np.interp(lo + WINDOW_S, *memory.T)), 1)})  # fmt: skip
+            rows.append(
+                {
+                    "minute": round((lo - t0) / 60, 2),
+                    "offset_ms": 1000 * (np.median(v_lag[v]) - np.median(a_lag[a])),
+                    "fps": (v.sum() - 1) / (video[v, 0][-1] - video[v, 0][0]),
+                    "server_rss_mib": round(float(np.interp(lo + WINDOW_S, *memory.T)), 1),
+                }
+            )
     first = rows[0]["offset_ms"]
     for row in rows:
         row["drift_ms"] = round(row.pop("offset_ms") - first, 2)
@@ -111,11 +122,12 @@ def run(args: argparse.Namespace) -> None:
     drift = np.array([r["drift_ms"] for r in rows])
     fps = np.array([r["fps"] for r in rows])
     notes = (
-        f"`python -m bench soak{' --quick' if args.quick else ''}`: one session talking for {minutes} min (espeak-ng phrases looped over "
-        f"its websocket in real time), trained models ({server.speech}), "
+        f"`python -m bench soak{' --quick' if args.quick else ''}`: one session talking for {minutes} min "
+        f"(espeak-ng phrases looped over its websocket in real time), trained models ({server.speech}), "
         f"default avatar {ServerConfig.size}x{ServerConfig.size} on CPU. A/V drift (video's minus audio's "
-        f"arrival-minus-timestamp, per {WINDOW_S:.0f} s window, vs the first): max |drift| {np.abs(drift).max():.1f} ms (target <= {TARGET_MS}); "
-        f"fps per window min {fps.min():.1f}, mean {fps.mean():.1f}; frames dropped by the server {figures['frames_dropped']}; "
+        f"arrival-minus-timestamp, per {WINDOW_S:.0f} s window, vs the first): max |drift| "
+        f"{np.abs(drift).max():.1f} ms (target <= {TARGET_MS}); fps per window min {fps.min():.1f}, "
+        f"mean {fps.mean():.1f}; frames dropped by the server {figures['frames_dropped']}; "
         f"server memory {rss_start:.0f} MiB at the start, {rss_end:.0f} MiB at the end."
     )
     print("  " + notes, flush=True)
@@ -132,4 +144,11 @@ def run(args: argparse.Namespace) -> None:
         right.plot((memory[:, 0] - memory[0, 0]) / 60, memory[:, 1])
         right.set(xlabel="minute", ylabel="server memory (RSS), MiB")
 
-    write_report("soak", rows, title="Live session soak: A/V drift and frame rate", notes=notes, plot=plot, results_dir=args.results_dir)
+    write_report(
+        "soak",
+        rows,
+        title="Live session soak: A/V drift and frame rate",
+        notes=notes,
+        plot=plot,
+        results_dir=args.results_dir,
+    )

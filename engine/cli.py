@@ -7,6 +7,7 @@ from collections.abc import Iterator
 
 import numpy as np
 
+from engine.errors import EngineError, UsageError
 from engine.types import FaceParamsError
 
 BATCH = 8  # frames rendered per call: amortises per-call overhead, bounded memory
@@ -39,24 +40,32 @@ def animate(args: argparse.Namespace) -> None:
     if len(params) == 0:
         raise FaceParamsError(f"{args.params}: the sequence has no frames")
     audio = load_audio(args.audio) if args.audio else None
-    source = FrameSource(avatar, renderer=args.renderer, backend=args.backend, size=args.size, device=args.device)
+    source = FrameSource(
+        avatar, renderer=args.renderer, backend=args.backend, size=args.size, device=args.device
+    )
     write_mp4(args.out, _frames(source, params, "animate"), audio)
     how = f"R2V lite ({args.backend})" if source.uses_r2v else "the direct compositor"
-    print(f"wrote {args.out}: {len(params)} frames at {source.size}x{source.size} through {how}", file=sys.stderr)
+    print(
+        f"wrote {args.out}: {len(params)} frames at {source.size}x{source.size} through {how}",
+        file=sys.stderr,
+    )
 
 
 def build_avatar(args: argparse.Namespace) -> None:
     from pathlib import Path
 
-    from engine.train import avatar_build
+    from engine.avatar import video_build
 
     name = args.name or Path(args.out).name
     if args.video:
-        options = avatar_build.BuildOptions(Path(args.video), Path(args.out), name, args.preset, args.device, args.force, args.work, args.features)
-        avatar_build.build(options)
+        options = video_build.BuildOptions(
+            video=Path(args.video), out=Path(args.out), name=name, preset=args.preset, device=args.device,
+            force=args.force, work=args.work, features=args.features,
+        )
+        video_build.build(options)
         return
     if (Path(args.out) / "avatar.json").exists() and not args.force:
-        raise ValueError(f"{args.out} already holds an avatar; pass --force to replace it")
+        raise UsageError(f"{args.out} already holds an avatar; pass --force to replace it")
     from PIL import Image, UnidentifiedImageError
 
     from engine.avatar import build
@@ -67,67 +76,89 @@ def build_avatar(args: argparse.Namespace) -> None:
         try:
             image = np.asarray(Image.open(args.image).convert("RGB"))
         except (OSError, UnidentifiedImageError) as e:
-            raise ValueError(f"{args.image}: not a readable image ({e})") from None
-        avatar = build.from_image(image, args.out, name=name, resolution=args.resolution, source=str(args.image))
+            raise video_build.BuildError(f"{args.image}: not a readable image ({e})") from None
+        avatar = build.from_image(
+            image, args.out, name=name, resolution=args.resolution, source=str(args.image)
+        )
     print(f"wrote avatar '{avatar.name}' to {args.out}", file=sys.stderr)
     if args.image and args.preset != "none":
-        avatar_build.train_photo_r2v(avatar, args.preset, args.device, args.work)
+        video_build.train_photo_r2v(avatar, args.preset, args.device, args.work)
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m engine", description="FACIAL talking-avatar engine: offline commands.")
+    from engine.backends import BACKENDS
+    from engine.pipeline.frames import RENDERERS
+
+    p = argparse.ArgumentParser(
+        prog="python -m engine", description="FACIAL talking-avatar engine: offline commands."
+    )
     sub = p.add_subparsers(dest="command", required=True)
 
     a = sub.add_parser("animate", help="render a FaceParams sequence (or the demo) to an MP4")
     a.add_argument("--avatar", default="default", help="a name under avatars/ or a bundle directory")
     source = a.add_mutually_exclusive_group(required=True)
     source.add_argument("--params", help=".npz with 'params' [N, 7+K] in engine/types.py's column order")
-    source.add_argument("--demo", action="store_true", help="a scripted sequence: every rig shape, blinks, head motion")
+    source.add_argument(
+        "--demo", action="store_true", help="a scripted sequence: every rig shape, blinks, head motion"
+    )
     a.add_argument("--out", required=True, help="output .mp4")
     a.add_argument("--audio", help="audio (any format PyAV reads) to mux in, trimmed to the video")
     a.add_argument("--size", type=int, help="frame size in pixels, even (default 512: head and shoulders)")
     a.add_argument("--device", default="cpu", help="torch device: cpu or cuda")
-    a.add_argument("--renderer", choices=["auto", "r2v", "composite"], default="auto",
-                   help="auto: R2V when the avatar has lite weights, else the direct compositor")  # fmt: skip
-    a.add_argument("--backend", choices=["eager", "compile", "onnxruntime", "tensorrt"], default="eager", help="R2V inference backend")
+    a.add_argument(
+        "--renderer",
+        choices=RENDERERS,
+        default="auto",
+        help="auto: R2V when the avatar has lite weights for this size, else the direct compositor",
+    )
+    a.add_argument("--backend", choices=list(BACKENDS), default="eager", help="R2V inference backend")
     a.set_defaults(run=animate)
 
     b = sub.add_parser("build-avatar", help="build an avatar bundle from a talking-head video or a photo")
     origin = b.add_mutually_exclusive_group(required=True)
     origin.add_argument("--video", help="2-3 minutes of one person talking (any common container)")
     origin.add_argument("--image", help="a photo with one face")
-    origin.add_argument("--builtin", action="store_true", help="the built-in avatar from a public-domain portrait")
+    origin.add_argument(
+        "--builtin", action="store_true", help="the built-in avatar from a public-domain portrait"
+    )
     b.add_argument("--out", required=True, help="bundle directory, e.g. avatars/NAME")
     b.add_argument("--name", help="avatar name (default: the folder's name)")
-    b.add_argument("--preset", default="quick", choices=["quick", "full", "tiny", "none"],
-                   help="training sizes: quick (CPU), full (GPU), tiny (smoke tests); none: a photo avatar without R2V")  # fmt: skip
+    b.add_argument(
+        "--preset",
+        default="quick",
+        choices=["quick", "full", "tiny", "none"],
+        help="training sizes: quick (CPU), full (GPU), tiny (smoke tests); none: a photo avatar without R2V",
+    )
     b.add_argument("--device", default="cpu", help="torch device for training: cpu or cuda")
     b.add_argument("--force", action="store_true", help="replace an existing avatar at --out")
-    b.add_argument("--work", help="work directory of a video build (default out/build-avatar/NAME; a rerun resumes)")
+    b.add_argument(
+        "--work", help="work directory of a video build (default out/build-avatar/NAME; a rerun resumes)"
+    )
     b.add_argument("--features", default="builtin", help="speech feature kind of the avatar")
-    b.add_argument("--resolution", type=int, default=256, choices=[256, 512], help="photo avatars: frame size")
+    b.add_argument(
+        "--resolution", type=int, default=256, choices=[256, 512], help="photo avatars: frame size"
+    )
     b.set_defaults(run=build_avatar)
 
     from engine import speak_cli, track_cli
     from engine.audio import cli_features
-    from engine.train import gan_cli, r2v_cli, train_features
+    from engine.train.gan import cli as gan_cli
+    from engine.train.r2v import cli as r2v_cli
+    from engine.train.speech import cli as speech_cli
 
-    for command in (speak_cli, track_cli, cli_features, train_features, gan_cli, r2v_cli):
+    for command in (speak_cli, track_cli, cli_features, speech_cli, gan_cli, r2v_cli):
         command.add_parser(sub)
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
-    from engine.audio.decode import AudioDecodeError
-    from engine.avatar.bundle import AvatarError
-    from engine.face.track import NoFaceError
     from engine.runtime import tune_allocator
 
     args = parser().parse_args(argv)
     tune_allocator()
     try:
         args.run(args)
-    except (FaceParamsError, AvatarError, NoFaceError, AudioDecodeError, OSError, ValueError) as e:
+    except (EngineError, OSError) as e:  # bad input or files; anything else is a bug: its traceback shows
         print(f"error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

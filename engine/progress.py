@@ -17,7 +17,7 @@ class progress_bar:
         self.bar.total = total
         self.bar.update(done - self.bar.n)
 
-    def __enter__(self) -> "progress_bar":
+    def __enter__(self) -> progress_bar:
         return self
 
     def __exit__(self, *exc) -> None:

@@ -10,11 +10,20 @@ import numpy as np
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     from engine.face.video_track import TRACK_MAX_SIDE
 
-    p = subparsers.add_parser("track", help="track a talking-head video: face landmarks and FaceParams per frame")
+    p = subparsers.add_parser(
+        "track", help="track a talking-head video: face landmarks and FaceParams per frame"
+    )
     p.add_argument("--video", required=True, help="the video (any container PyAV reads; resampled to 30 fps)")
     p.add_argument("--out", required=True, help="output TRACK.npz")
-    p.add_argument("--preview", help="also write an MP4 with the tracked mesh, pose axes and blink drawn over the video")
-    p.add_argument("--max-side", type=int, default=TRACK_MAX_SIDE, help="frames are downscaled to this longer side for tracking")
+    p.add_argument(
+        "--preview", help="also write an MP4 with the tracked mesh, pose axes and blink drawn over the video"
+    )
+    p.add_argument(
+        "--max-side",
+        type=int,
+        default=TRACK_MAX_SIDE,
+        help="frames are downscaled to this longer side for tracking",
+    )
     p.set_defaults(run=run)
     return p
 
@@ -42,18 +51,23 @@ def run(args: argparse.Namespace) -> None:
     minutes = valid.sum() / FPS / 60
     pose = clip.params.pose[valid]
     print(
-        f"wrote {args.out}: {n} frames ({n / FPS:.1f} s at {FPS} fps), face tracked in {valid.sum()} ({100 * valid.mean():.1f}%), "
+        f"wrote {args.out}: {n} frames ({n / FPS:.1f} s at {FPS} fps), face tracked in {valid.sum()} "
+        f"({100 * valid.mean():.1f}%), "
         f"mean confidence {clip.confidence[valid].mean():.2f}; reference frame {clip.reference}",
         file=sys.stderr,
     )
     print(
         f"blinks: {len(blink_events(clip.params.blink, valid)) / minutes:.1f} per minute; head pose std: "
-        f"pitch {np.degrees(pose[:, 0].std()):.1f}, yaw {np.degrees(pose[:, 1].std()):.1f}, roll {np.degrees(pose[:, 2].std()):.1f} degrees, "
+        f"pitch {np.degrees(pose[:, 0].std()):.1f}, yaw {np.degrees(pose[:, 1].std()):.1f}, roll "
+        f"{np.degrees(pose[:, 2].std()):.1f} degrees, "
         f"x {pose[:, 3].std():.2f}, y {pose[:, 4].std():.2f}, z {pose[:, 5].std():.2f} cm",
         file=sys.stderr,
     )
     several = int((track.faces > 1).sum())
     if several:
-        print(f"warning: {several} frames show more than one face; the largest face was tracked in each", file=sys.stderr)
+        print(
+            f"warning: {several} frames show more than one face; the largest face was tracked in each",
+            file=sys.stderr,
+        )
     if args.preview:
         print(f"wrote {args.preview}", file=sys.stderr)

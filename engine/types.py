@@ -9,6 +9,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from engine.errors import EngineError
+
 SAMPLE_RATE = 16_000  # Hz, mono float32 PCM everywhere inside the engine
 FPS = 30
 
@@ -17,6 +19,12 @@ def frame_pts(index: int) -> int:
     """Start of video frame `index` on the media clock, in samples. A frame is 533.33 samples, so
     this is computed from the index each time (rounded down), never accumulated, and cannot drift."""
     return index * SAMPLE_RATE // FPS
+
+
+def frame_at(pts: int) -> int:
+    """The video frame whose span [frame_pts(i), frame_pts(i + 1)) holds sample `pts`: the inverse
+    of frame_pts (frame_at(frame_pts(i)) == i), exact in integers."""
+    return ((pts + 1) * FPS - 1) // SAMPLE_RATE  # the last i with i * SAMPLE_RATE // FPS <= pts
 
 
 # ---- FaceParams column order ------------------------------------------------------------------
@@ -81,7 +89,7 @@ class FeatureFrame:
     pts: int
 
 
-class FaceParamsError(ValueError):
+class FaceParamsError(EngineError):
     """A face-parameter sequence that is malformed (wrong shape, NaN, unknown columns)."""
 
 
@@ -101,18 +109,18 @@ class FaceParams:
         object.__setattr__(self, "array", np.ascontiguousarray(a, dtype=np.float32))
 
     @classmethod
-    def neutral(cls, n: int = 1) -> "FaceParams":
+    def neutral(cls, n: int = 1) -> FaceParams:
         return cls(np.zeros((n, NUM_PARAMS), np.float32))
 
     @classmethod
-    def from_parts(cls, pose: np.ndarray, blink: np.ndarray, exp: np.ndarray) -> "FaceParams":
+    def from_parts(cls, pose: np.ndarray, blink: np.ndarray, exp: np.ndarray) -> FaceParams:
         """pose [N, 6], blink [N], exp [N, NUM_EXP]."""
         return cls(np.concatenate([pose, np.asarray(blink)[:, None], exp], axis=1))
 
     def __len__(self) -> int:
         return len(self.array)
 
-    def __getitem__(self, index: int | slice) -> "FaceParams":
+    def __getitem__(self, index: int | slice) -> FaceParams:
         return FaceParams(self.array[index : index + 1] if isinstance(index, int) else self.array[index])
 
     @property
@@ -132,7 +140,7 @@ class FaceParams:
         np.savez(path, params=self.array, names=np.array(PARAM_NAMES), fps=FPS, rig_version=RIG_VERSION)
 
     @classmethod
-    def load(cls, path: str) -> "FaceParams":
+    def load(cls, path: str) -> FaceParams:
         """Reads an .npz written by save(); columns are matched by name when `names` is present."""
         try:
             with np.load(path, allow_pickle=False) as f:
@@ -145,7 +153,9 @@ class FaceParams:
         if names != PARAM_NAMES:
             unknown = sorted(set(names) - set(PARAM_NAMES))
             if unknown or params.ndim != 2 or params.shape[1] != len(names):
-                raise FaceParamsError(f"{path}: unknown or mismatched parameter columns {unknown or list(names)}")
+                raise FaceParamsError(
+                    f"{path}: unknown or mismatched parameter columns {unknown or list(names)}"
+                )
             full = np.zeros((params.shape[0], NUM_PARAMS), np.float32)
             full[:, [PARAM_NAMES.index(n) for n in names]] = params
             params = full

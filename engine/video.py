@@ -13,6 +13,7 @@ from pathlib import Path
 import av
 import numpy as np
 
+from engine.errors import EngineError
 from engine.types import FPS, SAMPLE_RATE
 
 AUDIO_RATE = 48_000  # AAC in MP4 players expects a standard rate
@@ -64,7 +65,9 @@ def _encode(path: Path, frames: Iterable[np.ndarray], audio, sample_rate: int, f
         video.options = {"crf": str(crf), "preset": "veryfast"}
         sound = None if audio is None else container.add_stream("aac", rate=AUDIO_RATE, layout="mono")
         for image in itertools.chain([first], frames):
-            container.mux(video.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="rgb24")))
+            container.mux(
+                video.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="rgb24"))
+            )
             count += 1
         container.mux(video.encode())
         if sound is not None:
@@ -85,7 +88,7 @@ def _encode_audio(container, stream, audio: np.ndarray, sample_rate: int, second
     container.mux(stream.encode())
 
 
-class VideoReadError(ValueError):
+class VideoReadError(EngineError):
     """A video file that cannot be read: missing, not a media file, or without a video stream."""
 
 
@@ -109,7 +112,9 @@ def probe_video(path: str | os.PathLike, fps: int = FPS) -> VideoInfo:
             raise VideoReadError(f"{path}: the video stream cannot be decoded ({e})") from None
         if first is None:
             raise VideoReadError(f"{path}: the video stream has no frames")
-        width, height = (first.height, first.width) if _quarter_turns(first) % 2 else (first.width, first.height)
+        width, height = (
+            (first.height, first.width) if _quarter_turns(first) % 2 else (first.width, first.height)
+        )
         if stream.duration is not None:
             seconds = float(stream.duration * stream.time_base)
         elif container.duration is not None:

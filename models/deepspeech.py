@@ -72,7 +72,7 @@ class DeepSpeechConfig:
             "dense3.kernel": (h, h3), "dense3.bias": (h3,),
             "dense5.kernel": (h * len(directions), h), "dense5.bias": (h,),
             "dense6.kernel": (h, self.n_classes), "dense6.bias": (self.n_classes,),
-        }  # fmt: skip
+        }
         for d in directions:
             shapes[f"{d}.kernel"], shapes[f"{d}.bias"] = (h3 + h, 4 * h), (4 * h,)
         return shapes
@@ -110,10 +110,14 @@ class DeepSpeech(nn.Module):
         """self.lstm (unidirectional) as a loop over time: x [B, T, H3] -> [B, T, H], (h, c)."""
         lstm, batch = self.lstm, x.shape[0]
         h, c = (s[0] for s in state) if state is not None else (x.new_zeros(batch, lstm.hidden_size),) * 2
-        gates_x = torch.nn.functional.linear(x, lstm.weight_ih_l0, lstm.bias_ih_l0 + lstm.bias_hh_l0)  # [B, T, 4H]
+        gates_x = torch.nn.functional.linear(
+            x, lstm.weight_ih_l0, lstm.bias_ih_l0 + lstm.bias_hh_l0
+        )  # [B, T, 4H]
         outputs = []
         for t in range(x.shape[1]):
-            i, f, g, o = torch.addmm(gates_x[:, t], h, lstm.weight_hh_l0.T).chunk(4, dim=1)  # torch's gate order
+            i, f, g, o = torch.addmm(gates_x[:, t], h, lstm.weight_hh_l0.T).chunk(
+                4, dim=1
+            )  # torch's gate order
             c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
             h = torch.sigmoid(o) * torch.tanh(c)
             outputs.append(h)
@@ -129,14 +133,21 @@ class DeepSpeech(nn.Module):
             raise ValueError(f"missing DeepSpeech weights: {', '.join(missing)}")
         for key, shape in shapes.items():
             if tuple(np.shape(tensors[key])) != shape:
-                raise ValueError(f"DeepSpeech weight {key} has shape {list(np.shape(tensors[key]))}, expected {list(shape)}")
-        t = {key: torch.as_tensor(np.asarray(value, np.float32)) for key, value in tensors.items() if key in shapes}
+                raise ValueError(
+                    f"DeepSpeech weight {key} has shape {list(np.shape(tensors[key]))}, expected "
+                    f"{list(shape)}"
+                )
+        t = {
+            key: torch.as_tensor(np.asarray(value, np.float32))
+            for key, value in tensors.items()
+            if key in shapes
+        }
         for name in ("dense1", "dense2", "dense3", "dense5", "dense6"):
             layer = getattr(self, name)
             layer.weight.copy_(t[f"{name}.kernel"].T)
             layer.bias.copy_(t[f"{name}.bias"])
         directions = ("lstm_fw", "lstm_bw") if c.bidirectional else ("lstm",)
-        for suffix, key in zip(("", "_reverse"), directions):
+        for suffix, key in zip(("", "_reverse"), directions, strict=False):
             kernel = _reorder_gates(t[f"{key}.kernel"], c.n_hidden, dim=1)  # [in + H, 4H]
             bias = _reorder_gates(t[f"{key}.bias"], c.n_hidden, dim=0).clone()
             bias[c.n_hidden : 2 * c.n_hidden] += c.forget_bias  # torch's f block

@@ -31,7 +31,13 @@ class PatchGAN(nn.Module):
         for i in range(1, layers + 1):
             out = width * min(2**i, 8)
             stride = 2 if i < layers else 1  # the last one keeps the resolution, as in pix2pixHD
-            blocks.append(nn.Sequential(nn.Conv2d(channels, out, 4, stride, 2), nn.InstanceNorm2d(out), nn.LeakyReLU(0.2, inplace=True)))
+            blocks.append(
+                nn.Sequential(
+                    nn.Conv2d(channels, out, 4, stride, 2),
+                    nn.InstanceNorm2d(out),
+                    nn.LeakyReLU(0.2, inplace=True),
+                )
+            )
             channels = out
         blocks.append(nn.Conv2d(channels, 1, 4, 1, 2))
         self.blocks = nn.ModuleList(blocks)
@@ -53,7 +59,9 @@ class MultiScaleDiscriminator(nn.Module):
     def __init__(self, config: PatchGANConfig):
         super().__init__()
         self.config = config
-        self.scales = nn.ModuleList(PatchGAN(config.in_channels, config.width, config.layers) for _ in range(config.scales))
+        self.scales = nn.ModuleList(
+            PatchGAN(config.in_channels, config.width, config.layers) for _ in range(config.scales)
+        )
 
     def forward(self, x: Tensor) -> list[list[Tensor]]:
         outputs = []

@@ -50,9 +50,15 @@ class FacialGANConfig:
     def __post_init__(self) -> None:
         levels = 2 ** len(self.unet_channels)
         if self.window % levels:
-            raise ValueError(f"window {self.window} is not a multiple of {levels} (the U-Net's {len(self.unet_channels)} levels)")
+            raise ValueError(
+                f"window {self.window} is not a multiple of {levels} (the U-Net's {len(self.unet_channels)} "
+                "levels)"
+            )
         if self.local_window != 2 ** len(self.frame_channels):
-            raise ValueError(f"local window {self.local_window} must be {2 ** len(self.frame_channels)} for {len(self.frame_channels)} strided convs")
+            raise ValueError(
+                f"local window {self.local_window} must be {2 ** len(self.frame_channels)} for "
+                f"{len(self.frame_channels)} strided convs"
+            )
 
     @property
     def local_window(self) -> int:  # W
@@ -73,7 +79,7 @@ class UNet1d(nn.Module):
         depth = len(channels)
         self.downs = nn.ModuleList()
         self.ups = nn.ModuleList()
-        for i, (cin, cout) in enumerate(zip(outer, channels)):
+        for i, (cin, cout) in enumerate(zip(outer, channels, strict=False)):
             down: list[nn.Module] = [] if i == 0 else [nn.LeakyReLU(0.2)]
             down.append(nn.Conv1d(cin, cout, 4, 2, 1, bias=i in (0, depth - 1)))
             if 0 < i < depth - 1:
@@ -81,9 +87,15 @@ class UNet1d(nn.Module):
             self.downs.append(nn.Sequential(*down))
             up_in = cout if i == depth - 1 else 2 * cout  # the innermost level has no skip below it
             if i == 0:
-                self.ups.append(nn.Sequential(nn.ReLU(), nn.ConvTranspose1d(up_in, out_channels, 4, 2, 1), nn.Tanh()))
+                self.ups.append(
+                    nn.Sequential(nn.ReLU(), nn.ConvTranspose1d(up_in, out_channels, 4, 2, 1), nn.Tanh())
+                )
             else:
-                self.ups.append(nn.Sequential(nn.ReLU(), nn.ConvTranspose1d(up_in, cin, 4, 2, 1, bias=False), nn.BatchNorm1d(cin)))
+                self.ups.append(
+                    nn.Sequential(
+                        nn.ReLU(), nn.ConvTranspose1d(up_in, cin, 4, 2, 1, bias=False), nn.BatchNorm1d(cin)
+                    )
+                )
 
     def forward(self, x: Tensor) -> Tensor:
         skips = []
@@ -105,7 +117,11 @@ class ContextEncoder(nn.Module):
         hidden = c.unet_channels[0] * c.width
         self.front = nn.Sequential(*_conv(c.feature_dim, hidden), *_conv(hidden, hidden))
         self.unet = UNet1d(hidden, hidden, [m * c.width for m in c.unet_channels])
-        self.fuse = nn.Sequential(*_conv(hidden + c.num_params, hidden), *_conv(hidden, hidden), nn.Conv1d(hidden, c.context_dim, 3, 1, 1))
+        self.fuse = nn.Sequential(
+            *_conv(hidden + c.num_params, hidden),
+            *_conv(hidden, hidden),
+            nn.Conv1d(hidden, c.context_dim, 3, 1, 1),
+        )
 
     def forward(self, features: Tensor, initial: Tensor) -> Tensor:
         x = self.unet(self.front(features))  # [B, H, T]
@@ -228,19 +244,28 @@ def generator_loss(
 
 def discriminator_loss(real_scores: Tensor, fake_scores: Tensor) -> Tensor:
     """LSGAN: real patches -> 1, generated -> 0."""
-    return F.mse_loss(real_scores, torch.ones_like(real_scores)) + F.mse_loss(fake_scores, torch.zeros_like(fake_scores))
+    return F.mse_loss(real_scores, torch.ones_like(real_scores)) + F.mse_loss(
+        fake_scores, torch.zeros_like(fake_scores)
+    )
 
 
 def checkpoint(generator: FacialGAN, meta: dict, **training_state: object) -> dict:
     """What a checkpoint file holds: the config (so the model can be rebuilt), the generator's
     weights and statistics, `meta` (feature kind, rig version, column names...) and anything a
     resumed training run needs (discriminator, optimisers, step)."""
-    return {"config": asdict(generator.config), "generator": generator.state_dict(), "meta": dict(meta), **training_state}
+    return {
+        "config": asdict(generator.config),
+        "generator": generator.state_dict(),
+        "meta": dict(meta),
+        **training_state,
+    }
 
 
 def generator_from_checkpoint(state: dict) -> FacialGAN:
     """A checkpoint dict (from torch.load) -> the generator in eval mode."""
-    config = FacialGANConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in state["config"].items()})
+    config = FacialGANConfig(
+        **{k: tuple(v) if isinstance(v, list) else v for k, v in state["config"].items()}
+    )
     model = FacialGAN(config)
     model.load_state_dict(state["generator"])
     return model.eval()

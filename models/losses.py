@@ -86,7 +86,9 @@ def ms_ssim(x: Tensor, y: Tensor, weight: Tensor | None = None) -> Tensor:
     mean is weighted by `weight` [B, 1, H, W] when given."""
     side = min(x.shape[-2:])
     if side < SSIM_WINDOW:
-        raise ValueError(f"MS-SSIM needs images of at least {SSIM_WINDOW}x{SSIM_WINDOW} pixels, got {list(x.shape[-2:])}")
+        raise ValueError(
+            f"MS-SSIM needs images of at least {SSIM_WINDOW}x{SSIM_WINDOW} pixels, got {list(x.shape[-2:])}"
+        )
     scales = min(len(MS_SSIM_SCALE_WEIGHTS), 1 + int(math.log2(side / SSIM_WINDOW)))
     betas = torch.tensor(MS_SSIM_SCALE_WEIGHTS[:scales], device=x.device, dtype=x.dtype)
     betas = betas / betas.sum()
@@ -94,14 +96,18 @@ def ms_ssim(x: Tensor, y: Tensor, weight: Tensor | None = None) -> Tensor:
     for i in range(scales):
         both, cs = ssim_maps(x, y)
         value = both if i == scales - 1 else cs
-        factors.append(_weighted_mean(value, weight if i == 0 else None).clamp_min(1e-6))  # relu as in common ports: no NaN powers
+        factors.append(
+            _weighted_mean(value, weight if i == 0 else None).clamp_min(1e-6)
+        )  # relu as in common ports: no NaN powers
         x, y = F.avg_pool2d(x, 2), F.avg_pool2d(y, 2)
     return torch.prod(torch.stack(factors, 0) ** betas[:, None], 0)
 
 
 def lsgan_discriminator(real: list[list[Tensor]], fake: list[list[Tensor]]) -> Tensor:
     """Discriminator outputs per scale (last entry = patch scores) -> scalar LSGAN loss."""
-    return sum(0.5 * (((r[-1] - 1) ** 2).mean() + (f[-1] ** 2).mean()) for r, f in zip(real, fake))
+    return sum(
+        0.5 * (((r[-1] - 1) ** 2).mean() + (f[-1] ** 2).mean()) for r, f in zip(real, fake, strict=True)
+    )
 
 
 def lsgan_generator(fake: list[list[Tensor]]) -> Tensor:
@@ -112,8 +118,8 @@ def feature_matching(real: list[list[Tensor]], fake: list[list[Tensor]]) -> Tens
     """L1 between the discriminator's intermediate features on real and generated images, every
     layer but the scores, per scale; pix2pixHD's normalisation (4 / layers / scales)."""
     total = 0.0
-    for r, f in zip(real, fake):
-        for rl, fl in zip(r[:-1], f[:-1]):
+    for r, f in zip(real, fake, strict=True):
+        for rl, fl in zip(r[:-1], f[:-1], strict=True):
             total = total + (4.0 / (len(r) - 1) / len(real)) * (fl - rl.detach()).abs().mean()
     return total
 

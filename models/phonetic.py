@@ -183,7 +183,7 @@ class PhoneticNet(nn.Module):
             x = block(x)
         return self.head(x)
 
-    def train(self, mode: bool = True) -> "PhoneticNet":
+    def train(self, mode: bool = True) -> PhoneticNet:
         self._stream_layers = None  # weights may change: fold them again for the next stream
         return super().train(mode)
 
@@ -193,18 +193,25 @@ class PhoneticNet(nn.Module):
         return [torch.zeros(conv.context, conv.conv.in_channels) for conv in convs]
 
     @torch.no_grad()
-    def stream(self, mels: torch.Tensor, state: list[torch.Tensor]) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    def stream(
+        self, mels: torch.Tensor, state: list[torch.Tensor]
+    ) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """forward() on the next frames [1, n_mels, T] of one stream (T a multiple of stride), in eval
-        mode; `state` from initial_state or the last call. Returns ([1, num_phones + 1, T / stride], state)."""
+        mode; `state` from initial_state or the last call. Returns
+        ([1, num_phones + 1, T / stride], state)."""
         if self._stream_layers is None:
             self._stream_layers = [_StreamLayer(self.input)] + [
-                (_StreamLayer(b.conv, b.norm), b.mix.weight[:, :, 0].detach().clone(), b.mix.bias.detach().clone())
+                (
+                    _StreamLayer(b.conv, b.norm),
+                    b.mix.weight[:, :, 0].detach().clone(),
+                    b.mix.bias.detach().clone(),
+                )
                 for b in self.blocks
             ]
         first, *blocks = self._stream_layers
         x, s = first(mels[0].T, state[0])
         x, new_state = torch.relu(x), [s]
-        for (conv, mix_weight, mix_bias), s in zip(blocks, state[1:]):
+        for (conv, mix_weight, mix_bias), s in zip(blocks, state[1:], strict=False):
             h, s = conv(x, s)
             x = x + nn.functional.linear(torch.relu(h), mix_weight, mix_bias)
             new_state.append(s)
@@ -226,6 +233,8 @@ def load_phonetic(path: str) -> PhoneticNet:
     config = checkpoint["config"]
     config = PhoneticConfig(**{**config, "dilations": tuple(config["dilations"])})
     model = PhoneticNet(config)
-    model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in checkpoint["state_dict"].items()})
+    model.load_state_dict(
+        {k: v.float() if v.is_floating_point() else v for k, v in checkpoint["state_dict"].items()}
+    )
     return model.eval()
 

@@ -67,7 +67,7 @@ class R2VConfig:
             raise R2VError(f"R2V {self.variant} needs a size divisible by {self.downscale}, got {self.size}")
 
     @classmethod
-    def full(cls, **overrides: object) -> "R2VConfig":
+    def full(cls, **overrides: object) -> R2VConfig:
         return cls(**{"variant": "full", "size": 512, **overrides})
 
     @property
@@ -119,14 +119,21 @@ class LiteUNet(nn.Module):
         self.stem_canvas = nn.Conv2d(3, widths[0], 2, 2, bias=False)
         self.stem = nn.Sequential(nn.ReLU(inplace=True), *_conv_relu(widths[0], widths[0]))
         levels = range(len(widths) - 1)
-        self.down = nn.ModuleList(nn.Sequential(_conv_relu(widths[i], widths[i + 1], 2), _conv_relu(widths[i + 1], widths[i + 1])) for i in levels)
+        self.down = nn.ModuleList(
+            nn.Sequential(_conv_relu(widths[i], widths[i + 1], 2), _conv_relu(widths[i + 1], widths[i + 1]))
+            for i in levels
+        )
         # Going up, channels are reduced at the coarse level (cheap) before upsampling and adding the skip.
         self.reduce = nn.ModuleList(_conv_relu(widths[i + 1], widths[i]) for i in levels)
         self.fuse = nn.ModuleList(_conv_relu(widths[i], widths[i]) for i in levels)
-        self.head = nn.Conv2d(widths[0], 2 + 4 * 4, 3, 1, 1)  # flow (2) + per 2x2 pixels: colour (3) + face gain (1)
+        self.head = nn.Conv2d(
+            widths[0], 2 + 4 * 4, 3, 1, 1
+        )  # flow (2) + per 2x2 pixels: colour (3) + face gain (1)
         self.unfold = nn.PixelShuffle(2)  # [B, 16, S/2, S/2] -> [B, 4, S, S]
         pixel = (torch.arange(size) + 0.5) / size * 2 - 1
-        self.register_buffer("grid", torch.stack(torch.meshgrid(pixel, pixel, indexing="xy"), -1)[None], persistent=False)  # [1, S, S, 2]
+        self.register_buffer(
+            "grid", torch.stack(torch.meshgrid(pixel, pixel, indexing="xy"), -1)[None], persistent=False
+        )  # [1, S, S, 2]
 
     def forward(self, stack: Tensor, canvas: Tensor) -> Tensor:
         x = self.stem(self.stem_stack(stack) + self.stem_canvas(canvas))  # [B, w0, S/2, S/2]
@@ -138,8 +145,12 @@ class LiteUNet(nn.Module):
             x = F.interpolate(self.reduce[i](x), scale_factor=2.0, mode="nearest") + skips[i]
             x = self.fuse[i](x)
         x = self.head(x)  # [B, 18, S/2, S/2]
-        flow = F.interpolate(x[:, :2], scale_factor=2.0, mode="bilinear", align_corners=False).permute(0, 2, 3, 1)  # [B, S, S, 2]
-        warped = F.grid_sample(canvas, self.grid + flow, mode="bilinear", padding_mode="border", align_corners=False)
+        flow = F.interpolate(x[:, :2], scale_factor=2.0, mode="bilinear", align_corners=False).permute(
+            0, 2, 3, 1
+        )  # [B, S, S, 2]
+        warped = F.grid_sample(
+            canvas, self.grid + flow, mode="bilinear", padding_mode="border", align_corners=False
+        )
         pixels = self.unfold(x[:, 2:])  # [B, 4, S, S]
         face = stack[:, self.current : self.current + 3]
         return warped + pixels[:, :3] + pixels[:, 3:] * face
@@ -160,7 +171,7 @@ class ResBlock(nn.Module):
         self.body = nn.Sequential(
             nn.ReflectionPad2d(1), *_norm_relu(nn.Conv2d(channels, channels, 3), channels),
             nn.ReflectionPad2d(1), nn.Conv2d(channels, channels, 3), nn.InstanceNorm2d(channels),
-        )  # fmt: skip
+        )
 
     def forward(self, x: Tensor) -> Tensor:
         return x + self.body(x)
@@ -176,7 +187,10 @@ class GlobalGenerator(nn.Module):
             layers += _norm_relu(nn.Conv2d(width * 2**i, width * 2 ** (i + 1), 3, 2, 1), width * 2 ** (i + 1))
         layers += [ResBlock(width * 2**downsamples) for _ in range(blocks)]
         for i in reversed(range(downsamples)):
-            layers += _norm_relu(nn.ConvTranspose2d(width * 2 ** (i + 1), width * 2**i, 3, 2, 1, output_padding=1), width * 2**i)
+            layers += _norm_relu(
+                nn.ConvTranspose2d(width * 2 ** (i + 1), width * 2**i, 3, 2, 1, output_padding=1),
+                width * 2**i,
+            )
         self.body = nn.Sequential(*layers)
 
     def forward(self, x: Tensor) -> Tensor:
@@ -190,15 +204,19 @@ class LocalEnhancer(nn.Module):
     def __init__(self, in_channels: int, config: R2VConfig):
         super().__init__()
         w = config.local_width
-        self.global_branch = GlobalGenerator(in_channels, 2 * w, config.global_downsamples, config.global_blocks)
+        self.global_branch = GlobalGenerator(
+            in_channels, 2 * w, config.global_downsamples, config.global_blocks
+        )
         self.local_down = nn.Sequential(  # [B, C, S, S] -> [B, 2w, S/2, S/2]
-            nn.ReflectionPad2d(3), *_norm_relu(nn.Conv2d(in_channels, w, 7), w), *_norm_relu(nn.Conv2d(w, 2 * w, 3, 2, 1), 2 * w)
+            nn.ReflectionPad2d(3),
+            *_norm_relu(nn.Conv2d(in_channels, w, 7), w),
+            *_norm_relu(nn.Conv2d(w, 2 * w, 3, 2, 1), 2 * w),
         )
         self.local_up = nn.Sequential(  # [B, 2w, S/2, S/2] -> [B, 3, S, S]
             *[ResBlock(2 * w) for _ in range(config.local_blocks)],
             *_norm_relu(nn.ConvTranspose2d(2 * w, w, 3, 2, 1, output_padding=1), w),
             nn.ReflectionPad2d(3), nn.Conv2d(w, 3, 7),
-        )  # fmt: skip
+        )
         for m in self.modules():  # pix2pixHD's initialisation
             if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)):
                 nn.init.normal_(m.weight, 0.0, 0.02)
@@ -232,8 +250,15 @@ class R2V(nn.Module):
         """Raw output for training (not clamped): [B, 3, S, S], 0..1 where it matters."""
         c, s = self.config.in_channels, self.config.size
         if stack.shape[1:] != (c, s, s):
-            raise R2VError(f"R2V {self.config.variant} expects input stacks of shape [B, {c}, {s}, {s}], got {list(stack.shape)}")
-        base = torch.full_like(stack[:, :3], 0.5) if self.canvas is None else self.canvas.expand(stack.shape[0], -1, -1, -1)
+            raise R2VError(
+                f"R2V {self.config.variant} expects input stacks of shape [B, {c}, {s}, {s}], got "
+                f"{list(stack.shape)}"
+            )
+        base = (
+            torch.full_like(stack[:, :3], 0.5)
+            if self.canvas is None
+            else self.canvas.expand(stack.shape[0], -1, -1, -1)
+        )
         if self.config.variant == "lite":
             return self.body(stack, base)
         return base + self.body(stack if self.canvas is None else torch.cat([stack, base], 1))
@@ -247,18 +272,22 @@ class R2V(nn.Module):
         return {"config": asdict(self.config), "model": self.state_dict()}
 
     @classmethod
-    def from_checkpoint(cls, checkpoint: dict | str | os.PathLike) -> "R2V":
+    def from_checkpoint(cls, checkpoint: dict | str | os.PathLike) -> R2V:
         """A network rebuilt from a checkpoint dict or file (its config included), in eval mode."""
         if not isinstance(checkpoint, dict):
             try:
                 checkpoint = torch.load(checkpoint, map_location="cpu", weights_only=True)
             except (OSError, RuntimeError, EOFError, pickle.UnpicklingError) as e:
-                raise R2VError(f"{checkpoint}: not a readable R2V checkpoint ({str(e).splitlines()[0]})") from None
+                raise R2VError(
+                    f"{checkpoint}: not a readable R2V checkpoint ({str(e).splitlines()[0]})"
+                ) from None
         try:
             model = cls(R2VConfig(**checkpoint["config"]))
             model.load_state_dict(checkpoint["model"])
         except (KeyError, TypeError, RuntimeError) as e:
-            raise R2VError(f"not an R2V checkpoint or it does not match its config ({str(e).splitlines()[0]})") from None
+            raise R2VError(
+                f"not an R2V checkpoint or it does not match its config ({str(e).splitlines()[0]})"
+            ) from None
         return model.eval()
 
 

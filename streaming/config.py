@@ -92,7 +92,10 @@ class ServerConfig:
 
     @property
     def engine(self) -> EngineOptions:
-        return EngineOptions(self.size, self.device, self.renderer, self.backend, self.lookahead, self.stride)
+        return EngineOptions(
+            size=self.size, device=self.device, renderer=self.renderer, backend=self.backend,
+            lookahead=self.lookahead, stride=self.stride,
+        )
 
     @property
     def pipeline(self) -> PipelineConfig:

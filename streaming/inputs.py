@@ -227,7 +227,7 @@ class WebsocketFeed:
 async def say(request: web.Request) -> web.Response:
     """POST /sessions/{id}/say {"text"}: espeak-ng speaks it through the avatar, interrupting it.
     One say per session at a time; text-to-speech runs in its own thread (app[TTS])."""
-    from engine.pipeline import speak  # espeak loads on first use
+    from engine.audio import tts  # espeak-ng loads on first use
 
     config = request.app[CONFIG]
     session = speaking_session(request, bearer_token(request))
@@ -248,8 +248,8 @@ async def say(request: web.Request) -> web.Response:
     controlled(session)
     session.saying = True
     try:
-        audio = await asyncio.get_running_loop().run_in_executor(request.app[TTS], speak.text_to_speech, text)
-    except speak.SpeakError as e:
+        audio = await asyncio.get_running_loop().run_in_executor(request.app[TTS], tts.text_to_speech, text)
+    except tts.TtsError as e:
         raise json_error(web.HTTPServiceUnavailable, str(e)) from None
     except Exception:  # a failing synthesiser fails this request only
         log.exception("session %s: text-to-speech failed", session.id)

@@ -26,7 +26,12 @@ def write_wav_int(path, samples, rate, width=2):
 def write_wav_float(path, samples, rate, declared_bytes=None):
     data = np.asarray(samples, "<f4").tobytes()
     size = len(data) if declared_bytes is None else declared_bytes
-    header = b"RIFF" + struct.pack("<I", 36 + size) + b"WAVEfmt " + struct.pack("<IHHIIHH", 16, 3, 1, rate, rate * 4, 4, 32)
+    header = (
+        b"RIFF"
+        + struct.pack("<I", 36 + size)
+        + b"WAVEfmt "
+        + struct.pack("<IHHIIHH", 16, 3, 1, rate, rate * 4, 4, 32)
+    )
     path.write_bytes(header + b"data" + struct.pack("<I", size) + data)
     return path
 
@@ -36,7 +41,9 @@ def write_encoded(path, samples, rate, codec):
         stream = container.add_stream(codec, rate=rate, layout="mono")
         frame = av.AudioFrame.from_ndarray(samples[None], format="flt", layout="mono")
         frame.sample_rate = rate
-        for converted in av.AudioResampler(format=stream.codec_context.format.name, layout="mono", rate=rate).resample(frame):
+        for converted in av.AudioResampler(
+            format=stream.codec_context.format.name, layout="mono", rate=rate
+        ).resample(frame):
             container.mux(stream.encode(converted))
         container.mux(stream.encode(None))
     return path

@@ -64,8 +64,10 @@ async def firefox(profile: Path) -> AsyncIterator[int]:
     binary = firefox_binary()
     if binary is None:
         raise FileNotFoundError("firefox is not installed (apt-get install firefox-esr)")
-    profile.mkdir()
-    (profile / "user.js").write_text("".join(f"user_pref({json.dumps(k)}, {json.dumps(v)});\n" for k, v in PREFERENCES.items()))
+    profile.mkdir()  # noqa: ASYNC240 (a test browser profile folder, made once)
+    (profile / "user.js").write_text(
+        "".join(f"user_pref({json.dumps(k)}, {json.dumps(v)});\n" for k, v in PREFERENCES.items())
+    )
     port_file = profile / "WebDriverBiDiServer.json"
 
     def bidi_port() -> int | None:
@@ -78,9 +80,11 @@ async def firefox(profile: Path) -> AsyncIterator[int]:
         str(binary), "--headless", "--no-remote", "--profile", str(profile),
         "--remote-debugging-port=0",  # a free port, written to WebDriverBiDiServer.json
         "--width=720", "--height=720", "about:blank",
-    ]  # fmt: skip
+    ]
     env = {**os.environ, "MOZ_CRASHREPORTER_DISABLE": "1"}
-    async with browser_process("firefox", argv, profile / "firefox.log", bidi_port, LAUNCH_TIMEOUT_S, env) as port:
+    async with browser_process(
+        "firefox", argv, profile / "firefox.log", bidi_port, LAUNCH_TIMEOUT_S, env
+    ) as port:
         yield port
 
 
@@ -131,4 +135,4 @@ class BidiPage(CommandChannel):
 
     async def screenshot(self, path: Path) -> None:
         result = await self.send("browsingContext.captureScreenshot", context=self.context)
-        path.write_bytes(base64.b64decode(result["data"]))
+        path.write_bytes(base64.b64decode(result["data"]))  # noqa: ASYNC240 (a screenshot file written once by a test)

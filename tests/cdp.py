@@ -40,12 +40,16 @@ class CdpPage(CommandChannel):
 
     async def evaluate(self, expression: str) -> Any:
         """The JSON value of a JavaScript expression in the page (promises are awaited)."""
-        result = await self.send("Runtime.evaluate", expression=expression, returnByValue=True, awaitPromise=True)
+        result = await self.send(
+            "Runtime.evaluate", expression=expression, returnByValue=True, awaitPromise=True
+        )
         if "exceptionDetails" in result:
             details = result["exceptionDetails"]
-            raise CdpError(f"{expression}: {details.get('exception', {}).get('description') or details.get('text')}")
+            raise CdpError(
+                f"{expression}: {details.get('exception', {}).get('description') or details.get('text')}"
+            )
         return result["result"].get("value")
 
     async def screenshot(self, path: Path) -> None:
         result = await self.send("Page.captureScreenshot", format="png")
-        path.write_bytes(base64.b64decode(result["data"]))
+        path.write_bytes(base64.b64decode(result["data"]))  # noqa: ASYNC240 (a screenshot file written once by a test)

@@ -40,7 +40,14 @@ def official_weights(version: str, n_hidden: int = 2048, seed: int = 0) -> dict[
         weights[f"layer_{i}/weights"], weights[f"layer_{i}/bias"] = w(fan_in, fan_out), b(fan_out)
     cell = "cudnn_lstm/rnn/multi_rnn_cell/cell_0/cudnn_compatible_lstm_cell/"
     weights[cell + "kernel"], weights[cell + "bias"] = w(2 * h, 4 * h), b(4 * h)
-    weights.update({"layer_5/weights": w(h, h), "layer_5/bias": b(h), "layer_6/weights": w(h, N_CLASSES), "layer_6/bias": b(N_CLASSES)})
+    weights.update(
+        {
+            "layer_5/weights": w(h, h),
+            "layer_5/bias": b(h),
+            "layer_6/weights": w(h, N_CLASSES),
+            "layer_6/bias": b(N_CLASSES),
+        }
+    )
     return weights
 
 
@@ -70,13 +77,17 @@ def graph_def(version: str, weights: dict[str, np.ndarray], graph_version: int =
     return graph
 
 
-def write_pb(path: Path, version: str, n_hidden: int = 64, seed: int = 0, **graph_args) -> dict[str, np.ndarray]:
+def write_pb(
+    path: Path, version: str, n_hidden: int = 64, seed: int = 0, **graph_args
+) -> dict[str, np.ndarray]:
     weights = official_weights(version, n_hidden, seed)
     Path(path).write_bytes(graph_def(version, weights, **graph_args).SerializeToString())
     return weights
 
 
-def write_pbmm(path: Path, version: str = "0.9.3", n_hidden: int = 64, seed: int = 0, **graph_args) -> dict[str, np.ndarray]:
+def write_pbmm(
+    path: Path, version: str = "0.9.3", n_hidden: int = 64, seed: int = 0, **graph_args
+) -> dict[str, np.ndarray]:
     """As tensorflow/contrib/util/convert_graphdef_memmapped_format_lib.cc + MemmappedFileSystemWriter."""
     weights = official_weights(version, n_hidden, seed)
     graph = graph_def(version, weights, **graph_args)
@@ -89,7 +100,9 @@ def write_pbmm(path: Path, version: str = "0.9.3", n_hidden: int = 64, seed: int
             if len(tensor.tensor_content) < MIN_CONVERSION_BYTES:
                 continue
             f.write(b"\0" * (-f.tell() % ALIGNMENT))
-            region = "memmapped_package://" + "".join(c if c.isalnum() or c in "_." else "_" for c in node.name)
+            region = "memmapped_package://" + "".join(
+                c if c.isalnum() or c in "_." else "_" for c in node.name
+            )
             directory.element.add(offset=f.tell(), name=region)
             f.write(tensor.tensor_content)
             shape = tensor_shape_pb2.TensorShapeProto()
@@ -107,7 +120,9 @@ def write_pbmm(path: Path, version: str = "0.9.3", n_hidden: int = 64, seed: int
     return weights
 
 
-def _placeholder(graph: graph_pb2.GraphDef, name: str, shape: list[int], dtype: int = types_pb2.DT_FLOAT) -> None:
+def _placeholder(
+    graph: graph_pb2.GraphDef, name: str, shape: list[int], dtype: int = types_pb2.DT_FLOAT
+) -> None:
     node = graph.node.add(name=name, op="Placeholder")
     node.attr["dtype"].type = dtype
     for size in shape:
@@ -127,7 +142,9 @@ def _const(graph: graph_pb2.GraphDef, name: str, value: np.ndarray) -> None:
 
 def _directory_class():
     """tensorflow/core/util/memmapped_file_system.proto, built as a protobuf descriptor."""
-    proto = descriptor_pb2.FileDescriptorProto(name="test_memmapped_file_system.proto", package="test_tf", syntax="proto3")
+    proto = descriptor_pb2.FileDescriptorProto(
+        name="test_memmapped_file_system.proto", package="test_tf", syntax="proto3"
+    )
     field = descriptor_pb2.FieldDescriptorProto
     element = proto.message_type.add(name="MemmappedFileSystemDirectoryElement")
     element.field.add(name="offset", number=1, type=field.TYPE_UINT64, label=field.LABEL_OPTIONAL)
@@ -135,7 +152,11 @@ def _directory_class():
     element.field.add(name="length", number=3, type=field.TYPE_UINT64, label=field.LABEL_OPTIONAL)
     directory = proto.message_type.add(name="MemmappedFileSystemDirectory")
     directory.field.add(
-        name="element", number=1, type=field.TYPE_MESSAGE, label=field.LABEL_REPEATED, type_name=".test_tf.MemmappedFileSystemDirectoryElement"
+        name="element",
+        number=1,
+        type=field.TYPE_MESSAGE,
+        label=field.LABEL_REPEATED,
+        type_name=".test_tf.MemmappedFileSystemDirectoryElement",
     )
     pool = descriptor_pool.DescriptorPool()
     pool.Add(proto)

@@ -17,9 +17,9 @@ from aiohttp import web
 from engine.avatar.bundle import MotionStats
 from engine.types import FaceParams
 from streaming import probe
-from streaming.probe import loudness_speech
 from streaming.app import ServerConfig, create_app
 from streaming.avatars import AvatarFactory, LiveAvatar
+from streaming.probe import loudness_speech
 from streaming.speech import SpeechModel
 
 INDEX_BITS = 12  # the frame index is drawn as this many black/white blocks along the top
@@ -66,12 +66,16 @@ def read_jaw(rgb: np.ndarray) -> float:
     """The jawOpen drawn by GradientRenderer (0..1), from the middle of its patch."""
     ys, xs = GradientRenderer(rgb.shape[0])._jaw_patch()
     h, w = ys.stop - ys.start, xs.stop - xs.start
-    return float(rgb[ys.start + h // 4 : ys.stop - h // 4, xs.start + w // 4 : xs.stop - w // 4].mean()) / WHITE
+    return (
+        float(rgb[ys.start + h // 4 : ys.stop - h // 4, xs.start + w // 4 : xs.stop - w // 4].mean()) / WHITE
+    )
 
 
 def gradient_avatar(name: str, size: int, speech: SpeechModel | None = None) -> LiveAvatar:
     """A gradient avatar; without `speech` it cannot speak (as an avatar without trained models)."""
-    error = "" if speech else f"speech input is unavailable for avatar '{name}': no speech models in this test"
+    error = (
+        "" if speech else f"speech input is unavailable for avatar '{name}': no speech models in this test"
+    )
     return LiveAvatar(name, GradientRenderer(size), FaceParams.neutral(), MotionStats(), speech, error)
 
 
@@ -88,7 +92,9 @@ def gradient_factory(size: int, avatars: dict[str, SpeechModel | None] | None = 
 
 
 @asynccontextmanager
-async def live_app(config: ServerConfig, factory: AvatarFactory | None = None) -> AsyncIterator[tuple[str, web.Application]]:
+async def live_app(
+    config: ServerConfig, factory: AvatarFactory | None = None
+) -> AsyncIterator[tuple[str, web.Application]]:
     """Runs the app on config.host (port 0: a free one) with gradient avatars, or the avatars
     `factory` makes; yields its URL and the app (for tests that look at its sessions)."""
     app = create_app(config, factory or gradient_factory(config.size))

@@ -15,7 +15,7 @@ SENTENCE = "Hello there. I am the avatar, and I am speaking to you now."
 
 async def until(page: Any, expression: str) -> Any:
     """Polls a JavaScript expression until it is truthy; returns its value."""
-    while not (value := await page.evaluate(expression)):
+    while not (value := await page.evaluate(expression)):  # noqa: ASYNC110 (polls the page: the browser sends the test no event for it)
         await asyncio.sleep(POLL_S)
     return value
 
@@ -72,7 +72,10 @@ async def say_and_interrupt(page: Any, box: list[int]) -> None:
     """On a page playing a GradientRenderer avatar (CdpPage or bidi.BidiPage): types SENTENCE and
     presses say, the jaw opens and the server speaks; the interrupt button stops it and the jaw
     closes again."""
-    await page.evaluate(f"(document.getElementById('say-text').value = {json.dumps(SENTENCE)}, document.getElementById('say').click())")
+    await page.evaluate(
+        f"(document.getElementById('say-text').value = {json.dumps(SENTENCE)}, "
+        "document.getElementById('say').click())"
+    )
     await page.evaluate(f"({WATCH_MOUTH})({box}, 'grey')")
     await until(page, "window.mouthSamples.some(([t, jaw]) => jaw > 0.5)")  # the avatar speaks
     await until(page, "window.avatarStats.server?.speaking")

@@ -31,7 +31,9 @@ def _features(n: int, seed: int = 0) -> np.ndarray:
     """Smooth random features, like speech features varying over a few frames."""
     rng = np.random.default_rng(seed)
     raw = rng.normal(size=(n + 8, DIM))
-    return np.stack([np.convolve(raw[:, k], np.ones(5) / 5, "valid")[:n] for k in range(DIM)], 1).astype(np.float32)
+    return np.stack([np.convolve(raw[:, k], np.ones(5) / 5, "valid")[:n] for k in range(DIM)], 1).astype(
+        np.float32
+    )
 
 
 def _stream(gan: Gan, features: np.ndarray, chunks: list[int], config=StreamConfig()) -> np.ndarray:

@@ -12,7 +12,6 @@ from engine.audio.decode import load_audio
 from engine.audio.features import extractor
 from engine.types import SAMPLE_RATE
 
-
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
@@ -22,11 +21,15 @@ def parse(*argv):
     return parser.parse_args(["features", *map(str, argv)])
 
 
-@pytest.mark.parametrize("version,writer,name", [("0.9.3", write_pbmm, "m.pbmm"), ("0.1.0", write_pb, "m.pb")])
+@pytest.mark.parametrize(
+    "version,writer,name", [("0.9.3", write_pbmm, "m.pbmm"), ("0.1.0", write_pb, "m.pb")]
+)
 def test_writes_features_per_video_frame(tmp_path, version, writer, name):
     writer(tmp_path / name, version, n_hidden=32)
     audio = write_wav_int(tmp_path / "a.wav", speech_like(1.5), SAMPLE_RATE)
-    args = parse("--audio", audio, "--kind", "deepspeech", "--model", tmp_path / name, "--out", tmp_path / "f.npy")
+    args = parse(
+        "--audio", audio, "--kind", "deepspeech", "--model", tmp_path / name, "--out", tmp_path / "f.npy"
+    )
     args.run(args)
     features = np.load(tmp_path / "f.npy")
     expected = extractor("deepspeech", str(tmp_path / name)).offline(load_audio(audio))

@@ -49,7 +49,9 @@ def test_stereo_is_the_channels_mean(tmp_path):
 def test_video_file_sound(tmp_path):
     from engine.video import write_mp4
 
-    write_mp4(tmp_path / "v.mp4", (np.zeros((64, 64, 3), np.uint8) for _ in range(30)), tone(1.0, SAMPLE_RATE))
+    write_mp4(
+        tmp_path / "v.mp4", (np.zeros((64, 64, 3), np.uint8) for _ in range(30)), tone(1.0, SAMPLE_RATE)
+    )
     assert sine_amplitude(load_audio(tmp_path / "v.mp4")[2000:12000]) == pytest.approx(0.5, abs=0.03)
 
 
@@ -63,7 +65,9 @@ def test_stream_chunks_equal_load(tmp_path, chunk):
 
 
 def test_long_file_is_streamed_in_bounded_memory(tmp_path):
-    path = write_wav_int(tmp_path / "long.wav", np.tile(tone(1.0, SAMPLE_RATE), 180), SAMPLE_RATE)  # 3 minutes
+    path = write_wav_int(
+        tmp_path / "long.wav", np.tile(tone(1.0, SAMPLE_RATE), 180), SAMPLE_RATE
+    )  # 3 minutes
     tracemalloc.start()
     total = sum(len(chunk) for chunk in stream_audio(path))
     peak = tracemalloc.get_traced_memory()[1]
@@ -76,10 +80,30 @@ def test_long_file_is_streamed_in_bounded_memory(tmp_path):
     "make,error,message",
     [
         (lambda p: p / "missing.wav", AudioDecodeError, "cannot decode audio \\(No such file"),
-        (lambda p: (p / "junk.wav").write_bytes(np.random.default_rng(0).bytes(5000)) and p / "junk.wav", AudioDecodeError, "cannot decode audio"),
-        (lambda p: (p / "text.wav").write_text("hello") and p / "text.wav", AudioDecodeError, "cannot decode audio"),
-        (lambda p: write_wav_float(p / "nan.wav", np.r_[np.zeros(8000), np.nan, np.zeros(10)], SAMPLE_RATE), BadAudioError, "NaN or infinite sample at 0.500 s"),
-        (lambda p: write_wav_float(p / "cut.wav", tone(0.5, SAMPLE_RATE), SAMPLE_RATE, declared_bytes=4 * SAMPLE_RATE), AudioDecodeError, "truncated \\(it declares 1.00 s of audio, only 0.50 s"),
+        (
+            lambda p: (p / "junk.wav").write_bytes(np.random.default_rng(0).bytes(5000)) and p / "junk.wav",
+            AudioDecodeError,
+            "cannot decode audio",
+        ),
+        (
+            lambda p: (p / "text.wav").write_text("hello") and p / "text.wav",
+            AudioDecodeError,
+            "cannot decode audio",
+        ),
+        (
+            lambda p: write_wav_float(
+                p / "nan.wav", np.r_[np.zeros(8000), np.nan, np.zeros(10)], SAMPLE_RATE
+            ),
+            BadAudioError,
+            "NaN or infinite sample at 0.500 s",
+        ),
+        (
+            lambda p: write_wav_float(
+                p / "cut.wav", tone(0.5, SAMPLE_RATE), SAMPLE_RATE, declared_bytes=4 * SAMPLE_RATE
+            ),
+            AudioDecodeError,
+            "truncated \\(it declares 1.00 s of audio, only 0.50 s",
+        ),
     ],
     ids=["missing", "random bytes", "text", "nan", "truncated wav"],
 )

@@ -2,6 +2,7 @@
 import numpy as np
 import pytest
 
+from engine.audio.pcm import BadAudioError
 from engine.audio.vad import VadConfig, VoiceActivity
 from engine.types import SAMPLE_RATE, AudioChunk
 
@@ -52,5 +53,5 @@ def test_bad_config_and_samples():
         VadConfig(frame_ms=15)
     with pytest.raises(ValueError, match="0..3"):
         VadConfig(aggressiveness=4)
-    with pytest.raises(ValueError, match="NaN"):
+    with pytest.raises(BadAudioError, match="NaN"):
         VoiceActivity().push(AudioChunk(np.array([np.nan] * 160, np.float32), 0))

@@ -35,7 +35,12 @@ def test_unknown_avatar_names_the_known_ones():
         (lambda d: (d / "avatar.json").write_text("{not json"), "not valid JSON"),
         (lambda d: _edit_meta(d, version=99), "version 99"),
         (lambda d: _edit_meta(d, rig_version=0), "rig version"),
-        (lambda d: np.savez(d / "identity.npz", vertices=np.zeros((10, 3)), home=np.zeros(3), uv=np.zeros((478, 2))), "vertices"),
+        (
+            lambda d: np.savez(
+                d / "identity.npz", vertices=np.zeros((10, 3)), home=np.zeros(3), uv=np.zeros((478, 2))
+            ),
+            "vertices",
+        ),
         (lambda d: (d / "reference.png").write_bytes(b"garbage"), "reference"),
     ],
 )

@@ -18,11 +18,11 @@ from pathlib import Path
 import aiohttp
 import numpy as np
 import pytest
-from PIL import Image
 from browser_process import browser_process
 from cdp import CdpPage
 from live_server import jaw_box, live_server
 from page_checks import MIN_FPS, SENTENCE, WATCH_MOUTH, check_playing, say_and_interrupt, until
+from PIL import Image
 
 from engine.types import SAMPLE_RATE
 from streaming.app import ServerConfig
@@ -50,7 +50,9 @@ CHROMIUM_FLAGS = (
 
 pytestmark = [
     pytest.mark.browser,
-    pytest.mark.skipif(not CHROMIUM.exists(), reason=f"needs Debian chromium at {CHROMIUM} (apt-get install chromium)"),
+    pytest.mark.skipif(
+        not CHROMIUM.exists(), reason=f"needs Debian chromium at {CHROMIUM} (apt-get install chromium)"
+    ),
 ]
 
 
@@ -58,11 +60,16 @@ pytestmark = [
 async def chromium(url: str, profile: Path, microphone: Path | None = None) -> AsyncIterator[int]:
     """Headless Chromium showing `url`, its microphone playing the WAV `microphone` (on a loop);
     yields its DevTools port. Killed on exit, always."""
-    profile.mkdir()
+    profile.mkdir()  # noqa: ASYNC240 (a test browser profile folder, made once)
     log = profile / "chromium.log"
     fake_microphone = (
-        ("--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream", f"--use-file-for-fake-audio-capture={microphone}")
-        if microphone else ()
+        (
+            "--use-fake-ui-for-media-stream",
+            "--use-fake-device-for-media-stream",
+            f"--use-file-for-fake-audio-capture={microphone}",
+        )
+        if microphone
+        else ()
     )
     port_file = profile / "DevToolsActivePort"
 
@@ -102,7 +109,7 @@ MOUTH_WATCH_S = 5.0
 
 def speech_wav(path: Path, silence_s: float = 2.0) -> Path:
     """espeak-ng saying SENTENCE, then silence: 16-bit mono at SAMPLE_RATE."""
-    from engine.pipeline.speak import text_to_speech
+    from engine.audio.tts import text_to_speech
 
     audio = np.concatenate([text_to_speech(SENTENCE), np.zeros(int(silence_s * SAMPLE_RATE), np.float32)])
     with wave.open(str(path), "wb") as out:
@@ -161,7 +168,9 @@ async def test_the_microphone_moves_the_mouth_and_silence_keeps_it_closed(tmp_pa
     box = jaw_box(size)
     async with (
         live_server(ServerConfig(port=0, size=size)) as url,
-        chromium(f"{url}/?autostart=1&mic=1&echo=1", tmp_path / "profile", speech_wav(tmp_path / "speech.wav")) as port,
+        chromium(
+            f"{url}/?autostart=1&mic=1&echo=1", tmp_path / "profile", speech_wav(tmp_path / "speech.wav")
+        ) as port,
         aiohttp.ClientSession() as http,
         CdpPage.connect(http, port) as page,
     ):
@@ -186,7 +195,9 @@ async def test_the_real_avatar_lip_syncs_the_microphone(tmp_path: Path, avatar) 
         pytest.skip(f"needs the trained speech models: {e}")
     async with (
         live_server(config, engine_avatar_factory(config.engine)) as url,
-        chromium(f"{url}/?autostart=1&mic=1&echo=1", tmp_path / "profile", speech_wav(tmp_path / "speech.wav")) as port,
+        chromium(
+            f"{url}/?autostart=1&mic=1&echo=1", tmp_path / "profile", speech_wav(tmp_path / "speech.wav")
+        ) as port,
         aiohttp.ClientSession() as http,
         CdpPage.connect(http, port) as page,
     ):
@@ -194,7 +205,12 @@ async def test_the_real_avatar_lip_syncs_the_microphone(tmp_path: Path, avatar) 
             await until(page, "window.avatarStats?.framesDecoded >= 10")
         samples = await watch_mouth(page, (0, 0, SIZE, SIZE), "frame")
         jpegs = await page.evaluate("window.mouthFrames")
-    frames = np.stack([np.asarray(Image.open(io.BytesIO(base64.b64decode(j.split(",", 1)[1]))).convert("RGB")) for j in jpegs])
+    frames = np.stack(
+        [
+            np.asarray(Image.open(io.BytesIO(base64.b64decode(j.split(",", 1)[1]))).convert("RGB"))
+            for j in jpegs
+        ]
+    )
     samples[:, 1] = MouthMeter(avatar, SIZE)(frames[samples[:, 1].astype(int)])
     samples = samples[np.isfinite(samples[:, 1])]  # frames where the face was found (all, in practice)
     # Openness: 0 = at rest, 1 = the jaw half open. Speech opens it past 0.6 (about jawOpen 0.3);

@@ -5,9 +5,9 @@ from engine.audio import features
 from engine.audio.builtin_features import DEFAULT_WEIGHTS, BuiltinExtractor
 from engine.audio.features import FeatureError, num_frames
 from engine.audio.phones import NUM_PHONES, PHONE_INDEX, SILENCE, VISEMES
-from engine.train.espeak import Espeak
-from engine.train.evaluate import summary, viseme_confusion
-from engine.train.speech_data import HELD_OUT_VARIANTS, espeak_speech, step_labels
+from engine.audio.tts import Voice
+from engine.train.speech.data import HELD_OUT_VARIANTS, espeak_speech, step_labels
+from engine.train.speech.evaluate import summary, viseme_confusion
 from engine.types import FPS, SAMPLE_RATE, AudioChunk, frame_pts
 
 
@@ -19,15 +19,16 @@ def builtin():
 @pytest.fixture(scope="module")
 def speech():
     """A sentence from an espeak-ng voice variant the model never trained on, with phone timings."""
-    espeak = Espeak.get()
-    espeak.set_voice(f"en-us+{HELD_OUT_VARIANTS[0]}", rate=160, pitch=45)
-    return espeak_speech(espeak, "Bob may move the big map above a warm pool, Paul.")
+    voice = Voice(f"en-us+{HELD_OUT_VARIANTS[0]}", rate=160, pitch=45)
+    return espeak_speech("Bob may move the big map above a warm pool, Paul.", voice)
 
 
 def test_registered_with_shape_and_declared_lookahead(builtin):
     assert isinstance(builtin, BuiltinExtractor) and builtin.kind == "builtin"
     assert builtin.dim == NUM_PHONES + 2 == 42
-    assert builtin.lookahead_frames == 3 and frame_pts(builtin.lookahead_frames) <= SAMPLE_RATE // 10  # <= 100 ms
+    assert (
+        builtin.lookahead_frames == 3 and frame_pts(builtin.lookahead_frames) <= SAMPLE_RATE // 10
+    )  # <= 100 ms
     assert DEFAULT_WEIGHTS.stat().st_size <= 5_000_000
 
 

@@ -4,7 +4,6 @@ import subprocess
 import sys
 
 import av
-
 import numpy as np
 import pytest
 
@@ -12,7 +11,9 @@ from engine.types import NUM_PARAMS, SAMPLE_RATE, FaceParams
 
 
 def run(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "engine", *args], capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "engine", *args], capture_output=True, text=True, timeout=300
+    )
 
 
 def probe(path) -> dict:
@@ -33,12 +34,26 @@ def test_animate_params_with_audio(tmp_path, avatar):
         w.setnchannels(1), w.setsampwidth(2), w.setframerate(SAMPLE_RATE)
         w.writeframes((0.3 * np.sin(2 * np.pi * 220 * t) * 32767).astype("<i2").tobytes())
     out = tmp_path / "out.mp4"
-    result = run("animate", "--avatar", "default", "--params", str(tmp_path / "seq.npz"), "--audio", str(tmp_path / "a.wav"), "--out", str(out), "--size", "128")
+    result = run(
+        "animate",
+        "--avatar",
+        "default",
+        "--params",
+        str(tmp_path / "seq.npz"),
+        "--audio",
+        str(tmp_path / "a.wav"),
+        "--out",
+        str(out),
+        "--size",
+        "128",
+    )
     assert result.returncode == 0, result.stderr
     info = probe(out)
     assert len(info["frames"]) == 45 and info["size"] == (128, 128) and info["audio"]
     rest, open_ = info["frames"][5].astype(float), info["frames"][22].astype(float)
-    assert np.abs(open_ - rest).mean() > 0.5 and np.abs(open_[:20] - rest[:20]).mean() < 2  # the mouth moved, the top did not
+    assert (
+        np.abs(open_ - rest).mean() > 0.5 and np.abs(open_[:20] - rest[:20]).mean() < 2
+    )  # the mouth moved, the top did not
 
 
 @pytest.mark.slow
@@ -95,7 +110,9 @@ def test_build_avatar_from_photo_and_bad_photos(tmp_path):
 
     Image.fromarray(data.astronaut()).save(tmp_path / "me.jpg")
     photo = ("build-avatar", "--image", str(tmp_path / "me.jpg"), "--out", str(tmp_path / "me"))
-    result = run(*photo, "--preset", "tiny", "--work", str(tmp_path / "work"))  # R2V on synthesised pairs, a few steps
+    result = run(
+        *photo, "--preset", "tiny", "--work", str(tmp_path / "work")
+    )  # R2V on synthesised pairs, a few steps
     assert result.returncode == 0, result.stderr
     assert "r2v_lite" in json.loads((tmp_path / "me" / "avatar.json").read_text())["files"]
     result = run(*photo, "--preset", "none")
@@ -108,3 +125,15 @@ def test_build_avatar_from_photo_and_bad_photos(tmp_path):
         result = run("build-avatar", "--image", str(tmp_path / photo), "--out", str(tmp_path / "bad"))
         assert result.returncode == 2 and message in result.stderr and "Traceback" not in result.stderr
         assert not (tmp_path / "bad").exists()
+
+
+def test_a_bug_shows_its_traceback_instead_of_passing_for_bad_input(monkeypatch):
+    """Only the engine's own errors (and file errors) become one line and exit status 2."""
+    from engine import cli
+
+    def broken(args):
+        raise ValueError("a bug")
+
+    monkeypatch.setattr(cli, "animate", broken)
+    with pytest.raises(ValueError, match="a bug"):
+        cli.main(["animate", "--demo", "--out", "x.mp4"])

@@ -83,7 +83,9 @@ def test_full_official_shapes_v093_pbmm(tmp_path):
     config = imported.network.config
     assert (config.n_hidden, config.n_classes, config.input_size) == (2048, 29, 494)
     lstm_bias_hh = imported.network.lstm.bias_hh_l0.numel()  # torch's second LSTM bias, zero (TF has one)
-    assert sum(p.numel() for p in imported.network.parameters()) - lstm_bias_hh == sum(v.size for v in weights.values())
+    assert sum(p.numel() for p in imported.network.parameters()) - lstm_bias_hh == sum(
+        v.size for v in weights.values()
+    )
     x = inputs(6)
     assert np.abs(torch_logits(imported.network, x)[0] - numpy_deepspeech("0.9.3", weights, x)).max() <= 1e-4
     assert time.perf_counter() - start < 60  # generous: the file write + import is the bulk
@@ -121,7 +123,13 @@ def test_v010_refuses_a_carried_state():
 def test_mfcc_settings_are_read_from_the_graph(tmp_path):
     write_pbmm(tmp_path / "m.pbmm", n_hidden=16)
     mfcc = load_deepspeech(tmp_path / "m.pbmm").mfcc
-    assert (mfcc.window, mfcc.step, mfcc.channels, mfcc.coefficients, mfcc.upper_hz) == (512, 320, 40, 26, 8000)
+    assert (mfcc.window, mfcc.step, mfcc.channels, mfcc.coefficients, mfcc.upper_hz) == (
+        512,
+        320,
+        40,
+        26,
+        8000,
+    )
 
 
 def _write_graph(path, version, weights, **kwargs):
@@ -135,12 +143,24 @@ def _write_graph(path, version, weights, **kwargs):
         (lambda p: p.write_bytes(b""), "not a TensorFlow graph"),
         (lambda p: p.write_bytes(np.random.default_rng(0).bytes(4000)), "not a TensorFlow graph"),
         (lambda p: _write_graph(p, "0.1.0", {}), "not a DeepSpeech 0.1.0 or 0.9.3"),
-        (lambda p: _write_graph(p, "0.9.3", official_weights("0.9.3", 16), graph_version=5), "graph version 5"),
         (
-            lambda p: _write_graph(p, "0.9.3", {k: v for k, v in official_weights("0.9.3", 16).items() if k != V093_CELL + "kernel"}),
+            lambda p: _write_graph(p, "0.9.3", official_weights("0.9.3", 16), graph_version=5),
+            "graph version 5",
+        ),
+        (
+            lambda p: _write_graph(
+                p,
+                "0.9.3",
+                {k: v for k, v in official_weights("0.9.3", 16).items() if k != V093_CELL + "kernel"},
+            ),
             "missing cudnn_lstm/rnn/multi_rnn_cell/cell_0/cudnn_compatible_lstm_cell/kernel",
         ),
-        (lambda p: _write_graph(p, "0.1.0", {**official_weights("0.1.0", 16), "h3": np.zeros((16, 16), np.float32)}), r"h3 has shape \[16, 16\], expected \[16, 32\]"),
+        (
+            lambda p: _write_graph(
+                p, "0.1.0", {**official_weights("0.1.0", 16), "h3": np.zeros((16, 16), np.float32)}
+            ),
+            r"h3 has shape \[16, 16\], expected \[16, 32\]",
+        ),
     ],
     ids=["empty", "random bytes", "not deepspeech", "other version", "missing tensor", "misshaped tensor"],
 )

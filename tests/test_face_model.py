@@ -56,10 +56,31 @@ def test_procrustes_recovers_a_similarity():
 
 
 def test_rig_has_named_distinct_shapes(face_model):
-    required = {"jawOpen", "mouthClose", "mouthFunnel", "mouthPucker", "mouthSmile_L", "mouthSmile_R", "mouthFrown_L",
-                "mouthFrown_R", "mouthStretch_L", "mouthStretch_R", "mouthRollLower", "mouthRollUpper", "mouthPress_L",
-                "mouthPress_R", "mouthShrugLower", "mouthShrugUpper", "mouthLowerLipTuck", "eyeBlink_L", "eyeBlink_R",
-                "browInnerUp", "browDown_L", "browDown_R", "cheekPuff"}
+    required = {
+        "jawOpen",
+        "mouthClose",
+        "mouthFunnel",
+        "mouthPucker",
+        "mouthSmile_L",
+        "mouthSmile_R",
+        "mouthFrown_L",
+        "mouthFrown_R",
+        "mouthStretch_L",
+        "mouthStretch_R",
+        "mouthRollLower",
+        "mouthRollUpper",
+        "mouthPress_L",
+        "mouthPress_R",
+        "mouthShrugLower",
+        "mouthShrugUpper",
+        "mouthLowerLipTuck",
+        "eyeBlink_L",
+        "eyeBlink_R",
+        "browInnerUp",
+        "browDown_L",
+        "browDown_R",
+        "cheekPuff",
+    }
     assert required <= set(EXPRESSION_NAMES)
     basis = face_model.basis.reshape(NUM_EXP, -1)
     assert (np.abs(basis).max(1) > 0.25).all()  # every shape visibly moves something (model units ~ cm)
@@ -68,15 +89,17 @@ def test_rig_has_named_distinct_shapes(face_model):
 
 def test_rig_sides_and_directions(face_model):
     v = face_model.identity.vertices
-    shape = dict(zip(EXPRESSION_NAMES, face_model.basis))
+    shape = dict(zip(EXPRESSION_NAMES, face_model.basis, strict=True))
     assert shape["jawOpen"][152, 1] > 1.0  # the chin drops (y down) by over a centimetre
     assert np.abs(shape["jawOpen"][10]).max() < 1e-6  # the forehead stays
     # The upper lip stays whole as the jaw opens: its middle rows (11, 12 above the inner edge 13)
     # do not slide down over the open mouth.
     assert np.abs(shape["jawOpen"][[0, 11, 12, 13]]).max() < 1e-6
-    assert shape["mouthSmile_L"][291, 1] < 0 and shape["mouthSmile_L"][291, 0] > 0  # the left corner goes up and out
+    assert shape["mouthSmile_L"][291, 1] < 0 and shape["mouthSmile_L"][291, 0] > 0  # left corner: up and out
     assert np.abs(shape["mouthSmile_L"][61]).max() < 0.05  # the right corner stays
-    assert v[159, 1] + shape["eyeBlink_R"][159, 1] == pytest.approx(v[145, 1] + shape["eyeBlink_R"][145, 1], abs=0.05)  # lids meet
+    assert v[159, 1] + shape["eyeBlink_R"][159, 1] == pytest.approx(
+        v[145, 1] + shape["eyeBlink_R"][145, 1], abs=0.05
+    )  # lids meet
 
 
 def test_rig_scales_with_the_identity(face_model):
@@ -107,12 +130,16 @@ def test_fit_is_stable_under_tracking_noise(face_model):
 
 
 def test_identity_from_landmarks_reproduces_the_photo(avatar):
-    landmarks = avatar.identity.camera.to_landmarks(FaceModel(avatar.identity).vertices(avatar.reference_params))[0]
+    landmarks = avatar.identity.camera.to_landmarks(
+        FaceModel(avatar.identity).vertices(avatar.reference_params)
+    )[0]
     identity, params = Identity.from_landmarks(landmarks, avatar.identity.camera)
     again = FaceModel(identity).landmarks(params)[0]
     assert np.abs(again - landmarks).max() < 1e-4  # pixels
     eye_span = np.linalg.norm(identity.vertices[263] - identity.vertices[33])
-    assert eye_span == pytest.approx(9.0, rel=0.02)  # set in the image plane; the corners differ a little in depth
+    assert eye_span == pytest.approx(
+        9.0, rel=0.02
+    )  # set in the image plane; the corners differ a little in depth
 
 
 def test_camera_resize_keeps_the_view():

@@ -12,7 +12,9 @@ def test_triangles_form_the_face_surface():
     boundary = {v for e, n in uses.items() if n == 1 for v in e}
     r = topology.regions()
     # Four boundary loops: the face's outline and the holes of the mouth and both eyes.
-    assert boundary == set(r.face_oval) | set(r.mouth_hole) | set(r.eye_hole("left")) | set(r.eye_hole("right"))
+    assert boundary == set(r.face_oval) | set(r.mouth_hole) | set(r.eye_hole("left")) | set(
+        r.eye_hole("right")
+    )
 
 
 def test_faces_wind_counter_clockwise_on_a_frontal_face(avatar):
@@ -31,5 +33,7 @@ def test_regions_are_ordered_contours(avatar):
         assert upper[0] == lower[0] and upper[-1] == lower[-1]  # they meet at the corners
         assert uv[upper[1:-1], 1].mean() < uv[lower[1:-1], 1].mean()  # upper lid above the lower
     assert uv[r.lips_outer_upper, 1].mean() < uv[r.lips_outer_lower, 1].mean()
-    assert uv[r.brow["left"], 0].mean() > uv[r.brow["right"], 0].mean()  # the person's left is on the image's right
+    assert (
+        uv[r.brow["left"], 0].mean() > uv[r.brow["right"], 0].mean()
+    )  # the person's left is on the image's right
     assert len(r.face_oval) == 36 and len(r.nose) > 10

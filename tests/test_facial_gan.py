@@ -15,12 +15,16 @@ from models.facial_gan import (
     generator_loss,
 )
 
-SMALL = FacialGANConfig(feature_dim=5, num_params=32, window=32, width=4, unet_channels=(1, 2, 2), disc_width=8)
+SMALL = FacialGANConfig(
+    feature_dim=5, num_params=32, window=32, width=4, unet_channels=(1, 2, 2), disc_width=8
+)
 
 
 def _inputs(batch=2, config=SMALL):
     torch.manual_seed(0)
-    return torch.randn(batch, config.window, config.local_window, config.feature_dim), torch.randn(batch, config.num_params)
+    return torch.randn(batch, config.window, config.local_window, config.feature_dim), torch.randn(
+        batch, config.num_params
+    )
 
 
 def test_generator_and_discriminator_shapes():
@@ -88,7 +92,9 @@ def test_losses_terms_and_weights():
     assert terms["first_frame"] == pytest.approx(1 / 32)
     fake[:, 4:, 0] = 1.0  # a pose step: one frame of motion error
     _, terms = generator_loss(fake, real, scores, LossWeights(), first_frame=False)
-    assert terms["motion"] == pytest.approx(1.0 * 2 / (2 * 7 * 6) * 1)  # weight 1 (pose), one step per batch item
+    assert terms["motion"] == pytest.approx(
+        1.0 * 2 / (2 * 7 * 6) * 1
+    )  # weight 1 (pose), one step per batch item
     assert float(discriminator_loss(torch.ones(3), torch.zeros(3))) == 0
 
 

@@ -19,6 +19,7 @@ from engine.audio.features import (
     kinds,
     num_frames,
 )
+from engine.audio.pcm import BadAudioError
 from engine.types import FPS, SAMPLE_RATE, AudioChunk, frame_pts
 
 CHUNKS = (160, 320, 533, 1600, 7919)  # 10 ms, 20 ms, one frame, 100 ms, an odd size
@@ -49,7 +50,9 @@ class _FrameEnergyStream(FeatureStream):
 
     def _process(self, pcm):
         self.audio = np.concatenate([self.audio, pcm])
-        ready = max(self.frames_emitted, num_frames(len(self.audio) + 1) - 2)  # frames whose next frame is whole
+        ready = max(
+            self.frames_emitted, num_frames(len(self.audio) + 1) - 2
+        )  # frames whose next frame is whole
         return self.extractor._offline(self.audio[: frame_pts(ready + 1)])[self.frames_emitted : ready]
 
     def _finish(self):
@@ -85,7 +88,9 @@ def model_files(tmp_path_factory):
 
 # Each kind with random weights; "builtin default" is the shipped model.
 VARIANTS = {"deepspeech": ("0.9.3", "0.1.0"), "builtin": ("random", "default")}
-EXTRACTORS = [("energy (base class)", None)] + [(kind, variant) for kind in kinds() for variant in VARIANTS.get(kind, ("default",))]
+EXTRACTORS = [("energy (base class)", None)] + [
+    (kind, variant) for kind in kinds() for variant in VARIANTS.get(kind, ("default",))
+]
 
 
 @pytest.fixture(params=EXTRACTORS, ids=lambda p: p[0] + (f" {p[1]}" if p[1] else ""))
@@ -147,7 +152,11 @@ def test_stream_on_the_session_clock(any_extractor):
 def test_gap_is_silence_and_overlap_is_refused():
     ex, audio = FrameEnergy(), speech_like(0.5)
     stream = ex.stream()
-    frames = stream.push(AudioChunk(audio[:3000], 0)) + stream.push(AudioChunk(audio[3000:], 3500)) + stream.flush()
+    frames = (
+        stream.push(AudioChunk(audio[:3000], 0))
+        + stream.push(AudioChunk(audio[3000:], 3500))
+        + stream.flush()
+    )
     expected = ex.offline(np.concatenate([audio[:3000], np.zeros(500, np.float32), audio[3000:]]))
     np.testing.assert_allclose(np.stack([f.values for f in frames]), expected, atol=1e-6)
     stream = ex.stream()
@@ -161,11 +170,11 @@ def test_stream_misuse_and_bad_samples():
     assert stream.flush() == []  # nothing pushed, nothing out
     with pytest.raises(FeatureError, match="push after flush"):
         stream.push(AudioChunk(np.zeros(10, np.float32), 0))
-    with pytest.raises(ValueError, match="NaN or infinite sample at 0.001 s"):
+    with pytest.raises(BadAudioError, match="NaN or infinite sample at 0.001 s"):
         FrameEnergy().stream().push(AudioChunk(np.array([0.0] * 16 + [np.inf], np.float32), 0))
-    with pytest.raises(ValueError, match="NaN"):
+    with pytest.raises(BadAudioError, match="NaN"):
         FrameEnergy().offline(np.array([0.1, np.nan], np.float32))
-    with pytest.raises(ValueError, match="mono"):
+    with pytest.raises(BadAudioError, match="mono"):
         FrameEnergy().offline(np.zeros((100, 2), np.float32))
 
 

@@ -58,7 +58,11 @@ pytestmark = [
 @asynccontextmanager
 async def firefox_page(url: str, profile: Path) -> AsyncIterator[BidiPage]:
     """Headless Firefox showing `url` (loaded, with RECORD_PEER_CONNECTIONS), killed on exit."""
-    async with firefox(profile) as port, aiohttp.ClientSession() as http, BidiPage.connect(http, port) as page:
+    async with (
+        firefox(profile) as port,
+        aiohttp.ClientSession() as http,
+        BidiPage.connect(http, port) as page,
+    ):
         await page.add_preload_script(RECORD_PEER_CONNECTIONS)
         await page.navigate(url)
         yield page
@@ -67,7 +71,7 @@ async def firefox_page(url: str, profile: Path) -> AsyncIterator[BidiPage]:
 async def next_frames_decoded(page: BidiPage) -> tuple[int, float]:
     """(frames decoded, monotonic seconds) at the page's next stats update."""
     before = await page.evaluate("window.avatarStats.framesDecoded")
-    while (frames := await page.evaluate("window.avatarStats.framesDecoded")) == before:
+    while (frames := await page.evaluate("window.avatarStats.framesDecoded")) == before:  # noqa: ASYNC110 (polls the page: the browser sends the test no event for it)
         await asyncio.sleep(STATS_POLL_S)
     return frames, time.monotonic()
 

@@ -71,7 +71,9 @@ def test_r2v_when_the_avatar_has_weights(offline, params):
     renderer = AvatarRenderer(bundle, SIZE)
     faces = (renderer.face(params[:3]).frames * 255 + 0.5).byte().float() / 255
     attention = (renderer.attention(params[1]) * 255 + 0.5).byte().float() / 255
-    stack = torch.cat([faces[[0, 0, 1, 2]].permute(0, 3, 1, 2).reshape(1, 12, SIZE, SIZE), attention[:, None]], 1)
+    stack = torch.cat(
+        [faces[[0, 0, 1, 2]].permute(0, 3, 1, 2).reshape(1, 12, SIZE, SIZE), attention[:, None]], 1
+    )
     # R2V makes the whole frame it was trained on; its face region is cut out and pasted.
     paste, box = PasteBack(source.framing, bundle.reference), source.boxes(params[1])
     expected = paste(paste.cut(model.generate(stack).permute(0, 2, 3, 1), box), box)[0]
@@ -88,7 +90,9 @@ def test_history_carries_across_calls(offline, params):
     bundle, _ = offline
     whole = FrameSource(bundle, live=True).render(params)
     source = FrameSource(bundle, live=True)
-    pieces = np.concatenate([source.render(params[:4]), source.render(params[4:5]), source.render(params[5:])])
+    pieces = np.concatenate(
+        [source.render(params[:4]), source.render(params[4:5]), source.render(params[5:])]
+    )
     assert np.abs(pieces.astype(int) - whole).max() <= 1  # batches of another size may round differently
     source.reset()
     assert np.array_equal(source.render(params[:4]), whole[:4])
@@ -131,7 +135,7 @@ def test_idle_avatar_through_r2v_is_a_pure_thread_safe_function_of_the_index(off
     with ThreadPoolExecutor(4) as pool:
         threaded = list(pool.map(idle.frame, indices))
     fresh = IdleAvatar(bundle, size=SIZE, seed=1)
-    for index, frame in zip(indices, threaded):
+    for index, frame in zip(indices, threaded, strict=True):
         assert np.array_equal(frame, fresh.frame(index))
 
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 import numpy as np
 
 from engine.audio.features import num_frames
-from engine.train import gan_prosody
-from engine.train.gan_prosody import Prosody, analyse, blinks, head_motion, measure
+from engine.train.gan import prosody as gan_prosody
+from engine.train.gan.prosody import Prosody, analyse, blinks, head_motion, measure
 from engine.types import FPS, SAMPLE_RATE
 
 POSE_STD = np.array([0.035, 0.045, 0.02, 0.15, 0.12, 0.1])
@@ -48,7 +48,9 @@ def _utterance(accents: set[int], vowels: int = 8, start: float = 0.5) -> list[t
 
 def test_phrases_split_at_pauses_and_accents_found():
     first = _utterance({2})
-    second = [(p, s + first[-1][1] + 0.4, e + first[-1][1] + 0.4) for p, s, e in _utterance({5}, start=0.0)[1:]]
+    second = [
+        (p, s + first[-1][1] + 0.4, e + first[-1][1] + 0.4) for p, s, e in _utterance({5}, start=0.0)[1:]
+    ]
     pattern = first[:-1] + [("SIL", first[-1][1], first[-1][1] + 0.4)] + second
     segs, audio = _spoken(pattern)
     prosody = analyse(segs, audio, num_frames(len(audio)))
@@ -69,7 +71,10 @@ def test_nods_follow_accents_and_the_head_settles_in_pauses():
     assert nod.max() > 0.02 and abs(nod.argmax() / FPS - accent) < 0.35
     assert brows.max() > 0.1
     # The head turns during the phrase and settles most of the way back in the pause after it.
-    drift_free = plain[:, 1] - head_motion(Prosody(quiet.energy_db, quiet.f0, [], []), POSE_STD, np.random.default_rng(0))[0][:, 1]
+    drift_free = (
+        plain[:, 1]
+        - head_motion(Prosody(quiet.energy_db, quiet.f0, [], []), POSE_STD, np.random.default_rng(0))[0][:, 1]
+    )
     end = int(prosody.phrases[0][1] * FPS)
     assert np.abs(drift_free[:end]).max() > 0.5 * POSE_STD[1]
     assert np.abs(drift_free[-10:]).max() < 0.5 * np.abs(drift_free[:end]).max()

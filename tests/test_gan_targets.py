@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from engine.face.topology import LOWER_LIP_MID_INNER, UPPER_LIP_MID_INNER
-from engine.train import gan_targets
-from engine.train.gan_targets import TargetConfig, targets, viseme_channels
+from engine.train.gan import targets as gan_targets
+from engine.train.gan.targets import TargetConfig, targets, viseme_channels
 from engine.types import EXP_START, EXPRESSION_NAMES, FPS, SAMPLE_RATE, FaceParams
 
 
@@ -32,7 +32,9 @@ def _exp(params: FaceParams, name: str) -> np.ndarray:
 def _speech(seconds: float) -> np.ndarray:
     """A voiced buzz: enough for the prosody measurements."""
     t = np.arange(int(seconds * SAMPLE_RATE)) / SAMPLE_RATE
-    return (0.3 * np.sign(np.sin(2 * np.pi * 120 * t)) * (0.6 + 0.4 * np.sin(2 * np.pi * 3 * t))).astype(np.float32)
+    return (0.3 * np.sign(np.sin(2 * np.pi * 120 * t)) * (0.6 + 0.4 * np.sin(2 * np.pi * 3 * t))).astype(
+        np.float32
+    )
 
 
 @pytest.mark.parametrize("duration", [0.06, 0.08, 0.1, 0.15])
@@ -48,7 +50,12 @@ def test_bilabials_close_at_their_centre_and_the_vowels_between_open(duration):
 
 def test_a_closure_holds_60_to_120_ms():
     for duration, hold in ((0.02, 0.06), (0.09, 0.09), (0.3, 0.12)):
-        segs = [("SIL", 0.0, 1.0), ("AA", 1.0, 1.4), ("B", 1.4, 1.4 + duration), ("AA", 1.4 + duration, 1.8 + duration)]
+        segs = [
+            ("SIL", 0.0, 1.0),
+            ("AA", 1.0, 1.4),
+            ("B", 1.4, 1.4 + duration),
+            ("AA", 1.4 + duration, 1.8 + duration),
+        ]
         t = np.arange(0, 2.5, 0.001)
         closed = gan_targets.closures(segs, t) > 0.999
         assert abs(closed.sum() * 0.001 - hold) < 0.003

@@ -8,11 +8,19 @@ import pytest
 import torch
 
 from engine.audio.features import frame_windows
-from engine.train import gan
+from engine.train.gan import train as gan
 from engine.types import NUM_PARAMS, PARAM_NAMES, RIG_VERSION
 from models.facial_gan import FacialGANConfig
 
-TINY = FacialGANConfig(feature_dim=6, num_params=NUM_PARAMS, window=32, width=4, unet_channels=(1, 2, 2), disc_width=8, disc_layers=2)
+TINY = FacialGANConfig(
+    feature_dim=6,
+    num_params=NUM_PARAMS,
+    window=32,
+    width=4,
+    unet_channels=(1, 2, 2),
+    disc_width=8,
+    disc_layers=2,
+)
 CONFIG = gan.TrainConfig(window=32, stride=5, batch=8, lr=3e-3, steps=4, checkpoint_every=2)
 
 
@@ -44,7 +52,7 @@ def test_windows_cut_with_stride_and_local_windows_like_frame_windows():
 
 
 def test_too_short_data_is_a_clear_error():
-    with pytest.raises(ValueError, match="not enough data"):
+    with pytest.raises(gan.GanDataError, match="not enough data"):
         gan.Windows([(np.zeros((10, 6)), np.zeros((10, NUM_PARAMS)))], TINY, stride=5)
 
 
@@ -54,12 +62,18 @@ def test_training_lowers_the_loss_and_records_meta(tmp_path):
     generator = gan.fresh_generator(TINY, data)
     before = gan.validate(generator, data)
     config = dataclasses.replace(CONFIG, steps=24, checkpoint_every=12)
-    state = gan.train(generator, data, config, tmp_path / "c.ckpt", gan.meta("test", np.zeros(6)), data, log=lambda m: None)
+    state = gan.train(
+        generator, data, config, tmp_path / "c.ckpt", gan.meta("test", np.zeros(6)), data, log=lambda m: None
+    )
     assert gan.validate(generator, data) < 0.7 * before
     assert [h["step"] for h in state["history"]] == [12, 24] and "held_out_l2" in state["history"][-1]
     assert state["meta"]["rig_version"] == RIG_VERSION and state["meta"]["param_names"] == list(PARAM_NAMES)
     small = gan.shipped(state)
-    assert set(small) >= {"config", "generator", "meta"} and "opt_g" not in small and "discriminator" not in small
+    assert (
+        set(small) >= {"config", "generator", "meta"}
+        and "opt_g" not in small
+        and "discriminator" not in small
+    )
 
 
 def test_resume_continues_exactly(tmp_path):
@@ -70,10 +84,20 @@ def test_resume_continues_exactly(tmp_path):
         return gan.fresh_generator(TINY, data)
 
     straight = gan.train(fresh(), data, CONFIG, tmp_path / "a.ckpt", {}, log=lambda m: None)
-    half = gan.train(fresh(), data, dataclasses.replace(CONFIG, steps=2), tmp_path / "b.ckpt", {}, log=lambda m: None)
+    half = gan.train(
+        fresh(), data, dataclasses.replace(CONFIG, steps=2), tmp_path / "b.ckpt", {}, log=lambda m: None
+    )
     resume = gan.load(tmp_path / "b.ckpt")
     assert resume["step"] == half["step"] == 2
-    again = gan.train(gan.resumed_generator(resume), data, CONFIG, tmp_path / "b.ckpt", {}, resume=resume, log=lambda m: None)
+    again = gan.train(
+        gan.resumed_generator(resume),
+        data,
+        CONFIG,
+        tmp_path / "b.ckpt",
+        {},
+        resume=resume,
+        log=lambda m: None,
+    )
     for key, value in straight["generator"].items():
         assert torch.allclose(value.float(), again["generator"][key].float(), atol=1e-6), key
 
@@ -84,7 +108,10 @@ def test_causal_windows_see_nothing_after_their_end():
     full, _ = data.batch(np.array([1, 1]), np.array([False, True]))
     assert torch.equal(full[0, :25], full[1, :25])  # frames whose local windows end inside the window
     last = full[1, -1]  # the last frame's local window: its future is the last frame repeated
-    assert torch.equal(last[TINY.local_before :], last[TINY.local_before : TINY.local_before + 1].expand(TINY.local_after + 1, -1))
+    assert torch.equal(
+        last[TINY.local_before :],
+        last[TINY.local_before : TINY.local_before + 1].expand(TINY.local_after + 1, -1),
+    )
     assert not torch.equal(full[0, -1], full[1, -1])
 
 

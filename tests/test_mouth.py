@@ -11,12 +11,12 @@ import numpy as np
 import pytest
 
 from bench.lipsync import CLOSED, OPEN, Clip, Measured, envelope, events, lip_gaps
+from engine.audio.tts import Espeak
 from engine.face.model import FaceModel
 from engine.face.rest import closed_rest, inner_lip_gaps
 from engine.pipeline.idle import IdleMotion
 from engine.render.renderer import AvatarRenderer
-from engine.train.espeak import Espeak
-from engine.train.gan_data import espeak_segments
+from engine.train.gan.data import espeak_segments
 from engine.types import SAMPLE_RATE, FaceParams
 from engine.video import read_frames
 
@@ -51,9 +51,7 @@ def test_the_rest_is_computed_from_the_reference_and_stored(avatar):
 def speech() -> tuple[np.ndarray, list]:
     from scipy import signal
 
-    espeak = Espeak.get()
-    espeak.set_voice("en-us")
-    synthesis = espeak.synthesize(SENTENCE)
+    synthesis = Espeak.get().synthesize(SENTENCE)
     pcm = signal.resample_poly(synthesis.audio, SAMPLE_RATE // 50, synthesis.sample_rate // 50)
     return pcm, espeak_segments(synthesis)
 

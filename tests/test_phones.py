@@ -25,7 +25,11 @@ def test_every_phone_in_exactly_one_viseme_group():
     members = [p for group in VISEME_GROUPS.values() for p in group]
     assert sorted(members) == sorted(PHONES)
     assert VISEMES == ("silence", "bilabial", "labiodental", "rounded", "open", "other")
-    assert [PHONES[i] for i in np.flatnonzero(VISEME_OF_PHONE == VISEMES.index("bilabial"))] == ["B", "M", "P"]
+    assert [PHONES[i] for i in np.flatnonzero(VISEME_OF_PHONE == VISEMES.index("bilabial"))] == [
+        "B",
+        "M",
+        "P",
+    ]
     assert VISEME_OF_PHONE[PHONE_INDEX["F"]] == VISEMES.index("labiodental")
     assert VISEME_OF_PHONE[PHONE_INDEX["UW"]] == VISEMES.index("rounded")
     assert VISEME_OF_PHONE[PHONE_INDEX["AA"]] == VISEMES.index("open")
@@ -35,7 +39,7 @@ def test_every_phone_in_exactly_one_viseme_group():
     "ipa, phones",
     [("ˈeɪ", ["EY"]), ("tʃ", ["CH"]), ("dʒ", ["JH"]), ("ɑ̃", ["AA"]), ("ɚ", ["ER"]), ("ts", ["T", "S"]),
      ("mʲ", ["M"]), ("(en)", []), ("ˈiː", ["IY"]), ("ŋ", ["NG"]), ("ʃ", ["SH"]), ("ɾ", ["D"])],
-)  # fmt: skip
+)
 def test_ipa_mapping(ipa, phones):
     assert ipa_to_phones(ipa) == phones
 

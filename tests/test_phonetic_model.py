@@ -1,7 +1,15 @@
 import numpy as np
 import torch
 
-from models.phonetic import LogMel, PhoneticConfig, PhoneticNet, RunningCMVN, load_phonetic, mel_filterbank, save_phonetic
+from models.phonetic import (
+    LogMel,
+    PhoneticConfig,
+    PhoneticNet,
+    RunningCMVN,
+    load_phonetic,
+    mel_filterbank,
+    save_phonetic,
+)
 
 CONFIG = PhoneticConfig(channels=16, dilations=(1, 2), lookahead_steps=2)
 

@@ -84,7 +84,9 @@ def test_generator_losses_use_the_paper_weights(images):
     assert losses["gan"].item() == pytest.approx(w.gan * 0.25)
     assert losses["feature_matching"].item() == pytest.approx(w.feature_matching * 4.0)
     assert (w.feature_matching, w.perceptual, w.l1) == (2, 10, 50)
-    assert losses["total"].item() == pytest.approx(sum(v.item() for k, v in losses.items() if k != "total"), rel=1e-6)
+    assert losses["total"].item() == pytest.approx(
+        sum(v.item() for k, v in losses.items() if k != "total"), rel=1e-6
+    )
     losses["total"].backward()
     assert output.grad is not None and output.grad.abs().sum() > 0
     reconstruction_only = generator_losses(output, target, None, w)

@@ -1,4 +1,4 @@
-"""engine/train/r2v.py and r2v_data.py: sampled training data, a few steps on tiny sizes, resume."""
+"""engine/train/r2v/train.py and r2v_data.py: sampled training data, a few steps on tiny sizes, resume."""
 from __future__ import annotations
 
 import json
@@ -8,11 +8,12 @@ import pytest
 import torch
 
 from engine.render.renderer import AvatarRenderer
-from engine.train.r2v import R2VTrainConfig, R2VTrainer
-from engine.train.r2v_quality import mouth_boxes, quality
-from engine.train.r2v_data import render_segment, sample_params, window_batch
+from engine.train.r2v.data import render_segment, sample_params, window_batch
+from engine.train.r2v.quality import mouth_boxes, quality
+from engine.train.r2v.train import R2VTrainConfig, R2VTrainer
 from models.discriminators import PatchGANConfig
 from models.r2v import R2VConfig
+
 
 @pytest.fixture(autouse=True)
 def one_thread():
@@ -55,7 +56,9 @@ def test_segments_and_windows(avatar):
     batch = window_batch(segment, [0, 9], past=2, future=1)
     assert batch.stack.shape == (2, 3 * 4 + 1, 64, 64)
     first = segment.face[0].permute(2, 0, 1).float() / 255
-    assert torch.equal(batch.stack[0, 0:3], first) and torch.equal(batch.stack[0, 6:9], first)  # clamped at the start
+    assert torch.equal(batch.stack[0, 0:3], first) and torch.equal(
+        batch.stack[0, 6:9], first
+    )  # clamped at the start
     assert torch.equal(batch.stack[1, 9:12], segment.face[9].permute(2, 0, 1).float() / 255)  # and at the end
     assert torch.equal(batch.target[1], segment.target[9].permute(2, 0, 1).float() / 255)
 
@@ -68,7 +71,12 @@ def test_quality_metrics():
     assert mouth_boxes(frames, mouth).shape == (4, 3, 16, 16)
     assert mouth_boxes(frames[:, :, :32, :32], mouth[:, :32, :32]).shape == (4, 3, 16, 16)  # room for SSIM
     perfect = quality(frames, frames, mouth)
-    assert perfect.psnr > 90 and perfect.ssim == pytest.approx(1) and perfect.mouth_ssim == pytest.approx(1) and perfect.flicker == 0
+    assert (
+        perfect.psnr > 90
+        and perfect.ssim == pytest.approx(1)
+        and perfect.mouth_ssim == pytest.approx(1)
+        and perfect.flicker == 0
+    )
     still = quality(torch.full_like(frames, 0.5), frames, mouth)  # a frozen output: all the truth's
     assert still.psnr < 15 and still.mouth_psnr < 15 and still.flicker > 50  # motion is flicker error
 
@@ -92,7 +100,9 @@ def test_resume_continues_at_the_same_step(avatar, tmp_path):
     assert trainer.step == 3 and (tmp_path / "checkpoint.pt").is_file()
     resumed = R2VTrainer(avatar, R2VTrainConfig(**{**config.__dict__, "steps": 5}), tmp_path)
     assert resumed.step == 3 and resumed.config.steps == 5
-    for mine, theirs in zip(trainer.model.state_dict().values(), resumed.model.state_dict().values()):
+    for mine, theirs in zip(
+        trainer.model.state_dict().values(), resumed.model.state_dict().values(), strict=True
+    ):
         assert torch.equal(mine, theirs)
     assert resumed.opt_g.state_dict()["state"]  # the optimiser's moments came back too
     resumed.train(progress=False)

@@ -1,4 +1,4 @@
-"""R2V on a video's frames (engine/train/r2v_data.py VideoSource, engine/train/r2v.py): a synthetic
+"""R2V on a video's frames (engine/train/r2v/data.py VideoSource, engine/train/r2v/train.py): a synthetic
 "video" made by the direct compositor under sampled parameters, so the truth is known, with some
 frames marked lost and a time split into training and held-out frames."""
 from __future__ import annotations
@@ -9,9 +9,17 @@ import torch
 from PIL import Image
 
 from engine.render.renderer import AvatarRenderer
-from engine.train.r2v import R2VTrainConfig, R2VTrainer
-from engine.train.r2v_quality import GRID_ROWS, evaluate_video, mouth_boxes, psnr, run_segment
-from engine.train.r2v_data import TrainingDataError, VideoSource, fit_frames, render_segment, sample_params, usable_runs, video_segment
+from engine.train.r2v.data import (
+    TrainingDataError,
+    VideoSource,
+    fit_frames,
+    render_segment,
+    sample_params,
+    usable_runs,
+    video_segment,
+)
+from engine.train.r2v.quality import GRID_ROWS, evaluate_video, mouth_boxes, psnr, run_segment
+from engine.train.r2v.train import R2VTrainConfig, R2VTrainer
 from models.discriminators import PatchGANConfig
 from models.losses import ssim
 from models.r2v import R2V, R2VConfig
@@ -70,8 +78,14 @@ def test_segments_never_include_lost_frames_nor_cross_the_split(video):
         assert torch.equal(segment.target, torch.from_numpy(frames[index]))  # the real frames are the targets
         lengths.append(len(segment))
     assert min(lengths) == 10 and max(lengths) == 12  # the 10-frame run is used whole
-    inputs = render_segment(renderer, params[index[0] : index[-1] + 1])  # rendered from the tracked parameters
-    assert torch.equal(segment.face, inputs.face) and torch.equal(segment.attention, inputs.attention) and torch.equal(segment.mouth, inputs.mouth)
+    inputs = render_segment(
+        renderer, params[index[0] : index[-1] + 1]
+    )  # rendered from the tracked parameters
+    assert (
+        torch.equal(segment.face, inputs.face)
+        and torch.equal(segment.attention, inputs.attention)
+        and torch.equal(segment.mouth, inputs.mouth)
+    )
     with pytest.raises(TrainingDataError, match="no run of 14 consecutive usable frames"):
         source.segment(16, 14, rng)
     held_out = video_segment(renderer, frames, params, usable, (SPLIT, FRAMES), 4)
@@ -80,7 +94,9 @@ def test_segments_never_include_lost_frames_nor_cross_the_split(video):
 
 def test_a_memmap_video_is_read_a_segment_at_a_time(video, tmp_path):
     frames, params, usable, renderer = video
-    on_disk = np.lib.format.open_memmap(tmp_path / "frames.npy", mode="w+", dtype=np.uint8, shape=frames.shape)
+    on_disk = np.lib.format.open_memmap(
+        tmp_path / "frames.npy", mode="w+", dtype=np.uint8, shape=frames.shape
+    )
     on_disk[:] = frames
     on_disk.flush()
     read_only = np.load(tmp_path / "frames.npy", mmap_mode="r")
@@ -115,14 +131,27 @@ def test_training_on_a_video_lowers_the_loss_and_resumes(avatar, video, tmp_path
     assert trainer.validate().psnr > before.psnr + 1  # on held-out frames (+2 dB when measured)
     assert (tmp_path / "val" / "step_000030.png").is_file()
     trainer.save_checkpoint()
-    resumed = R2VTrainer(avatar, R2VTrainConfig(**{**CONFIG.__dict__, "steps": 32}), tmp_path, source=source, validation=validation)
+    resumed = R2VTrainer(
+        avatar,
+        R2VTrainConfig(**{**CONFIG.__dict__, "steps": 32}),
+        tmp_path,
+        source=source,
+        validation=validation,
+    )
     assert resumed.step == 30
-    for mine, theirs in zip(trainer.model.state_dict().values(), resumed.model.state_dict().values()):
+    for mine, theirs in zip(
+        trainer.model.state_dict().values(), resumed.model.state_dict().values(), strict=True
+    ):
         assert torch.equal(mine, theirs)
     resumed.train(progress=False)
     assert resumed.step == 32
     with pytest.raises(TrainingDataError, match="renders 32x32"):
-        R2VTrainer(avatar, CONFIG, tmp_path / "other", source=VideoSource(AvatarRenderer(avatar, 32), frames, params, usable, (0, SPLIT)))
+        R2VTrainer(
+            avatar,
+            CONFIG,
+            tmp_path / "other",
+            source=VideoSource(AvatarRenderer(avatar, 32), frames, params, usable, (0, SPLIT)),
+        )
 
 
 def test_evaluation_over_the_held_out_frames_matches_a_direct_computation(video, tmp_path):
@@ -131,7 +160,12 @@ def test_evaluation_over_the_held_out_frames_matches_a_direct_computation(video,
     model = R2V(MODEL).eval()
     for p in model.parameters():  # an output that depends on the whole input stack
         p.data.add_(0.05 * torch.randn_like(p))
-    result = evaluate_video(model, VideoSource(renderer, frames, params, usable, (SPLIT, FRAMES)), batch=4, grid_path=tmp_path / "grid.png")
+    result = evaluate_video(
+        model,
+        VideoSource(renderer, frames, params, usable, (SPLIT, FRAMES)),
+        batch=4,
+        grid_path=tmp_path / "grid.png",
+    )
 
     per_frame, flicker = [], []
     for a, b in [(36, 42), (43, 48)]:  # each held-out run whole, as its own clip
@@ -139,8 +173,20 @@ def test_evaluation_over_the_held_out_frames_matches_a_direct_computation(video,
         outputs = run_segment(model.generate, clip, MODEL)
         truth = clip.target.permute(0, 3, 1, 2).float() / 255
         out_mouth, gt_mouth = mouth_boxes(outputs, clip.mouth.bool()), mouth_boxes(truth, clip.mouth.bool())
-        per_frame.append(torch.stack([psnr(outputs, truth), ssim(outputs, truth), psnr(out_mouth, gt_mouth), ssim(out_mouth, gt_mouth)], 1))
+        per_frame.append(
+            torch.stack(
+                [
+                    psnr(outputs, truth),
+                    ssim(outputs, truth),
+                    psnr(out_mouth, gt_mouth),
+                    ssim(out_mouth, gt_mouth),
+                ],
+                1,
+            )
+        )
         flicker.append((outputs.diff(dim=0) - truth.diff(dim=0)).abs().flatten() * 255)
     expected = torch.cat(per_frame).mean(0).tolist() + [torch.cat(flicker).mean().item()]
-    assert [result.psnr, result.ssim, result.mouth_psnr, result.mouth_ssim, result.flicker] == pytest.approx(expected, rel=1e-4)
+    assert [result.psnr, result.ssim, result.mouth_psnr, result.mouth_ssim, result.flicker] == pytest.approx(
+        expected, rel=1e-4
+    )
     assert np.asarray(Image.open(tmp_path / "grid.png")).shape == (GRID_ROWS * SIZE, 4 * SIZE, 3)

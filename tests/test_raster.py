@@ -18,7 +18,7 @@ def pixel_centres(height: int = H, width: int = W) -> tuple[torch.Tensor, torch.
 def screen(xy: list[tuple[float, float]], z: float | list[float] = 1.0) -> torch.Tensor:
     """[1, V, 3] screen-space vertices from (x, y) pairs and one depth or one per vertex."""
     zs = [z] * len(xy) if isinstance(z, float) else z
-    return torch.tensor([[(x, y, d) for (x, y), d in zip(xy, zs)]], dtype=torch.float32)
+    return torch.tensor([[(x, y, d) for (x, y), d in zip(xy, zs, strict=True)]], dtype=torch.float32)
 
 
 def coverage_count(verts: torch.Tensor, faces: torch.Tensor, height: int, width: int) -> torch.Tensor:
@@ -29,7 +29,7 @@ def coverage_count(verts: torch.Tensor, faces: torch.Tensor, height: int, width:
 def inside_triangle(x, y, corners) -> tuple[torch.Tensor, torch.Tensor]:
     """(strictly inside, within 1e-6 px of an edge) for points x, y against a float64 triangle."""
     signed = []
-    for (ax, ay), (bx, by) in zip(corners, corners[1:] + corners[:1]):
+    for (ax, ay), (bx, by) in zip(corners, corners[1:] + corners[:1], strict=True):
         length = math.hypot(bx - ax, by - ay)
         signed.append(((x - ax) * (by - ay) - (y - ay) * (bx - ax)) / length)
     signed = torch.stack(signed)
@@ -46,7 +46,7 @@ def test_triangle_covers_exactly_the_pixel_centres_inside_it():
     assert torch.equal(frags.mask[0], inside)
     (ax, ay), (bx, by), (cx, cy) = corners
     area = abs((bx - ax) * (cy - ay) - (by - ay) * (cx - ax)) / 2
-    perimeter = sum(math.dist(p, q) for p, q in zip(corners, corners[1:] + corners[:1]))
+    perimeter = sum(math.dist(p, q) for p, q in zip(corners, corners[1:] + corners[:1], strict=True))
     assert abs(frags.mask.sum().item() - area) < perimeter / 2
 
 

@@ -43,7 +43,9 @@ def speech_wav(path: Path) -> Path:
     return path
 
 
-async def test_the_readme_websocket_client_makes_the_avatar_speak(tmp_path: Path, http: aiohttp.ClientSession) -> None:
+async def test_the_readme_websocket_client_makes_the_avatar_speak(
+    tmp_path: Path, http: aiohttp.ClientSession
+) -> None:
     client = tmp_path / "tts_client.py"
     client.write_text(readme_client())
     async with live_server(ServerConfig(port=0, size=64)) as url:
@@ -58,7 +60,9 @@ async def test_the_readme_websocket_client_makes_the_avatar_speak(tmp_path: Path
             out, err = await process.communicate()
         assert process.returncode == 0, err.decode()
         assert "'type': 'ready'" in out.decode() and "'sample_rate': 48000" in out.decode()
-        async with http.get(f"{url}/sessions/{session['session_id']}", headers={"Authorization": f"Bearer {session['token']}"}) as response:
+        async with http.get(
+            f"{url}/sessions/{session['session_id']}", headers={"Authorization": f"Bearer {session['token']}"}
+        ) as response:
             status = await response.json()
         # faster than real time, so its speech is still queued or playing when the client is done
         assert status["speaking"] and 0 < status["audio_queue_ms"] <= 2000 + status["latency_ms"]

@@ -41,8 +41,12 @@ def test_open_jaw_opens_a_dark_mouth_and_leaves_the_background(avatar, renderer)
     rest = renderer.composite(avatar.reference_params).frames[0]
     open_ = renderer.composite(with_(avatar, jawOpen=1.0)).frames[0]
     ys, xs = mouth_box(avatar)
-    assert (open_[ys, xs].mean(-1) < 0.25).sum() > (rest[ys, xs].mean(-1) < 0.25).sum() + 60  # a visible cavity
-    assert torch.equal(open_[:20, :20], rest[:20, :20]) and torch.equal(open_[:20, -20:], rest[:20, -20:])  # corners still
+    assert (open_[ys, xs].mean(-1) < 0.25).sum() > (
+        rest[ys, xs].mean(-1) < 0.25
+    ).sum() + 60  # a visible cavity
+    assert torch.equal(open_[:20, :20], rest[:20, :20]) and torch.equal(
+        open_[:20, -20:], rest[:20, -20:]
+    )  # corners still
 
 
 def test_head_turn_moves_face_and_hair_but_not_corners(avatar, renderer):

@@ -20,8 +20,8 @@ from engine.pipeline.frames import FrameSource
 from engine.types import FPS, SAMPLE_RATE, FaceParams, frame_pts
 from streaming.app import ServerConfig
 from streaming.avatars import engine_avatar_factory
-from streaming.speech import SpeechModel
 from streaming.probe import LoudnessExtractor, loudness_speech
+from streaming.speech import SpeechModel
 
 SIZE = 128
 FRAMES = 30
@@ -51,12 +51,14 @@ async def test_viewer_receives_live_video_at_fps(server: str, http: aiohttp.Clie
 
     assert all((f.width, f.height) == (SIZE, SIZE) for f in frames)
     # The viewer's pts count from its first frame (aiortc unwraps the RTP timestamps) ...
-    assert frames[0].pts == 0 and all(a.pts < b.pts for a, b in zip(frames, frames[1:]))
+    assert frames[0].pts == 0 and all(a.pts < b.pts for a, b in zip(frames, frames[1:], strict=False))
     # ... and step by the media clock time between the frames drawn in them, which only move forward.
     indices = [read_index(f.to_ndarray(format="rgb24")) for f in frames]
-    for i, j, a, b in zip(indices, indices[1:], frames, frames[1:]):
+    for i, j, a, b in zip(indices, indices[1:], frames, frames[1:], strict=False):
         assert j > i, indices
-        expected = frame_pts(j) * VIDEO_CLOCK_RATE // SAMPLE_RATE - frame_pts(i) * VIDEO_CLOCK_RATE // SAMPLE_RATE
+        expected = (
+            frame_pts(j) * VIDEO_CLOCK_RATE // SAMPLE_RATE - frame_pts(i) * VIDEO_CLOCK_RATE // SAMPLE_RATE
+        )
         # aiortc's VP8 encoder carries the pts through microseconds, so a tick may round away
         assert abs((b.pts - a.pts) - expected) <= ROUNDING_TICKS, (i, j, b.pts - a.pts, expected)
     # 30 frames after the first one take one second at FPS; loose bounds for a loaded 2-core CI.
@@ -76,11 +78,14 @@ async def test_viewer_sees_the_builtin_avatar_alive(http: aiohttp.ClientSession,
             await pc.setRemoteDescription(RTCSessionDescription(sdp=answer["sdp"], type=answer["type"]))
             async with asyncio.timeout(RECEIVE_TIMEOUT_S + 10):  # + loading the avatar
                 track = await tracks.get()
-                frames = [(await track.recv()).to_ndarray(format="rgb24").astype(np.float32) for _ in range(2 * FPS)]
+                frames = [
+                    (await track.recv()).to_ndarray(format="rgb24").astype(np.float32) for _ in range(2 * FPS)
+                ]
         finally:
             await pc.close()
-    photo = FrameSource(avatar, renderer="composite", size=SIZE).render(avatar.reference_params)[0]
-    assert np.abs(frames[-1] - photo).mean() < 20  # grey levels (a grey frame: ~66): the avatar, through VP8 at a bitrate that drops under load
+    photo = FrameSource(avatar, renderer="composite", size=SIZE).render(avatar.rest_params)[0]
+    # grey levels (a grey frame: ~66): the avatar, through VP8 at a bitrate that drops under load
+    assert np.abs(frames[-1] - photo).mean() < 20
     assert max(np.abs(f - frames[0]).mean() for f in frames[FPS:]) > 1.0  # head sway, blinks
 
 
@@ -115,8 +120,12 @@ async def test_index_page_and_static_files(server: str, http: aiohttp.ClientSess
         pytest.param(b'{"sdp": "hello", "type": "offer"}', id="sdp-without-media"),
     ],
 )
-async def test_bad_request_is_400_with_a_json_error(server: str, http: aiohttp.ClientSession, body: bytes) -> None:
-    async with http.post(f"{server}/offer", data=body, headers={"Content-Type": "application/json"}) as response:
+async def test_bad_request_is_400_with_a_json_error(
+    server: str, http: aiohttp.ClientSession, body: bytes
+) -> None:
+    async with http.post(
+        f"{server}/offer", data=body, headers={"Content-Type": "application/json"}
+    ) as response:
         assert response.status == 400
         error = (await response.json())["error"]
     assert isinstance(error, str) and error
@@ -135,7 +144,9 @@ async def test_bad_request_is_400_with_a_json_error(server: str, http: aiohttp.C
         pytest.param({"echo": "yes"}, id="echo-not-a-bool"),
     ],
 )
-async def test_bad_offer_is_400_with_a_json_error(server: str, http: aiohttp.ClientSession, change: dict) -> None:
+async def test_bad_offer_is_400_with_a_json_error(
+    server: str, http: aiohttp.ClientSession, change: dict
+) -> None:
     pc = await viewer()
     body: dict = {"sdp": pc.localDescription.sdp, "type": "offer"}
     await pc.close()
@@ -157,7 +168,9 @@ async def test_delete_needs_the_session_token(server: str, http: aiohttp.ClientS
             async with http.delete(session_url, headers=headers) as response:
                 assert response.status == 401, headers
                 assert (await response.json())["error"]
-        async with http.delete(f"{server}/sessions/nosuchsession", headers={"Authorization": "Bearer x"}) as response:
+        async with http.delete(
+            f"{server}/sessions/nosuchsession", headers={"Authorization": "Bearer x"}
+        ) as response:
             assert response.status == 404
         assert (await health(http, server))["sessions"] == 1
 
@@ -185,7 +198,7 @@ async def test_session_ends_when_the_viewer_hangs_up(server: str, http: aiohttp.
     async with asyncio.timeout(RECEIVE_TIMEOUT_S):
         await connected.wait()
         await pc.close()
-        while (await health(http, server))["sessions"]:
+        while (await health(http, server))["sessions"]:  # noqa: ASYNC110 (polls the server over HTTP, as a client would)
             await asyncio.sleep(0.05)
 
 
@@ -209,7 +222,14 @@ async def test_sessions_beyond_the_maximum_get_503(http: aiohttp.ClientSession) 
 
 
 def test_server_config_rejects_impossible_values() -> None:
-    for bad in ({"port": 70000}, {"size": 255}, {"size": 0}, {"max_sessions": 0}, {"workers": -1}, {"margin_ms": -1}):
+    for bad in (
+        {"port": 70000},
+        {"size": 255},
+        {"size": 0},
+        {"max_sessions": 0},
+        {"workers": -1},
+        {"margin_ms": -1},
+    ):
         with pytest.raises(ValueError):
             ServerConfig(**bad)
 
@@ -235,7 +255,9 @@ class FailingAnimator:
 async def test_a_failing_session_closes_alone(http):
     broken = SpeechModel(LoudnessExtractor(), lambda first, idle: FailingAnimator(), 0)
     config = ServerConfig(port=0, size=SIZE)
-    async with live_server(config, gradient_factory(SIZE, {"default": loudness_speech(), "broken": broken})) as url:
+    async with live_server(
+        config, gradient_factory(SIZE, {"default": loudness_speech(), "broken": broken})
+    ) as url:
         good, bad = Viewer(), Viewer()
         try:
             await good.connect(http, url)
@@ -244,7 +266,7 @@ async def test_a_failing_session_closes_alone(http):
             for one in (good, bad):
                 await (await one.speak(http, url, tone_with_pauses(0.1, 0.5))).close()
             async with asyncio.timeout(RECEIVE_TIMEOUT_S):
-                while (await health(http, url))["sessions"] != 1:
+                while (await health(http, url))["sessions"] != 1:  # noqa: ASYNC110 (polls the server over HTTP, as a client would)
                     await asyncio.sleep(0.05)
             received = await good.record(1.0)
             async with http.get(f"{url}/metrics") as response:
@@ -262,7 +284,7 @@ async def test_an_abandoned_offer_expires(http):
         await pc.close()
         assert (await health(http, url))["sessions"] == 1
         async with asyncio.timeout(RECEIVE_TIMEOUT_S):
-            while (await health(http, url))["sessions"]:
+            while (await health(http, url))["sessions"]:  # noqa: ASYNC110 (polls the server over HTTP, as a client would)
                 await asyncio.sleep(0.05)
 
 
@@ -279,9 +301,12 @@ async def test_metrics_are_prometheus_text(server, http):
         await viewer_.pc.close()
     samples = {}
     lines = text.splitlines()
-    for help_line, type_line, sample in zip(lines[::3], lines[1::3], lines[2::3]):
+    for help_line, type_line, sample in zip(lines[::3], lines[1::3], lines[2::3], strict=False):
         name, value = sample.split(" ")
-        assert help_line.startswith(f"# HELP {name} ") and type_line in (f"# TYPE {name} counter", f"# TYPE {name} gauge")
+        assert help_line.startswith(f"# HELP {name} ") and type_line in (
+            f"# TYPE {name} counter",
+            f"# TYPE {name} gauge",
+        )
         assert name.endswith("_total") == type_line.endswith("counter")
         samples[name] = float(value)
     assert samples["avatar_sessions"] == 1 and samples["avatar_sessions_opened_total"] == 1
@@ -317,7 +342,9 @@ async def test_microphone_input_needs_an_avatar_that_can_speak(http):
         pc.addTrack(Microphone(tone_with_pauses(0.1, 0.1, rate=48_000)))
         await pc.setLocalDescription(await pc.createOffer())
         try:
-            async with http.post(f"{url}/offer", json={"sdp": pc.localDescription.sdp, "type": "offer", "input": "mic"}) as response:
+            async with http.post(
+                f"{url}/offer", json={"sdp": pc.localDescription.sdp, "type": "offer", "input": "mic"}
+            ) as response:
                 assert response.status == 503
                 assert "speech input is unavailable" in (await response.json())["error"]
             assert (await health(http, url))["sessions"] == 0

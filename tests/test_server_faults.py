@@ -102,12 +102,12 @@ async def test_a_renderer_failing_ends_that_session_only(http: aiohttp.ClientSes
 async def test_espeak_missing_fails_say_with_the_reason(
     http: aiohttp.ClientSession, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from engine.pipeline import speak
+    from engine.audio import tts
 
     def missing(text: str, voice: str = "en-us") -> np.ndarray:
-        raise speak.SpeakError("libespeak-ng is not installed (Debian package libespeak-ng1)")
+        raise tts.TtsError("libespeak-ng is not installed (Debian package libespeak-ng1)")
 
-    monkeypatch.setattr(speak, "text_to_speech", missing)
+    monkeypatch.setattr(tts, "text_to_speech", missing)
     async with live_server(ServerConfig(port=0, size=SIZE), factory) as url:
         watcher = await watched(http, url)
         try:

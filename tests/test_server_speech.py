@@ -19,10 +19,16 @@ def audio_without_prefetch(monkeypatch: pytest.MonkeyPatch) -> None:
     playout to the video instead. Without the hold, arrival times compare audio with video."""
     from aiortc import jitterbuffer, rtcrtpreceiver
 
-    monkeypatch.setattr(rtcrtpreceiver, "JitterBuffer", lambda capacity, prefetch=0, is_video=False: jitterbuffer.JitterBuffer(capacity, 0, is_video))
+    monkeypatch.setattr(
+        rtcrtpreceiver,
+        "JitterBuffer",
+        lambda capacity, prefetch=0, is_video=False: jitterbuffer.JitterBuffer(capacity, 0, is_video),
+    )
 
 
-async def test_websocket_speech_reaches_the_viewer_with_lips_and_sound_together(server, http, audio_without_prefetch):
+async def test_websocket_speech_reaches_the_viewer_with_lips_and_sound_together(
+    server, http, audio_without_prefetch
+):
     viewer = Viewer()
     try:
         await viewer.connect(http, server)
@@ -34,7 +40,9 @@ async def test_websocket_speech_reaches_the_viewer_with_lips_and_sound_together(
     finally:
         await viewer.pc.close()
     opened = [index for _, index, jaw in received.video if jaw > OPEN]
-    assert 0.5 * 0.5 * FPS <= len(opened) <= 0.5 * FPS + 3  # the tone's frames (some may drop on a busy machine)
+    assert (
+        0.5 * 0.5 * FPS <= len(opened) <= 0.5 * FPS + 3
+    )  # the tone's frames (some may drop on a busy machine)
     assert received.video[-1][2] < 0.1  # closed again after it
     loud = [t for t, level in received.audio if level > LOUD]
     assert 0.4 <= loud[-1] - loud[0] <= 0.7  # 0.5 s of tone, heard

@@ -1,8 +1,8 @@
 """The shipped general FACIAL-GAN with the built-in features, end to end as a user runs it:
 `python -m engine speak --text "Hello, my name is Ava, and I love bubbles"` makes a video in which
 the lips close on every p/b/m and the mouth opens on the vowels, in both modes (the mouth at rest in
-silence: tests/test_browser.py and `python -m bench quality`). The video is measured as a viewer would (engine.render.mouth_meter); espeak-ng's
-phoneme events say where the bilabials are."""
+silence: tests/test_browser.py and `python -m bench quality`). The video is measured as a viewer
+would (engine.render.mouth_meter); espeak-ng's phoneme events say where the bilabials are."""
 from __future__ import annotations
 
 import subprocess
@@ -12,8 +12,8 @@ import av
 import numpy as np
 import pytest
 
+from engine.audio.tts import Espeak
 from engine.render.mouth_meter import MouthMeter
-from engine.train.espeak import Espeak
 from engine.types import FPS
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -25,11 +25,13 @@ CLOSED = 0.1  # openness (0 rest, 1 jaw half open): her lips rest together, so c
 @pytest.fixture(scope="module")
 def bilabials() -> list[int]:
     """Centre frames of the sentence's p/b/m."""
-    espeak = Espeak.get()
-    espeak.set_voice("en-us")
-    synthesis = espeak.synthesize(SENTENCE)
+    synthesis = Espeak.get().synthesize(SENTENCE)
     ends = np.append(synthesis.starts_s[1:], len(synthesis.audio) / synthesis.sample_rate)
-    centres = [round((s + e) / 2 * FPS) for p, s, e in zip(synthesis.phonemes, synthesis.starts_s, ends) if p in ("m", "b", "p")]
+    centres = [
+        round((s + e) / 2 * FPS)
+        for p, s, e in zip(synthesis.phonemes, synthesis.starts_s, ends, strict=True)
+        if p in ("m", "b", "p")
+    ]
     assert len(centres) == 4  # my, name, bubbles (b, b)
     return centres
 
@@ -37,8 +39,23 @@ def bilabials() -> list[int]:
 @pytest.mark.parametrize("mode", ["offline", "streaming"])
 def test_speak_closes_the_lips_on_bilabials_and_opens_them_on_vowels(bilabials, avatar, tmp_path, mode):
     out = tmp_path / "ava.mp4"
-    command = [sys.executable, "-m", "engine", "speak", "--avatar", "default", "--text", SENTENCE, "--out", str(out), "--mode", mode]
-    result = subprocess.run(command, capture_output=True, text=True, timeout=120)  # a fresh process, as a user's
+    command = [
+        sys.executable,
+        "-m",
+        "engine",
+        "speak",
+        "--avatar",
+        "default",
+        "--text",
+        SENTENCE,
+        "--out",
+        str(out),
+        "--mode",
+        mode,
+    ]
+    result = subprocess.run(
+        command, capture_output=True, text=True, timeout=120
+    )  # a fresh process, as a user's
     assert result.returncode == 0, result.stderr
     with av.open(str(out)) as container:
         frames = np.stack([f.to_ndarray(format="rgb24") for f in container.decode(video=0)])

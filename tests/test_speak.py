@@ -13,9 +13,10 @@ import torch
 
 from engine.audio import features as feature_registry
 from engine.audio.features import FeatureExtractor, FeatureStream, num_frames
+from engine.audio.tts import TtsError, text_to_speech
 from engine.avatar.bundle import add_files, load
 from engine.pipeline.animator import AnimatorError
-from engine.pipeline.speak import Speaker, SpeakError, speak, text_to_speech
+from engine.pipeline.speak import Speaker, SpeakError, speak
 from engine.speak_cli import add_parser
 from engine.types import NUM_PARAMS, PARAM_NAMES, RIG_VERSION, SAMPLE_RATE, frame_pts
 from models.facial_gan import FacialGAN, FacialGANConfig, checkpoint
@@ -40,7 +41,12 @@ def _rows(audio, first, count):
     for i in range(first, first + count):
         frame = audio[frame_pts(i) : frame_pts(i + 1)]
         frame = frame if len(frame) else np.zeros(1, np.float32)
-        out.append([np.log(np.mean(frame**2) + 1e-6), np.mean(np.abs(np.diff(np.sign(frame)))) if len(frame) > 1 else 0.0])
+        out.append(
+            [
+                np.log(np.mean(frame**2) + 1e-6),
+                np.mean(np.abs(np.diff(np.sign(frame)))) if len(frame) > 1 else 0.0,
+            ]
+        )
     return np.array(out, np.float32).reshape(-1, 2)
 
 
@@ -74,8 +80,15 @@ def speaking_avatar(tmp_path_factory):
     root = tmp_path_factory.mktemp("avatars")
     shutil.copytree(load("default").path, root / "tester")
     torch.manual_seed(0)
-    model = FacialGAN(FacialGANConfig(feature_dim=2, num_params=NUM_PARAMS, window=32, width=4, unet_channels=(1, 2, 2))).eval()
-    meta = {"feature_kind": KIND, "rig_version": RIG_VERSION, "param_names": list(PARAM_NAMES), "silence": [float(np.log(1e-6)), 0.0]}
+    model = FacialGAN(
+        FacialGANConfig(feature_dim=2, num_params=NUM_PARAMS, window=32, width=4, unet_channels=(1, 2, 2))
+    ).eval()
+    meta = {
+        "feature_kind": KIND,
+        "rig_version": RIG_VERSION,
+        "param_names": list(PARAM_NAMES),
+        "silence": [float(np.log(1e-6)), 0.0],
+    }
     weights = root / "w.pt"
     torch.save(checkpoint(model, meta), weights)
     return add_files(root / "tester", {f"facial_gan_{KIND}": weights})
@@ -90,7 +103,11 @@ def _probe(path):
     with av.open(str(path)) as container:
         video = sum(1 for _ in container.decode(video=0))
     with av.open(str(path)) as container:
-        audio = container.streams.audio[0].duration * container.streams.audio[0].time_base if container.streams.audio else 0
+        audio = (
+            container.streams.audio[0].duration * container.streams.audio[0].time_base
+            if container.streams.audio
+            else 0
+        )
     return video, float(audio)
 
 
@@ -117,14 +134,16 @@ def test_streaming_and_offline_cover_the_same_frames(speaking_avatar):
 
 def test_a_few_milliseconds_of_audio_still_make_a_frame(speaking_avatar, tmp_path):
     out = tmp_path / "short.mp4"
-    speak(Speaker(speaking_avatar, KIND), _speech(0.01), str(out), "streaming", size=128, renderer="composite")
+    speak(
+        Speaker(speaking_avatar, KIND), _speech(0.01), str(out), "streaming", size=128, renderer="composite"
+    )
     assert _probe(out)[0] == 1
 
 
 def test_errors(speaking_avatar, tmp_path):
     with pytest.raises(SpeakError, match="empty"):
         speak(Speaker(speaking_avatar, KIND), np.zeros(0, np.float32), str(tmp_path / "x.mp4"))
-    with pytest.raises(SpeakError, match="empty"):
+    with pytest.raises(TtsError, match="empty"):
         text_to_speech("   ")
     with pytest.raises(AnimatorError, match="no FACIAL-GAN weights"):
         Speaker(load("default"), KIND)  # the shipped avatar has no weights for the test kind
@@ -137,8 +156,25 @@ def test_text_to_speech_and_the_cli(speaking_avatar, tmp_path, capsys):
     parser = argparse.ArgumentParser()
     add_parser(parser.add_subparsers())
     out = tmp_path / "cli.mp4"
-    args = parser.parse_args(["speak", "--avatar", str(speaking_avatar.path), "--text", "Bob.", "--out", str(out),
-                              "--features", KIND, "--size", "128", "--renderer", "composite", "--mode", "streaming"])  # fmt: skip
+    args = parser.parse_args(
+        [
+            "speak",
+            "--avatar",
+            str(speaking_avatar.path),
+            "--text",
+            "Bob.",
+            "--out",
+            str(out),
+            "--features",
+            KIND,
+            "--size",
+            "128",
+            "--renderer",
+            "composite",
+            "--mode",
+            "streaming",
+        ]
+    )
     args.run(args)
     message = capsys.readouterr().err
     assert out.is_file() and "frames at 30 fps" in message and "real-time factor" in message

@@ -1,17 +1,19 @@
-"""The training-data pipeline: synthesisers with phone timings, real prompts, alignment, augmentation, scores."""
+"""The training-data pipeline: synthesisers with phone timings, real prompts, alignment, augmentation,
+scores."""
+
 import shutil
 
 import numpy as np
 import pytest
 
 from engine.audio.phones import PHONE_INDEX, PHONES, SILENCE, VISEMES, ipa_to_phones
-from engine.train import asterisk
-from engine.train.align import align
-from engine.train.augment import augment, telephone
-from engine.train.espeak import Espeak
-from engine.train.evaluate import decode, edit_distance, summary, viseme_confusion
-from engine.train.sentences import sentences
-from engine.train.speech_data import espeak_speech, step_labels
+from engine.audio.tts import Espeak, Voice
+from engine.train.speech import asterisk
+from engine.train.speech.align import align
+from engine.train.speech.augment import augment, telephone
+from engine.train.speech.data import espeak_speech, step_labels
+from engine.train.speech.evaluate import decode, edit_distance, summary, viseme_confusion
+from engine.train.speech.sentences import sentences
 from engine.types import SAMPLE_RATE
 
 STEP_S = 0.02
@@ -22,9 +24,8 @@ def espeak():
     return Espeak.get()
 
 
-def test_espeak_phone_timings_are_monotonic_and_cover_the_audio(espeak):
-    espeak.set_voice("en-us+f3", rate=170, pitch=60)
-    audio, phones, starts = espeak_speech(espeak, "Bob moved five boxes.")
+def test_espeak_phone_timings_are_monotonic_and_cover_the_audio():
+    audio, phones, starts = espeak_speech("Bob moved five boxes.", Voice("en-us+f3", rate=170, pitch=60))
     duration = len(audio) / SAMPLE_RATE
     assert 0.8 < duration < 4
     assert np.all(np.diff(starts) >= 0) and starts[0] < 0.2 and starts[-1] < duration
@@ -53,9 +54,11 @@ def test_sentences_are_deterministic_and_cover_every_phone(espeak):
     assert seen >= set(PHONES) - {SILENCE}
 
 
-@pytest.mark.skipif(shutil.which("festival") is None, reason="festival is not installed (Debian festival + festvox voices)")
+@pytest.mark.skipif(
+    shutil.which("festival") is None, reason="festival is not installed (Debian festival + festvox voices)"
+)
 def test_festival_segments_cover_the_audio():
-    from engine.train.festival import synthesize
+    from engine.train.speech.festival import synthesize
 
     (utt,) = synthesize(["Maybe five boys."], "kal_diphone")
     assert utt.phones[0] == SILENCE and utt.phones[-1] == SILENCE and "M" in utt.phones and "OY" in utt.phones
@@ -63,7 +66,9 @@ def test_festival_segments_cover_the_audio():
     assert abs(utt.ends_s[-1] - len(utt.audio) / SAMPLE_RATE) < 0.05
 
 
-@pytest.mark.skipif("en" not in asterisk.installed_languages(), reason="asterisk-core-sounds-en(-wav) not installed")
+@pytest.mark.skipif(
+    "en" not in asterisk.installed_languages(), reason="asterisk-core-sounds-en(-wav) not installed"
+)
 def test_asterisk_prompts_transcripts_and_fixed_split():
     prompts = asterisk.prompts("en")
     assert len(prompts) > 500 and all(p.path.exists() for p in prompts)

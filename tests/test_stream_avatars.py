@@ -19,10 +19,17 @@ SIZE = 64
 def test_a_bundle_is_rendered_by_the_engine_and_speaks_or_says_why(avatar):
     live = engine_avatar_factory(EngineOptions(size=SIZE))("default")
     assert live.name == "default" and live.renderer.size == SIZE
-    frame = live.renderer.render(0, FaceParams(np.repeat(live.rest.array, live.renderer.past + 1, 0)))  # at rest
-    assert frame.shape == (SIZE, SIZE, 3) and frame.dtype == np.uint8 and frame.std() > 10  # a picture, not a blank
+    frame = live.renderer.render(
+        0, FaceParams(np.repeat(live.rest.array, live.renderer.past + 1, 0))
+    )  # at rest
+    assert (
+        frame.shape == (SIZE, SIZE, 3) and frame.dtype == np.uint8 and frame.std() > 10
+    )  # a picture, not a blank
     if live.speech is None:  # until the models are trained: a reason that says what to do
-        assert "speech input is unavailable for avatar 'default'" in live.speech_error and "train" in live.speech_error
+        assert (
+            "speech input is unavailable for avatar 'default'" in live.speech_error
+            and "train" in live.speech_error
+        )
     else:
         assert live.speech.wait_frames >= 1
 
@@ -78,7 +85,7 @@ async def test_the_cache_remembers_a_failure_for_retry_s():
 
 @pytest.mark.parametrize("cores, r2v", [(2, False), (8, True)])
 def test_auto_serves_r2v_live_only_with_the_cores_for_it(cores, r2v):
-    live = engine_avatar_factory(EngineOptions(), cores=cores)("default")  # the default size: R2V's face region pasted
+    live = engine_avatar_factory(EngineOptions(), cores=cores)("default")  # default size: R2V's region pasted
     assert live.renderer.source.uses_r2v == r2v and live.renderer.size == 512
     forced = engine_avatar_factory(EngineOptions(size=SIZE, renderer="r2v"))("default")
     assert forced.renderer.source.uses_r2v

@@ -54,7 +54,7 @@ def tone(seconds: float, rate: int = RATE) -> bytes:
 async def until_status(http, url, session, condition, what: str) -> dict:
     try:
         async with asyncio.timeout(WAIT_S):
-            while not condition(figures := await status(http, url, session)):
+            while not condition(figures := await status(http, url, session)):  # noqa: ASYNC110 (polls the server over HTTP, as a client would)
                 await asyncio.sleep(0.02)
     except TimeoutError:
         pytest.fail(f"no {what} after {WAIT_S} s")
@@ -76,11 +76,15 @@ async def test_websocket_audio_makes_the_avatar_speak_and_interrupt_stops_it(ser
     session = await open_session(http, server)
     assert not (await status(http, server, session))["speaking"]
     ws = await speak_over_websocket(http, server, session)
-    figures = await until_status(http, server, session, lambda s: s["audio_queue_ms"] > 500, "audio scheduled")
+    figures = await until_status(
+        http, server, session, lambda s: s["audio_queue_ms"] > 500, "audio scheduled"
+    )
     assert figures["speaking"] and figures["latency_ms"] > 0
 
     await ws.send_json({"type": "interrupt"})
-    figures = await until_status(http, server, session, lambda s: s["interrupts"] >= 2, "interruption")  # start + interrupt
+    figures = await until_status(
+        http, server, session, lambda s: s["interrupts"] >= 2, "interruption"
+    )  # start + interrupt
     assert figures["audio_queue_ms"] == 0
     await ws.send_bytes(tone(0.5))  # after an interruption, audio starts a new utterance
     await until_status(http, server, session, lambda s: s["audio_queue_ms"] > 0, "new utterance")
@@ -98,17 +102,26 @@ async def test_websocket_audio_makes_the_avatar_speak_and_interrupt_stops_it(ser
         pytest.param(['["start"]'], 1008, "unknown message type", id="not-an-object"),
         pytest.param(['{"type": "start", "sample_rate": 12.5}'], 1008, "sample_rate", id="rate-not-whole"),
         pytest.param(['{"type": "start", "sample_rate": 100}'], 1008, "sample_rate", id="rate-too-low"),
-        pytest.param(['{"type": "start", "sample_rate": 16000}', b"\x00\x01\x02"], 1007, "16-bit", id="odd-bytes"),
-        pytest.param(['{"type": "start", "sample_rate": 16000}', bytes(MAX_MESSAGE + 2)], 1009, "", id="too-big"),
+        pytest.param(
+            ['{"type": "start", "sample_rate": 16000}', b"\x00\x01\x02"], 1007, "16-bit", id="odd-bytes"
+        ),
+        pytest.param(
+            ['{"type": "start", "sample_rate": 16000}', bytes(MAX_MESSAGE + 2)], 1009, "", id="too-big"
+        ),
     ],
 )
-async def test_a_malformed_message_closes_the_websocket_with_a_reason_and_the_session_goes_on(server, http, messages, code, reason):
+async def test_a_malformed_message_closes_the_websocket_with_a_reason_and_the_session_goes_on(
+    server, http, messages, code, reason
+):
     session = await open_session(http, server)
     other = await open_session(http, server)
     ws = await http.ws_connect(ws_url(server, session))
     for message in messages:
         await (ws.send_bytes(message) if isinstance(message, bytes) else ws.send_str(message))
-    while (closing := await ws.receive(timeout=WAIT_S)).type not in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED):
+    while (closing := await ws.receive(timeout=WAIT_S)).type not in (
+        aiohttp.WSMsgType.CLOSE,
+        aiohttp.WSMsgType.CLOSED,
+    ):
         assert closing.type == aiohttp.WSMsgType.TEXT  # the "ready" of a valid start
     assert ws.close_code == code and reason in (closing.extra or "")
     # the session takes a new websocket and speaks; the other session was never touched
@@ -145,17 +158,25 @@ async def test_one_websocket_at_a_time(server, http):
 
 async def test_say_speaks_text_and_a_new_say_interrupts_it(server, http):
     session = await open_session(http, server)
-    async with http.post(f"{server}/sessions/{session['session_id']}/say", json={"text": "Hello, this is a long enough sentence to still be speaking."}, headers=bearer(session)) as response:
+    async with http.post(
+        f"{server}/sessions/{session['session_id']}/say",
+        json={"text": "Hello, this is a long enough sentence to still be speaking."},
+        headers=bearer(session),
+    ) as response:
         assert response.status == 200, await response.text()
         body = await response.json()
     assert body["status"] == "speaking" and body["duration_s"] > 1
     figures = await until_status(http, server, session, lambda s: s["audio_queue_ms"] > 300, "speech")
-    async with http.post(f"{server}/sessions/{session['session_id']}/say", json={"text": "Stop."}, headers=bearer(session)) as response:
+    async with http.post(
+        f"{server}/sessions/{session['session_id']}/say", json={"text": "Stop."}, headers=bearer(session)
+    ) as response:
         assert response.status == 200
     after = await status(http, server, session)
     assert after["interrupts"] == figures["interrupts"] + 1
     assert after["audio_queue_ms"] < figures["audio_queue_ms"]  # "Stop." replaced the long sentence
-    async with http.post(f"{server}/sessions/{session['session_id']}/interrupt", headers=bearer(session)) as response:
+    async with http.post(
+        f"{server}/sessions/{session['session_id']}/interrupt", headers=bearer(session)
+    ) as response:
         assert response.status == 200
     assert (await status(http, server, session))["audio_queue_ms"] == 0
 
@@ -173,7 +194,11 @@ async def test_say_speaks_text_and_a_new_say_interrupts_it(server, http):
 )
 async def test_bad_say_requests_are_clear_errors(server, http, body, headers, status_code):
     session = await open_session(http, server)
-    async with http.post(f"{server}/sessions/{session['session_id']}/say", json=body, headers=bearer(session) if headers is None else headers) as response:
+    async with http.post(
+        f"{server}/sessions/{session['session_id']}/say",
+        json=body,
+        headers=bearer(session) if headers is None else headers,
+    ) as response:
         assert response.status == status_code
         assert (await response.json())["error"]
     assert not (await status(http, server, session))["speaking"]
@@ -183,7 +208,9 @@ async def test_an_avatar_without_speech_models_says_why_and_still_serves(server,
     session = await open_session(http, server, avatar="mute")
     figures = await status(http, server, session)
     assert figures["speech"] is False and figures["latency_ms"] == 0
-    async with http.post(f"{server}/sessions/{session['session_id']}/say", json={"text": "hi"}, headers=bearer(session)) as response:
+    async with http.post(
+        f"{server}/sessions/{session['session_id']}/say", json={"text": "hi"}, headers=bearer(session)
+    ) as response:
         assert response.status == 503
         assert "speech input is unavailable for avatar 'mute'" in (await response.json())["error"]
     with pytest.raises(aiohttp.WSServerHandshakeError) as error:
@@ -193,9 +220,14 @@ async def test_an_avatar_without_speech_models_says_why_and_still_serves(server,
 
 async def test_closing_the_session_closes_its_websocket(server, http):
     session = await open_session(http, server)
-    ws = await speak_over_websocket(http, server, session, seconds=12.0)  # more than max_ahead: the input waits
+    ws = await speak_over_websocket(
+        http, server, session, seconds=12.0
+    )  # more than max_ahead: the input waits
     async with http.delete(f"{server}/sessions/{session['session_id']}", headers=bearer(session)) as response:
         assert response.status == 200
     message = await ws.receive(timeout=WAIT_S)
-    assert message.type == aiohttp.WSMsgType.CLOSE and (message.data, message.extra) == (1001, "the session closed")
+    assert message.type == aiohttp.WSMsgType.CLOSE and (message.data, message.extra) == (
+        1001,
+        "the session closed",
+    )
     await ws.close()

@@ -20,8 +20,8 @@ from engine.types import EXP_START, FPS, NUM_PARAMS, SAMPLE_RATE, FaceParams, fr
 from models.facial_gan import FacialGAN, FacialGANConfig
 from streaming.clock import MediaClock
 from streaming.pipeline import Pipeline, PipelineConfig
-from streaming.speech import SpeechModel
 from streaming.probe import JAW, JAW_GAIN, LoudnessExtractor, loudness_speech
+from streaming.speech import SpeechModel
 from streaming.speech_audio import ScheduledAudio
 from streaming.timeline import FADE_FRAMES, ParamsTimeline
 from streaming.tracks import frame_at
@@ -49,7 +49,9 @@ class Chain:
         self.timeline = ParamsTimeline(self.idle)
         self.audio = ScheduledAudio()
         self.errors: list[BaseException] = []
-        self.pipeline = Pipeline(speech or loudness_speech(), self.clock, self.timeline, self.audio, config, self.errors.append)
+        self.pipeline = Pipeline(
+            speech or loudness_speech(), self.clock, self.timeline, self.audio, config, self.errors.append
+        )
 
     async def say(self, pcm: np.ndarray, rate: int = INPUT_RATE, block: int = BLOCK):
         speech = self.pipeline.open_input(rate)
@@ -62,7 +64,7 @@ class Chain:
 async def until(condition, what: str) -> None:
     try:
         async with asyncio.timeout(WAIT_S):
-            while not condition():
+            while not condition():  # noqa: ASYNC110 (waits on state of the pipeline under test, which has no event for it)
                 await asyncio.sleep(0.01)
     except TimeoutError:
         pytest.fail(f"no {what} after {WAIT_S} s")
@@ -122,7 +124,10 @@ async def test_an_interruption_flushes_every_stage_and_is_idle_within_200_ms():
     assert np.array_equal(chain.timeline.params(frames).array, chain.idle.params(frames).array)
 
     await chain.say(tone_with_pauses())  # and it speaks again
-    await until(lambda: chain.audio.ahead(0) and chain.timeline.speech_until() >= frame_at(chain.audio.end_pts - 1), "new speech")
+    await until(
+        lambda: chain.audio.ahead(0) and chain.timeline.speech_until() >= frame_at(chain.audio.end_pts - 1),
+        "new speech",
+    )
     await chain.pipeline.close()
 
 
@@ -154,7 +159,9 @@ async def test_input_that_falls_behind_real_time_starts_again_at_now_plus_a_wide
     # the margin now covers that lateness (latency + 0.05 s), and the rest is stamped with it
     await until(lambda: chain.pipeline.late_inputs == 1, "a late input")
     assert latency + 0.05 * SAMPLE_RATE < chain.pipeline.margin <= 0.2 * SAMPLE_RATE
-    await until(lambda: chain.audio.end_pts >= resumed + chain.pipeline.latency + 0.09 * SAMPLE_RATE, "second part")
+    await until(
+        lambda: chain.audio.end_pts >= resumed + chain.pipeline.latency + 0.09 * SAMPLE_RATE, "second part"
+    )
     assert chain.audio.late_samples == 0  # nothing was scheduled in the past
     await chain.pipeline.close()
 
@@ -210,7 +217,9 @@ async def test_a_failing_stage_reports_once_and_leaves_other_pipelines_alone():
 def random_gan_speech(rest: FaceParams) -> SpeechModel:
     """The real StreamingAnimator around a small FACIAL-GAN with random weights, on loudness."""
     torch.manual_seed(0)
-    config = FacialGANConfig(feature_dim=1, num_params=NUM_PARAMS, window=32, width=4, unet_channels=(1, 2, 2))
+    config = FacialGANConfig(
+        feature_dim=1, num_params=NUM_PARAMS, window=32, width=4, unet_channels=(1, 2, 2)
+    )
     gan = Gan(FacialGAN(config).eval(), "loudness", np.zeros(1, np.float32))
     return SpeechModel.facial(LoudnessExtractor(), gan, rest, StreamConfig(lookahead=1, stride=1))
 
@@ -220,7 +229,12 @@ async def test_facial_gan_streams_a_row_for_every_frame_of_the_utterance():
     pcm = tone_with_pauses(0.1, 0.5)
     await chain.say(pcm)
     played = round(len(pcm) * SAMPLE_RATE / INPUT_RATE)
-    await until(lambda: chain.audio.end_pts > 0 and chain.timeline.speech_until() >= frame_at(chain.audio.end_pts - 1), "rows")
+    await until(
+        lambda: (
+            chain.audio.end_pts > 0 and chain.timeline.speech_until() >= frame_at(chain.audio.end_pts - 1)
+        ),
+        "rows",
+    )
     start = chain.audio.end_pts - played
     origin = start - start % 1600  # the feature stream's origin: its frame grid repeats every 3 frames
     first, last = frame_at(origin), chain.timeline.speech_until()

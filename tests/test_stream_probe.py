@@ -11,7 +11,9 @@ from streaming.probe import JAW, JAW_GAIN, JawAnimator, LoudnessExtractor, rms
 
 def signal(seconds: float = 0.5) -> np.ndarray:
     rng = np.random.default_rng(0)
-    return (0.2 * rng.standard_normal(int(seconds * SAMPLE_RATE)) * np.linspace(0, 1, int(seconds * SAMPLE_RATE))).astype(np.float32)
+    return (
+        0.2 * rng.standard_normal(int(seconds * SAMPLE_RATE)) * np.linspace(0, 1, int(seconds * SAMPLE_RATE))
+    ).astype(np.float32)
 
 
 def test_offline_is_the_rms_of_each_frame():
@@ -27,7 +29,11 @@ def test_streaming_equals_offline_in_any_chunks(chunk):
     audio = signal()
     extractor = LoudnessExtractor()
     stream = extractor.stream()
-    frames = [f for start in range(0, len(audio), chunk) for f in stream.push(AudioChunk(audio[start : start + chunk], 3200 + start))]
+    frames = [
+        f
+        for start in range(0, len(audio), chunk)
+        for f in stream.push(AudioChunk(audio[start : start + chunk], 3200 + start))
+    ]
     frames += stream.flush()
     assert [f.pts for f in frames] == [3200 + frame_pts(i) for i in range(len(frames))]  # on the session grid
     assert np.allclose(np.stack([f.values for f in frames]), extractor.offline(audio), rtol=1e-5)

@@ -16,14 +16,15 @@ from models.facial_gan import FacialGAN, FacialGANConfig
 from streaming.probe import LoudnessExtractor
 from streaming.speech import SpeechModel, SpeechUnavailable
 
-
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def silent_gan() -> Gan:
     """A small FACIAL-GAN that says nothing: offsets 0, so the animator adds the idle motion."""
     torch.manual_seed(0)
-    model = FacialGAN(FacialGANConfig(feature_dim=1, num_params=NUM_PARAMS, window=32, width=4, unet_channels=(1, 2, 2)))
+    model = FacialGAN(
+        FacialGANConfig(feature_dim=1, num_params=NUM_PARAMS, window=32, width=4, unet_channels=(1, 2, 2))
+    )
     torch.nn.init.zeros_(model.frame.fc2.weight)
     torch.nn.init.zeros_(model.frame.fc2.bias)
     model.param_mean.zero_()
@@ -44,7 +45,9 @@ def test_an_extractor_that_needs_the_whole_input_cannot_run_live():
 
 @pytest.mark.parametrize("lookahead, stride", [(0, 1), (2, 2), (1, 3)])
 def test_a_frame_waits_for_the_features_and_the_animator_look_ahead(lookahead, stride):
-    speech = SpeechModel.facial(LoudnessExtractor(), silent_gan(), FaceParams.neutral(), StreamConfig(lookahead, stride))
+    speech = SpeechModel.facial(
+        LoudnessExtractor(), silent_gan(), FaceParams.neutral(), StreamConfig(lookahead, stride)
+    )
     assert speech.wait_frames == 0 + (lookahead + stride - 1) + 1
 
 

@@ -12,7 +12,15 @@ from engine.types import FPS, SAMPLE_RATE, AudioChunk, frame_pts
 from streaming.clock import MediaClock
 from streaming.metrics import TrackStats
 from streaming.speech_audio import ScheduledAudio
-from streaming.tracks import AUDIO_PACKET, AUDIO_TIME_BASE, ENCODER_DELAY, RENDER_LEAD, AvatarVideoTrack, SpeechAudioTrack, frame_at
+from streaming.tracks import (
+    AUDIO_PACKET,
+    AUDIO_TIME_BASE,
+    ENCODER_DELAY,
+    RENDER_LEAD,
+    AvatarVideoTrack,
+    SpeechAudioTrack,
+    frame_at,
+)
 
 SIZE = 32
 FRAME_S = 1 / FPS
@@ -144,10 +152,17 @@ async def test_audio_packets_carry_the_scheduled_audio_at_their_pts():
     for _ in range(6):
         frame = await track.recv()
         assert clock.delay_until(frame.pts - ENCODER_DELAY) < TIMER_SLACK_S  # not early
-        assert (frame.sample_rate, frame.samples, frame.format.name, frame.layout.name) == (SAMPLE_RATE, AUDIO_PACKET, "s16", "mono")
+        assert (frame.sample_rate, frame.samples, frame.format.name, frame.layout.name) == (
+            SAMPLE_RATE,
+            AUDIO_PACKET,
+            "s16",
+            "mono",
+        )
         assert frame.time_base == AUDIO_TIME_BASE and frame.pts % AUDIO_PACKET == 0
         received.append((frame.pts, frame.to_ndarray()[0] / 32767))
-    assert received[0][0] == AUDIO_PACKET and all(b[0] - a[0] == AUDIO_PACKET for a, b in zip(received, received[1:]))
+    assert received[0][0] == AUDIO_PACKET and all(
+        b[0] - a[0] == AUDIO_PACKET for a, b in zip(received, received[1:], strict=False)
+    )
     pcm = np.concatenate([r[1] for r in received])
     expected = np.zeros_like(pcm)
     expected[AUDIO_PACKET + 7 :] = signal[: len(pcm) - AUDIO_PACKET - 7]  # from pts AUDIO_PACKET on

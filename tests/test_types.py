@@ -1,7 +1,17 @@
 import numpy as np
 import pytest
 
-from engine.types import FPS, NUM_EXP, NUM_PARAMS, PARAM_NAMES, SAMPLE_RATE, FaceParams, FaceParamsError, frame_pts
+from engine.types import (
+    FPS,
+    NUM_EXP,
+    NUM_PARAMS,
+    PARAM_NAMES,
+    SAMPLE_RATE,
+    FaceParams,
+    FaceParamsError,
+    frame_at,
+    frame_pts,
+)
 
 
 def test_column_order_is_pose_blink_expression():
@@ -13,6 +23,19 @@ def test_frame_pts_never_drifts():
     # One hour of frames lands exactly on the hour: pts is derived from the index, not summed.
     assert frame_pts(FPS * 3600) == SAMPLE_RATE * 3600
     assert frame_pts(1) == 533 and frame_pts(2) == 1066 and frame_pts(3) == 1600
+
+
+@pytest.mark.parametrize("index", [0, 1, 2, 3, 29, 30, 31, 12345, FPS * 3600])
+def test_frame_at_inverts_frame_pts(index):
+    start, end = frame_pts(index), frame_pts(index + 1)
+    assert frame_at(start) == index and frame_at(end - 1) == index and frame_at(end) == index + 1
+
+
+def test_frame_at_finds_the_frame_that_holds_a_sample():
+    starts = np.arange(FPS * 3600 + 1, dtype=np.int64) * SAMPLE_RATE // FPS  # frame_pts, an hour
+    pts = np.random.default_rng(0).integers(0, SAMPLE_RATE * 3600, 20_000)
+    expected = np.searchsorted(starts, pts, side="right") - 1
+    assert [frame_at(int(p)) for p in pts] == expected.tolist()
 
 
 def test_save_load_round_trip(tmp_path):

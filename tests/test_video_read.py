@@ -109,5 +109,8 @@ def test_display_rotation_is_applied(tmp_path, degrees):
         container.mux(stream.encode())
     frame = next(read_frames(path))
     upright = np.rot90(image, degrees // 90)  # np.rot90 turns counter-clockwise, as the display matrix
-    assert frame.shape == upright.shape and (probe_video(path).height, probe_video(path).width) == upright.shape[:2]
+    assert (
+        frame.shape == upright.shape
+        and (probe_video(path).height, probe_video(path).width) == upright.shape[:2]
+    )
     assert np.abs(frame.astype(int) - upright).mean() < 8

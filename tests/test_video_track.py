@@ -7,7 +7,16 @@ import pytest
 from engine.face.fit import fit
 from engine.face.model import Camera, FaceModel, Identity
 from engine.face.track import NoFaceError
-from engine.face.video_track import at_rest, blink_events, fit_clip, load_track, save_track, smooth, track_video, write_preview
+from engine.face.video_track import (
+    at_rest,
+    blink_events,
+    fit_clip,
+    load_track,
+    save_track,
+    smooth,
+    track_video,
+    write_preview,
+)
 from engine.render.renderer import AvatarRenderer
 from engine.types import BLINK_COL, EXP_START, EXPRESSION_NAMES, FPS, FaceParams
 from engine.video import VideoReadError, read_frames, write_mp4
@@ -30,7 +39,9 @@ def known_params(avatar, n: int) -> FaceParams:
         p[:, BLINK_COL] = np.maximum(p[:, BLINK_COL], np.clip(1 - np.abs(t - start - 0.1) / 0.1, 0, 1))
     pressed = (t >= PRESS[0]) & (t < PRESS[1])
     p[pressed, EXP_START + EXPRESSION_NAMES.index("mouthClose")] = 0.5
-    p[pressed, EXP_START + EXPRESSION_NAMES.index("mouthPress_L")] = p[pressed, EXP_START + EXPRESSION_NAMES.index("mouthPress_R")] = 1.0
+    p[pressed, EXP_START + EXPRESSION_NAMES.index("mouthPress_L")] = p[
+        pressed, EXP_START + EXPRESSION_NAMES.index("mouthPress_R")
+    ] = 1.0
     p[pressed, EXP_START] = 0.0
     return FaceParams(p)
 
@@ -71,7 +82,9 @@ def test_fit_recovers_pose_jaw_and_blinks(clip):
     _, _, truth, _, fitted = clip
     ref = fitted.reference
     assert ref < 0.5 * FPS  # the still mouth at rest, not the pressed lips (the smallest lip gap)
-    turn = np.degrees((fitted.params.pose[:, :3] - fitted.params.pose[ref, :3]) - (truth.pose[:, :3] - truth.pose[ref, :3]))
+    turn = np.degrees(
+        (fitted.params.pose[:, :3] - fitted.params.pose[ref, :3]) - (truth.pose[:, :3] - truth.pose[ref, :3])
+    )
     assert np.abs(turn[:, :2]).max() < 4.0  # pitch, yaw relative to the reference frame
     assert np.corrcoef(fitted.params.exp[:, 0], truth.exp[:, 0])[0, 1] > 0.85
     found = [start for start, _ in blink_events(fitted.params.blink, fitted.valid)]
@@ -79,7 +92,9 @@ def test_fit_recovers_pose_jaw_and_blinks(clip):
     assert np.abs(np.array(found) - np.array(BLINKS) * FPS).max() <= 2
     assert fitted.params.blink.max() > 0.8  # calibrated: a full blink reads near 1
     assert (fitted.confidence > 0.5).all() and (fitted.confidence <= 1).all()
-    assert fitted.params.pose[ref, 0] == pytest.approx(truth.pose[ref, 0], abs=np.radians(4))  # pitch of the camera view
+    assert fitted.params.pose[ref, 0] == pytest.approx(
+        truth.pose[ref, 0], abs=np.radians(4)
+    )  # pitch of the camera view
 
 
 def test_an_identity_taken_from_an_open_mouth_is_moved_to_the_clip_rest(avatar, face_model):
@@ -149,8 +164,14 @@ def test_track_file_round_trip(clip, tmp_path):
     save_track(path, track, fitted)
     track2, fitted2 = load_track(path)
     assert np.array_equal(fitted2.params.array, fitted.params.array) and fitted2.reference == fitted.reference
-    assert np.array_equal(track2.landmarks, track.landmarks) and fitted2.identity.camera == fitted.identity.camera
-    assert np.allclose(FaceModel(fitted2.identity).landmarks(fitted2.params[:3]), FaceModel(fitted.identity).landmarks(fitted.params[:3]))
+    assert (
+        np.array_equal(track2.landmarks, track.landmarks)
+        and fitted2.identity.camera == fitted.identity.camera
+    )
+    assert np.allclose(
+        FaceModel(fitted2.identity).landmarks(fitted2.params[:3]),
+        FaceModel(fitted.identity).landmarks(fitted.params[:3]),
+    )
     assert np.array_equal(FaceParams.load(str(path)).array, fitted.params.array)
 
 

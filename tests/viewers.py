@@ -28,7 +28,9 @@ async def viewer() -> RTCPeerConnection:
 
 
 async def post_offer(http: aiohttp.ClientSession, url: str, pc: RTCPeerConnection, **offer: object) -> dict:
-    async with http.post(f"{url}/offer", json={"sdp": pc.localDescription.sdp, "type": "offer", **offer}) as response:
+    async with http.post(
+        f"{url}/offer", json={"sdp": pc.localDescription.sdp, "type": "offer", **offer}
+    ) as response:
         assert response.status == 200, await response.text()
         return await response.json()
 
@@ -46,7 +48,9 @@ async def open_session(http: aiohttp.ClientSession, url: str, avatar: str = "def
     pc.addTransceiver("audio", direction="recvonly")
     await pc.setLocalDescription(await pc.createOffer())
     try:
-        async with http.post(f"{url}/offer", json={"sdp": pc.localDescription.sdp, "type": "offer", "avatar": avatar}) as response:
+        async with http.post(
+            f"{url}/offer", json={"sdp": pc.localDescription.sdp, "type": "offer", "avatar": avatar}
+        ) as response:
             assert response.status == 200, await response.text()
             return await response.json()
     finally:
@@ -100,7 +104,9 @@ class Viewer:
             self.pc.addTrack(microphone)
         else:
             self.pc.addTransceiver("audio", direction="recvonly")
-        self.tracks: dict[str, asyncio.Future] = {kind: asyncio.get_running_loop().create_future() for kind in ("video", "audio")}
+        self.tracks: dict[str, asyncio.Future] = {
+            kind: asyncio.get_running_loop().create_future() for kind in ("video", "audio")
+        }
         self.pc.on("track", lambda track: self.tracks[track.kind].set_result(track))
         self.received = Received()
         self.session: dict = {}
@@ -132,7 +138,9 @@ class Viewer:
             await asyncio.gather(frames(video, note_video), frames(audio, note_audio))
         return self.received
 
-    async def speak(self, http: aiohttp.ClientSession, url: str, pcm: np.ndarray) -> aiohttp.ClientWebSocketResponse:
+    async def speak(
+        self, http: aiohttp.ClientSession, url: str, pcm: np.ndarray
+    ) -> aiohttp.ClientWebSocketResponse:
         """Sends `pcm` (int16 at TONE_RATE) over the session's websocket, in 20 ms messages."""
         ws = await http.ws_connect(f"{url}/ws/{self.session['session_id']}?token={self.session['token']}")
         await ws.send_json({"type": "start", "sample_rate": TONE_RATE})

@@ -63,7 +63,10 @@ def _last_step(frame: int, step_samples: int) -> int:
 
 def _lookahead_frames(step_samples: int, lookahead_samples: int) -> int:
     """Fewest whole frames after a frame's end that cover the audio its features wait for."""
-    worst = max((_last_step(i, step_samples) + 1) * step_samples + lookahead_samples - frame_pts(i + 1) for i in range(SAMPLE_RATE))
+    worst = max(
+        (_last_step(i, step_samples) + 1) * step_samples + lookahead_samples - frame_pts(i + 1)
+        for i in range(SAMPLE_RATE)
+    )
     frames = 0
     while frame_pts(frames) < worst:
         frames += 1
@@ -98,7 +101,9 @@ class _StepStream:
         usable = len(mels) // self.config.stride * self.config.stride
         self.pending_mels, self.pending_power = mels[usable:], power[usable:]
         if usable:
-            self.step_power = np.concatenate([self.step_power, power[:usable].reshape(-1, self.config.stride).mean(1)])
+            self.step_power = np.concatenate(
+                [self.step_power, power[:usable].reshape(-1, self.config.stride).mean(1)]
+            )
             with torch.no_grad():
                 out, self.state = self.model.stream(torch.from_numpy(mels[:usable]).T[None], self.state)
             out = out[0].T.double().numpy()[self.to_skip :]  # [steps, NUM_PHONES + 1]
@@ -127,12 +132,16 @@ class _StepStream:
         step = self.config.step_samples
         available = self.first_step + len(self.steps)  # steps [0, available) are known
         rows = []
-        while (self.frame_limit is None or self.frames_done < self.frame_limit) and _last_step(self.frames_done, step) < available:
+        while (self.frame_limit is None or self.frames_done < self.frame_limit) and _last_step(
+            self.frames_done, step
+        ) < available:
             start, end = frame_pts(self.frames_done), frame_pts(self.frames_done + 1)
             first = start // step
             edges = np.clip(np.arange(first, _last_step(self.frames_done, step) + 2) * step, start, end)
             weights = np.diff(edges) / (end - start)
-            rows.append(weights @ self.steps[first - self.first_step : first - self.first_step + len(weights)])
+            rows.append(
+                weights @ self.steps[first - self.first_step : first - self.first_step + len(weights)]
+            )
             self.frames_done += 1
         if rows:  # steps wholly before the next frame are no longer needed
             drop = frame_pts(self.frames_done) // step - self.first_step

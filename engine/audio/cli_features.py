@@ -22,14 +22,19 @@ from engine.video import check_writable
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    p = subparsers.add_parser("features", help="speech features of an audio file, one row per video frame (.npy)")
+    p = subparsers.add_parser(
+        "features", help="speech features of an audio file, one row per video frame (.npy)"
+    )
     p.add_argument("--audio", required=True, help="audio or video file (any format PyAV reads)")
     p.add_argument("--kind", required=True, choices=kinds(), help="feature extractor")
     p.add_argument(
         "--model",
-        help="model file; deepspeech: the official output_graph.pb (0.1.0) or output_graph.pbmm (0.9.3); builtin: default shipped weights",
+        help="model file; deepspeech: the official output_graph.pb (0.1.0) or output_graph.pbmm (0.9.3); "
+        "builtin: default shipped weights",
     )
-    p.add_argument("--out", required=True, help=f"output .npy: float32 [N, F], one row per {FPS} fps video frame")
+    p.add_argument(
+        "--out", required=True, help=f"output .npy: float32 [N, F], one row per {FPS} fps video frame"
+    )
     p.set_defaults(run=run)
     return p
 
@@ -37,7 +42,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 def run(args: argparse.Namespace) -> None:
     out = check_writable(args.out)
     features_of = extractor(args.kind, args.model)
-    features = _streamed(features_of, args.audio) if features_of.lookahead_frames is not None else _whole(features_of, args.audio)
+    features = (
+        _streamed(features_of, args.audio)
+        if features_of.lookahead_frames is not None
+        else _whole(features_of, args.audio)
+    )
     tmp = out.with_name(out.name + ".tmp")
     try:
         with open(tmp, "wb") as f:
@@ -45,7 +54,10 @@ def run(args: argparse.Namespace) -> None:
         os.replace(tmp, out)
     finally:
         tmp.unlink(missing_ok=True)
-    print(f"wrote {out}: {len(features)} frames x {features.shape[1]} {args.kind} features at {FPS} fps", file=sys.stderr)
+    print(
+        f"wrote {out}: {len(features)} frames x {features.shape[1]} {args.kind} features at {FPS} fps",
+        file=sys.stderr,
+    )
 
 
 def _whole(features_of: FeatureExtractor, path: str | Path) -> np.ndarray:

@@ -2,9 +2,10 @@
 
 `stream_audio` yields the sound in chunks and never holds the whole file; `load_audio` returns it
 at once. Both resample with FFmpeg (swresample) and downmix to mono as the channels' mean (FFmpeg's
-own downmix adds the channels at -3 dB, which makes dual-mono stereo 3 dB louder), whatever the sample format (8/16/24/32-bit integer, float) or rate. A bad file raises one
-error naming its problem: missing, not a media file, no audio stream, truncated, NaN or infinite
-samples (BadAudioError from engine.audio.pcm).
+own downmix adds the channels at -3 dB, which makes dual-mono stereo 3 dB louder), whatever the
+sample format (8/16/24/32-bit integer, float) or rate. A bad file raises one error naming its
+problem: missing, not a media file, no audio stream, truncated, NaN or infinite samples
+(BadAudioError from engine.audio.pcm).
 """
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ import av
 import numpy as np
 
 from engine.audio.pcm import check_pcm
+from engine.errors import EngineError
 from engine.types import SAMPLE_RATE
 
 CHUNK_SAMPLES = SAMPLE_RATE  # stream_audio's default chunk: 1 s
@@ -25,11 +27,13 @@ TRUNCATED_SHARE = 0.9
 TRUNCATED_SLACK_S = 0.05
 
 
-class AudioDecodeError(ValueError):
+class AudioDecodeError(EngineError):
     """A file with no decodable audio."""
 
 
-def stream_audio(path: str | Path, chunk_samples: int = CHUNK_SAMPLES, sample_rate: int = SAMPLE_RATE) -> Iterator[np.ndarray]:
+def stream_audio(
+    path: str | Path, chunk_samples: int = CHUNK_SAMPLES, sample_rate: int = SAMPLE_RATE
+) -> Iterator[np.ndarray]:
     """Chunks [chunk_samples] float32 in [-1, 1], mono, at `sample_rate`; the last may be shorter.
     Memory stays bounded by one chunk plus one decoded packet, whatever the file's length."""
     if chunk_samples < 1:
@@ -62,7 +66,8 @@ def stream_audio(path: str | Path, chunk_samples: int = CHUNK_SAMPLES, sample_ra
     decoded_s = done / sample_rate
     if declared is not None and decoded_s < TRUNCATED_SHARE * declared - TRUNCATED_SLACK_S:
         raise AudioDecodeError(
-            f"{path}: the file is truncated (it declares {declared:.2f} s of audio, only {decoded_s:.2f} s could be decoded)"
+            f"{path}: the file is truncated (it declares {declared:.2f} s of audio, only {decoded_s:.2f} s "
+            "could be decoded)"
         )
 
 
@@ -79,7 +84,9 @@ def _resampled(frames: Iterator[av.AudioFrame], resampler: av.AudioResampler) ->
     yield from resampler.resample(None)
 
 
-def _declared_seconds(stream: av.audio.stream.AudioStream, container: av.container.InputContainer) -> float | None:
+def _declared_seconds(
+    stream: av.audio.stream.AudioStream, container: av.container.InputContainer
+) -> float | None:
     """The duration the file's header states, if any."""
     if stream.duration is not None and stream.time_base is not None:
         return float(stream.duration * stream.time_base)

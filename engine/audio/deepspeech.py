@@ -187,7 +187,10 @@ class _WholeInputStream(FeatureStream):
 
 def _factory(model: str | None) -> DeepSpeechExtractor:
     if model is None:
-        raise FeatureError("the deepspeech kind needs a model file (--model): DeepSpeech 0.1.0's output_graph.pb or 0.9.3's .pbmm")
+        raise FeatureError(
+            "the deepspeech kind needs a model file (--model): DeepSpeech 0.1.0's output_graph.pb or 0.9.3's "
+            ".pbmm"
+        )
     return DeepSpeechExtractor(model)
 
 

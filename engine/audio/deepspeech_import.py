@@ -28,24 +28,41 @@ from google.protobuf.message import DecodeError
 from tensorboard.compat.proto import graph_pb2, types_pb2
 
 from engine.audio.mfcc import TfMfccConfig
+from engine.errors import EngineError
 from engine.types import SAMPLE_RATE
 from models.deepspeech import DeepSpeech, DeepSpeechConfig
 
 MEMMAPPED_PREFIX = "memmapped_package://"
 MEMMAPPED_GRAPH = MEMMAPPED_PREFIX + "."
 GRAPH_VERSION = 6  # training/deepspeech_training/GRAPH_VERSION for 0.7.x - 0.9.x
-_DTYPES = {types_pb2.DT_FLOAT: np.dtype("<f4"), types_pb2.DT_INT32: np.dtype("<i4"), types_pb2.DT_INT64: np.dtype("<i8")}
+_DTYPES = {
+    types_pb2.DT_FLOAT: np.dtype("<f4"),
+    types_pb2.DT_INT32: np.dtype("<i4"),
+    types_pb2.DT_INT64: np.dtype("<i8"),
+}
 
 # Our weight keys (DeepSpeechConfig.tf_shapes) -> the official node names, per version.
 _V010_LSTM = "bidirectional_rnn/{}/basic_lstm_cell/{}"  # TF >= 1.3 names: kernel, bias
 _V093_LSTM = "cudnn_lstm/rnn/multi_rnn_cell/cell_0/cudnn_compatible_lstm_cell/"
 OFFICIAL_NAMES = {
     "0.1.0": {
-        **{f"dense{i}.{part}": f"{p}{i}" for i in (1, 2, 3, 5, 6) for part, p in (("kernel", "h"), ("bias", "b"))},
-        **{f"lstm_{d}.{part}": _V010_LSTM.format(d, part) for d in ("fw", "bw") for part in ("kernel", "bias")},
+        **{
+            f"dense{i}.{part}": f"{p}{i}"
+            for i in (1, 2, 3, 5, 6)
+            for part, p in (("kernel", "h"), ("bias", "b"))
+        },
+        **{
+            f"lstm_{d}.{part}": _V010_LSTM.format(d, part)
+            for d in ("fw", "bw")
+            for part in ("kernel", "bias")
+        },
     },
     "0.9.3": {
-        **{f"dense{i}.{part}": f"layer_{i}/{n}" for i in (1, 2, 3, 5, 6) for part, n in (("kernel", "weights"), ("bias", "bias"))},
+        **{
+            f"dense{i}.{part}": f"layer_{i}/{n}"
+            for i in (1, 2, 3, 5, 6)
+            for part, n in (("kernel", "weights"), ("bias", "bias"))
+        },
         "lstm.kernel": _V093_LSTM + "kernel",
         "lstm.bias": _V093_LSTM + "bias",
     },
@@ -54,7 +71,7 @@ OFFICIAL_NAMES = {
 _LEGACY_SUFFIX = {"/kernel": "/weights", "/bias": "/biases"}
 
 
-class DeepSpeechFileError(ValueError):
+class DeepSpeechFileError(EngineError):
     """A file that is not a DeepSpeech 0.1.0 / 0.9.3 acoustic model we can read."""
 
 
@@ -71,15 +88,28 @@ def load_deepspeech(path: str | Path) -> ImportedDeepSpeech:
         version = graph.version()
         names = OFFICIAL_NAMES[version]
         tensors = {key: graph.tensor(name) for key, name in names.items() if graph.has(name)}
-        tensors.update({key: graph.tensor(_legacy(name)) for key, name in names.items() if key not in tensors and graph.has(_legacy(name))})
+        tensors.update(
+            {
+                key: graph.tensor(_legacy(name))
+                for key, name in names.items()
+                if key not in tensors and graph.has(_legacy(name))
+            }
+        )
         missing = [names[key] for key in names if key not in tensors]
         if missing:
-            raise DeepSpeechFileError(f"{path}: not a complete DeepSpeech {version} model (missing {', '.join(missing)})")
-        config = DeepSpeechConfig(version=version, n_hidden=tensors["dense1.kernel"].shape[-1], n_classes=tensors["dense6.bias"].shape[-1])
+            raise DeepSpeechFileError(
+                f"{path}: not a complete DeepSpeech {version} model (missing {', '.join(missing)})"
+            )
+        config = DeepSpeechConfig(
+            version=version,
+            n_hidden=tensors["dense1.kernel"].shape[-1],
+            n_classes=tensors["dense6.bias"].shape[-1],
+        )
         for key, shape in config.tf_shapes().items():
             if tensors[key].shape != shape:
                 raise DeepSpeechFileError(
-                    f"{path}: {names[key]} has shape {list(tensors[key].shape)}, expected {list(shape)} for DeepSpeech {version}"
+                    f"{path}: {names[key]} has shape {list(tensors[key].shape)}, expected {list(shape)} for "
+                    f"DeepSpeech {version}"
                 )
         network = DeepSpeech(config)
         network.load_tf_weights(tensors)
@@ -102,7 +132,9 @@ class _GraphFile:
         self.path = path
         try:
             self._file = open(path, "rb")
-            self._data = mmap.mmap(self._file.fileno(), 0, access=mmap.ACCESS_READ) if path.stat().st_size else b""
+            self._data = (
+                mmap.mmap(self._file.fileno(), 0, access=mmap.ACCESS_READ) if path.stat().st_size else b""
+            )
         except (OSError, ValueError) as e:
             raise DeepSpeechFileError(f"{path}: cannot read the model file ({e})") from None
         self._regions = _memmapped_directory(self._data)
@@ -111,7 +143,10 @@ class _GraphFile:
         try:
             self.graph.ParseFromString(bytes(graph_bytes))
         except (DecodeError, RuntimeError) as e:
-            raise DeepSpeechFileError(f"{path}: not a TensorFlow graph (.pb) or memmapped graph (.pbmm), or the file is truncated ({e})") from None
+            raise DeepSpeechFileError(
+                f"{path}: not a TensorFlow graph (.pb) or memmapped graph (.pbmm), or the file is truncated "
+                f"({e})"
+            ) from None
         self.nodes = {node.name: node for node in self.graph.node}
 
     def close(self) -> None:
@@ -127,7 +162,8 @@ class _GraphFile:
             found = int(self.tensor("metadata_version").reshape(-1)[0])
             if found != GRAPH_VERSION:
                 raise DeepSpeechFileError(
-                    f"{self.path}: DeepSpeech graph version {found}; this importer reads 0.1.0 and 0.7-0.9 models (graph version {GRAPH_VERSION})"
+                    f"{self.path}: DeepSpeech graph version {found}; this importer reads 0.1.0 and 0.7-0.9 "
+                    f"models (graph version {GRAPH_VERSION})"
                 )
         if "layer_1/weights" in self.nodes:
             return "0.9.3"
@@ -135,7 +171,10 @@ class _GraphFile:
             return "0.1.0"
         if not self.nodes:
             raise DeepSpeechFileError(f"{self.path}: not a TensorFlow graph (.pb) or memmapped graph (.pbmm)")
-        raise DeepSpeechFileError(f"{self.path}: not a DeepSpeech 0.1.0 or 0.9.3 acoustic model (no weight node 'h1' or 'layer_1/weights')")
+        raise DeepSpeechFileError(
+            f"{self.path}: not a DeepSpeech 0.1.0 or 0.9.3 acoustic model (no weight node 'h1' or "
+            "'layer_1/weights')"
+        )
 
     def tensor(self, name: str) -> np.ndarray:
         """The value of a Const or ImmutableConst node."""
@@ -144,26 +183,43 @@ class _GraphFile:
             proto = node.attr["value"].tensor
             dtype, shape = proto.dtype, tuple(d.size for d in proto.tensor_shape.dim)
             if dtype not in _DTYPES:
-                raise DeepSpeechFileError(f"{self.path}: {name} has unsupported data type {types_pb2.DataType.Name(dtype)}")
+                raise DeepSpeechFileError(
+                    f"{self.path}: {name} has unsupported data type {types_pb2.DataType.Name(dtype)}"
+                )
             count = int(np.prod(shape))
             if proto.tensor_content:
                 flat = np.frombuffer(proto.tensor_content, _DTYPES[dtype])
             else:
-                flat = np.asarray(proto.float_val if dtype == types_pb2.DT_FLOAT else proto.int_val if dtype == types_pb2.DT_INT32 else proto.int64_val)
-                flat = np.full(count, flat[0]) if len(flat) == 1 and count > 1 else flat  # TF fills from one value
+                flat = np.asarray(
+                    proto.float_val
+                    if dtype == types_pb2.DT_FLOAT
+                    else proto.int_val
+                    if dtype == types_pb2.DT_INT32
+                    else proto.int64_val
+                )
+                flat = (
+                    np.full(count, flat[0]) if len(flat) == 1 and count > 1 else flat
+                )  # TF fills from one value
             if flat.size != count:
-                raise DeepSpeechFileError(f"{self.path}: {name} holds {flat.size} values for shape {list(shape)}")
+                raise DeepSpeechFileError(
+                    f"{self.path}: {name} holds {flat.size} values for shape {list(shape)}"
+                )
             return flat.astype(_DTYPES[dtype]).reshape(shape)
         if node.op == "ImmutableConst" and self._regions is not None:
             dtype = node.attr["dtype"].type
             shape = tuple(d.size for d in node.attr["shape"].shape.dim)
             region_name = node.attr["memory_region_name"].s.decode()
             if dtype not in _DTYPES or region_name not in self._regions:
-                raise DeepSpeechFileError(f"{self.path}: {name} points to a missing or unsupported region {region_name!r}")
+                raise DeepSpeechFileError(
+                    f"{self.path}: {name} points to a missing or unsupported region {region_name!r}"
+                )
             region = self._region(region_name)
             nbytes = int(np.prod(shape)) * _DTYPES[dtype].itemsize
             if len(region) < nbytes:
-                raise DeepSpeechFileError(f"{self.path}: region {region_name} holds {len(region)} bytes, {name} {list(shape)} needs {nbytes}")
+                raise DeepSpeechFileError(
+                    f"{self.path}: region {region_name} holds {len(region)} bytes, {name} {list(shape)} "
+                    f"needs {nbytes}"
+                )
             return np.frombuffer(region[:nbytes], _DTYPES[dtype]).reshape(shape).copy()
         raise DeepSpeechFileError(f"{self.path}: {name} is a {node.op} node, not a constant")
 
@@ -173,7 +229,9 @@ class _GraphFile:
         if "metadata_sample_rate" in self.nodes:
             rate = int(self.tensor("metadata_sample_rate").reshape(-1)[0])
             if rate != SAMPLE_RATE:
-                raise DeepSpeechFileError(f"{self.path}: the model expects {rate} Hz audio; the engine runs at {SAMPLE_RATE} Hz")
+                raise DeepSpeechFileError(
+                    f"{self.path}: the model expects {rate} Hz audio; the engine runs at {SAMPLE_RATE} Hz"
+                )
         settings = {}
         if "AudioSpectrogram" in by_op:
             attr = by_op["AudioSpectrogram"].attr
@@ -188,7 +246,10 @@ class _GraphFile:
             )
         config = dataclasses.replace(TfMfccConfig(), **settings)
         if config.coefficients != DeepSpeechConfig().n_input:
-            raise DeepSpeechFileError(f"{self.path}: the graph computes {config.coefficients} MFCC, the network takes {DeepSpeechConfig().n_input}")
+            raise DeepSpeechFileError(
+                f"{self.path}: the graph computes {config.coefficients} MFCC, the network takes "
+                f"{DeepSpeechConfig().n_input}"
+            )
         return config
 
     def _region(self, name: str) -> memoryview:

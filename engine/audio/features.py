@@ -30,12 +30,13 @@ from collections.abc import Callable
 import numpy as np
 
 from engine.audio.pcm import check_pcm
+from engine.errors import EngineError
 from engine.types import FPS, SAMPLE_RATE, AudioChunk, FeatureFrame, frame_pts
 
 CLOCK_PERIOD = SAMPLE_RATE // math.gcd(SAMPLE_RATE, FPS)  # 1600 samples = 3 frames
 
 
-class FeatureError(ValueError):
+class FeatureError(EngineError):
     """An extractor that cannot be built or used as asked (unknown kind, bad model file, misuse)."""
 
 
@@ -73,7 +74,9 @@ class FeatureStream(ABC):
             self._origin = chunk.pts - chunk.pts % CLOCK_PERIOD
         gap = chunk.pts - (self._origin + self._received)
         if gap < 0:
-            raise FeatureError(f"audio chunk at pts {chunk.pts} overlaps audio already pushed (up to {chunk.pts - gap})")
+            raise FeatureError(
+                f"audio chunk at pts {chunk.pts} overlaps audio already pushed (up to {chunk.pts - gap})"
+            )
         if gap:
             pcm = np.concatenate([np.zeros(gap, np.float32), pcm])
         self._received += len(pcm)
@@ -123,7 +126,10 @@ class FeatureExtractor(ABC):
         rows = np.asarray(self._offline(audio), np.float32)
         expected = (num_frames(len(audio)), self.dim)
         if rows.shape != expected:
-            raise RuntimeError(f"{type(self).__name__} returned {list(rows.shape)} for {len(audio)} samples, expected {list(expected)}")
+            raise RuntimeError(
+                f"{type(self).__name__} returned {list(rows.shape)} for {len(audio)} samples, expected "
+                f"{list(expected)}"
+            )
         return rows
 
     @abstractmethod
@@ -173,7 +179,11 @@ def frame_windows(features: np.ndarray, before: int = 8, after: int = 7, pad: st
     features = np.asarray(features)
     offsets = np.arange(-before, after + 1)
     index = np.arange(len(features))[:, None] + offsets  # [N, W]
-    windows = features[np.clip(index, 0, max(len(features) - 1, 0))] if len(features) else np.zeros((0, len(offsets), *features.shape[1:]), features.dtype)
+    windows = (
+        features[np.clip(index, 0, max(len(features) - 1, 0))]
+        if len(features)
+        else np.zeros((0, len(offsets), *features.shape[1:]), features.dtype)
+    )
     if pad == "zeros" and len(features):
         outside = (index < 0) | (index >= len(features))
         windows[outside] = 0

@@ -28,7 +28,9 @@ def to_float_mono(block: np.ndarray, source: str = "audio block") -> np.ndarray:
     elif block.dtype.kind == "i":
         block = block.astype(np.float32) / np.float32(2 ** (8 * block.dtype.itemsize - 1))
     elif block.dtype.kind != "f":
-        raise BadAudioError(f"{source}: unsupported sample type {block.dtype} (use int16, uint8, int32 or float)")
+        raise BadAudioError(
+            f"{source}: unsupported sample type {block.dtype} (use int16, uint8, int32 or float)"
+        )
     mono = block.mean(axis=1) if block.ndim == 2 else block
     return check_pcm(mono, source)
 
@@ -39,12 +41,19 @@ class LiveChunker:
 
     def __init__(self, input_rate: int, chunk_ms: int = 20, start_pts: int = 0) -> None:
         if not MIN_CHUNK_MS <= chunk_ms <= MAX_CHUNK_MS or SAMPLE_RATE * chunk_ms % 1000:
-            raise ValueError(f"chunk_ms must be a whole number of samples between {MIN_CHUNK_MS} and {MAX_CHUNK_MS} ms, got {chunk_ms}")
+            raise ValueError(
+                f"chunk_ms must be a whole number of samples between {MIN_CHUNK_MS} and {MAX_CHUNK_MS} ms, "
+                f"got {chunk_ms}"
+            )
         if not 1000 <= input_rate <= 384_000:
             raise ValueError(f"input sample rate must be between 1000 and 384000 Hz, got {input_rate}")
         self.input_rate = input_rate
         self.chunk_samples = SAMPLE_RATE * chunk_ms // 1000
-        self._resampler = None if input_rate == SAMPLE_RATE else av.AudioResampler(format="flt", layout="mono", rate=SAMPLE_RATE)
+        self._resampler = (
+            None
+            if input_rate == SAMPLE_RATE
+            else av.AudioResampler(format="flt", layout="mono", rate=SAMPLE_RATE)
+        )
         self._pending = np.zeros(0, np.float32)
         self._next_pts = start_pts
         self._flushed = False

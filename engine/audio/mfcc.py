@@ -52,7 +52,9 @@ class TfMfcc:
         self.hann = 0.5 - 0.5 * np.cos(2 * np.pi * np.arange(c.window) / c.window)
         self.filterbank = self._filterbank(self.fft_length // 2 + 1)  # [bins, channels]
         k, j = np.arange(c.coefficients)[:, None], np.arange(c.channels)[None, :]
-        self.dct = np.sqrt(2.0 / c.channels) * np.cos(np.pi / c.channels * k * (j + 0.5))  # [coefficients, channels]
+        self.dct = np.sqrt(2.0 / c.channels) * np.cos(
+            np.pi / c.channels * k * (j + 0.5)
+        )  # [coefficients, channels]
 
     def __call__(self, frames: np.ndarray) -> np.ndarray:
         spectrum = np.abs(np.fft.rfft(frames * self.hann, n=self.fft_length))  # sqrt of the squared magnitude
@@ -86,7 +88,11 @@ class TfMfcc:
 def tf_frames(audio: np.ndarray, window: int, step: int) -> np.ndarray:
     """audio [S] -> the whole windows [n, window] starting at 0, step, 2 step, ... (n may be 0)."""
     n = 0 if len(audio) < window else 1 + (len(audio) - window) // step
-    return np.lib.stride_tricks.sliding_window_view(audio, window)[::step][:n] if n else np.zeros((0, window), audio.dtype)
+    return (
+        np.lib.stride_tricks.sliding_window_view(audio, window)[::step][:n]
+        if n
+        else np.zeros((0, window), audio.dtype)
+    )
 
 
 @dataclass(frozen=True)

@@ -1,14 +1,18 @@
 """Checks on PCM arrays entering the engine: one clear error instead of NaNs further down."""
 from __future__ import annotations
 
-import numpy as np
+from math import gcd
 
+import numpy as np
+from scipy import signal
+
+from engine.errors import EngineError
 from engine.types import SAMPLE_RATE
 
 SILENCE_PEAK = 10 ** (-80 / 20)  # -80 dBFS: below one step of 16-bit audio, nothing audible
 
 
-class BadAudioError(ValueError):
+class BadAudioError(EngineError):
     """PCM that cannot be used: wrong shape, NaN or infinite samples, nothing in it."""
 
 
@@ -45,3 +49,10 @@ def check_level(num_samples: int, peak: float, source: str = "audio") -> None:
     if peak < SILENCE_PEAK:
         level = "digital silence" if peak == 0 else f"peak {20 * np.log10(peak):.0f} dBFS"
         raise BadAudioError(f"{source}: the audio is silent ({level})")
+
+
+def to_sample_rate(pcm: np.ndarray, rate: int) -> np.ndarray:
+    """[S] samples at `rate` Hz -> [S * SAMPLE_RATE / rate] float32 at SAMPLE_RATE (polyphase
+    resampling: for a synthesiser's whole output; live input goes through engine/audio/live.py)."""
+    step = gcd(SAMPLE_RATE, rate)
+    return signal.resample_poly(pcm, SAMPLE_RATE // step, rate // step).astype(np.float32)

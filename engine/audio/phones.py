@@ -12,13 +12,15 @@ import unicodedata
 
 import numpy as np
 
+from engine.errors import EngineError
+
 SILENCE = "SIL"
 PHONES = (
     SILENCE,
     "AA", "AE", "AH", "AO", "AW", "AY", "EH", "ER", "EY", "IH", "IY", "OW", "OY", "UH", "UW",
     "B", "CH", "D", "DH", "F", "G", "HH", "JH", "K", "L", "M", "N", "NG", "P", "R", "S", "SH",
     "T", "TH", "V", "W", "Y", "Z", "ZH",
-)  # fmt: skip
+)
 PHONE_INDEX = {p: i for i, p in enumerate(PHONES)}
 NUM_PHONES = len(PHONES)
 
@@ -41,28 +43,118 @@ VISEME_OF_PHONE = np.array(
 # entries first; anything else is split into single symbols. Non-English sounds take the nearest
 # English phone by place and lip shape, which is what the face needs.
 _IPA = {
-    "aɪ": "AY", "aʊ": "AW", "eɪ": "EY", "oʊ": "OW", "əʊ": "OW", "ɔɪ": "OY", "ɪə": "IH AH",
-    "eə": "EH AH", "ʊə": "UH AH", "tʃ": "CH", "dʒ": "JH", "ts": "T S", "dz": "D Z", "ɑɪ": "AY",
-    "ɑ": "AA", "a": "AA", "ɒ": "AA", "æ": "AE", "ʌ": "AH", "ə": "AH", "ɐ": "AH", "ɜ": "ER",
-    "ɚ": "ER", "ɝ": "ER", "ɔ": "AO", "o": "OW", "ɛ": "EH", "e": "EY", "œ": "ER", "ø": "ER",
-    "ɪ": "IH", "ᵻ": "IH", "ɨ": "IH", "i": "IY", "y": "UW", "ʏ": "UH", "ʊ": "UH", "u": "UW",
-    "ɯ": "UW", "ɤ": "AH", "b": "B", "β": "V", "d": "D", "ð": "DH", "f": "F", "g": "G", "ɡ": "G",
-    "ɣ": "G", "h": "HH", "x": "HH", "ç": "HH", "χ": "HH", "j": "Y", "ʝ": "Y", "k": "K", "c": "K",
-    "l": "L", "ɫ": "L", "ʎ": "L Y", "m": "M", "ɱ": "M", "n": "N", "ɲ": "N Y", "ŋ": "NG", "p": "P",
-    "r": "R", "ɹ": "R", "ʁ": "R", "ɾ": "D", "ʀ": "R", "s": "S", "ɕ": "SH", "ʃ": "SH", "ʂ": "SH",
-    "t": "T", "θ": "TH", "v": "V", "ʋ": "V", "w": "W", "ɥ": "W", "z": "Z", "ʑ": "ZH", "ʒ": "ZH",
-    "ʐ": "ZH", "ʔ": SILENCE, "ɭ": "L", "ɵ": "UH", "ʉ": "UW", "ʍ": "W", "ɬ": "L", "ɦ": "HH", "ɻ": "R", "ɽ": "D", "ʈ": "T", "ɖ": "D", "ɟ": "JH", "q": "K", "ɒ̃": "AA", "ɘ": "AH", "ɞ": "AH", "ɜ˞": "ER",
-}  # fmt: skip
+    "aɪ": "AY",
+    "aʊ": "AW",
+    "eɪ": "EY",
+    "oʊ": "OW",
+    "əʊ": "OW",
+    "ɔɪ": "OY",
+    "ɪə": "IH AH",
+    "eə": "EH AH",
+    "ʊə": "UH AH",
+    "tʃ": "CH",
+    "dʒ": "JH",
+    "ts": "T S",
+    "dz": "D Z",
+    "ɑɪ": "AY",
+    "ɑ": "AA",
+    "a": "AA",
+    "ɒ": "AA",
+    "æ": "AE",
+    "ʌ": "AH",
+    "ə": "AH",
+    "ɐ": "AH",
+    "ɜ": "ER",
+    "ɚ": "ER",
+    "ɝ": "ER",
+    "ɔ": "AO",
+    "o": "OW",
+    "ɛ": "EH",
+    "e": "EY",
+    "œ": "ER",
+    "ø": "ER",
+    "ɪ": "IH",
+    "ᵻ": "IH",
+    "ɨ": "IH",
+    "i": "IY",
+    "y": "UW",
+    "ʏ": "UH",
+    "ʊ": "UH",
+    "u": "UW",
+    "ɯ": "UW",
+    "ɤ": "AH",
+    "b": "B",
+    "β": "V",
+    "d": "D",
+    "ð": "DH",
+    "f": "F",
+    "g": "G",
+    "ɡ": "G",
+    "ɣ": "G",
+    "h": "HH",
+    "x": "HH",
+    "ç": "HH",
+    "χ": "HH",
+    "j": "Y",
+    "ʝ": "Y",
+    "k": "K",
+    "c": "K",
+    "l": "L",
+    "ɫ": "L",
+    "ʎ": "L Y",
+    "m": "M",
+    "ɱ": "M",
+    "n": "N",
+    "ɲ": "N Y",
+    "ŋ": "NG",
+    "p": "P",
+    "r": "R",
+    "ɹ": "R",
+    "ʁ": "R",
+    "ɾ": "D",
+    "ʀ": "R",
+    "s": "S",
+    "ɕ": "SH",
+    "ʃ": "SH",
+    "ʂ": "SH",
+    "t": "T",
+    "θ": "TH",
+    "v": "V",
+    "ʋ": "V",
+    "w": "W",
+    "ɥ": "W",
+    "z": "Z",
+    "ʑ": "ZH",
+    "ʒ": "ZH",
+    "ʐ": "ZH",
+    "ʔ": SILENCE,
+    "ɭ": "L",
+    "ɵ": "UH",
+    "ʉ": "UW",
+    "ʍ": "W",
+    "ɬ": "L",
+    "ɦ": "HH",
+    "ɻ": "R",
+    "ɽ": "D",
+    "ʈ": "T",
+    "ɖ": "D",
+    "ɟ": "JH",
+    "q": "K",
+    "ɒ̃": "AA",
+    "ɘ": "AH",
+    "ɞ": "AH",
+    "ɜ˞": "ER",
+}
 # Marks that carry no lip shape: stress, length, ties, nasalisation, palatalisation, syllabicity.
 _IPA_IGNORED = set("ˈˌːˑ͡‿-̯̃ʲˠ̩̪̥̬ʰʷ̝̞̠̟̈^\":\ufffd ")
 
 _FESTIVAL = {
     "pau": SILENCE, "h#": SILENCE, "brth": SILENCE, "ax": "AH", "axr": "ER", "dx": "D", "el": "L",
     "em": "M", "en": "N", "ix": "IH", "nx": "N", "hv": "HH",
-}  # fmt: skip
+}
 
 
-class PhoneError(ValueError):
+class PhoneError(EngineError):
     """A phone symbol with no mapping."""
 
 

@@ -34,7 +34,9 @@ def portrait_crop(image: np.ndarray, landmarks: np.ndarray, resolution: int) -> 
     return np.asarray(crop.resize((resolution, resolution), Image.Resampling.LANCZOS))
 
 
-def from_image(image: np.ndarray, out: str | Path, name: str, resolution: int = 256, source: str = "") -> Avatar:
+def from_image(
+    image: np.ndarray, out: str | Path, name: str, resolution: int = 256, source: str = ""
+) -> Avatar:
     """RGB uint8 photo [H, W, 3] -> a bundle written atomically to `out`. Raises NoFaceError."""
     with Tracker() as tracker:
         reference = portrait_crop(image, tracker.landmarks(image), resolution)

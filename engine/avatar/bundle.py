@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from engine.errors import EngineError
 from engine.face.model import Camera, Identity
 from engine.face.rest import closed_rest
 from engine.face.topology import NUM_LANDMARKS
@@ -45,7 +46,7 @@ REQUIRED_FILES = {
 V1_FILES = ("identity", "reference", "reference_params", "motion")
 
 
-class AvatarError(ValueError):
+class AvatarError(EngineError):
     """An avatar that cannot be found or whose bundle is invalid."""
 
 
@@ -83,7 +84,9 @@ def resolve(avatar: str | os.PathLike) -> Path:
     if os.sep not in str(avatar) and (named / "avatar.json").is_file():
         return named
     known = sorted(p.parent.name for p in AVATARS_DIR.glob("*/avatar.json"))
-    raise AvatarError(f"unknown avatar '{avatar}': not a bundle directory, and not one of {known} under {AVATARS_DIR.name}/")
+    raise AvatarError(
+        f"unknown avatar '{avatar}': not a bundle directory, and not one of {known} under {AVATARS_DIR.name}/"
+    )
 
 
 def load(avatar: str | os.PathLike) -> Avatar:
@@ -93,9 +96,15 @@ def load(avatar: str | os.PathLike) -> Avatar:
         raise AvatarError(f"{path}: avatar.json is not a {FORMAT} bundle")
     version = meta.get("version")
     if version not in (1, FORMAT_VERSION):
-        raise AvatarError(f"{path}: bundle format version {version} is not supported (this engine reads 1 and {FORMAT_VERSION})")
+        raise AvatarError(
+            f"{path}: bundle format version {version} is not supported "
+            f"(this engine reads 1 and {FORMAT_VERSION})"
+        )
     if meta.get("rig_version") != RIG_VERSION:
-        raise AvatarError(f"{path}: made for rig version {meta.get('rig_version')}, this engine has {RIG_VERSION}; rebuild the avatar")
+        raise AvatarError(
+            f"{path}: made for rig version {meta.get('rig_version')}, this engine has {RIG_VERSION}; rebuild "
+            "the avatar"
+        )
     try:
         files = {key: path / meta["files"][key] for key in (V1_FILES if version == 1 else REQUIRED_FILES)}
         resolution = int(meta["resolution"])
@@ -105,7 +114,9 @@ def load(avatar: str | os.PathLike) -> Avatar:
     for key, file in files.items():
         if not file.is_file():
             raise AvatarError(f"{path}: missing {key} file {file.name}")
-    arrays = _read_npz(files["identity"], {"vertices": (NUM_LANDMARKS, 3), "home": (3,), "uv": (NUM_LANDMARKS, 2)})
+    arrays = _read_npz(
+        files["identity"], {"vertices": (NUM_LANDMARKS, 3), "home": (3,), "uv": (NUM_LANDMARKS, 2)}
+    )
     try:
         reference = np.array(Image.open(files["reference"]).convert("RGB"))
         reference_params = FaceParams.load(str(files["reference_params"]))
@@ -120,7 +131,9 @@ def load(avatar: str | os.PathLike) -> Avatar:
     elif len(rest_params) != 1:
         raise AvatarError(f"{path}: rest_params must hold one frame, not {len(rest_params)}")
     try:
-        motion = MotionStats(**{k: tuple(v) if isinstance(v, list) else v for k, v in _read_json(files["motion"]).items()})
+        motion = MotionStats(
+            **{k: tuple(v) if isinstance(v, list) else v for k, v in _read_json(files["motion"]).items()}
+        )
     except TypeError as e:
         raise AvatarError(f"{path}: motion.json is malformed ({e})") from None
     return Avatar(
@@ -147,7 +160,9 @@ def save(avatar: Avatar, out: str | os.PathLike) -> Path:
     tmp.chmod(0o755)  # mkdtemp makes it private; a bundle is an ordinary shared directory
     try:
         identity = avatar.identity
-        np.savez(tmp / REQUIRED_FILES["identity"], vertices=identity.vertices, home=identity.home, uv=avatar.uv)
+        np.savez(
+            tmp / REQUIRED_FILES["identity"], vertices=identity.vertices, home=identity.home, uv=avatar.uv
+        )
         Image.fromarray(avatar.reference).save(tmp / REQUIRED_FILES["reference"])
         avatar.reference_params.save(str(tmp / REQUIRED_FILES["reference_params"]))
         avatar.rest_params.save(str(tmp / REQUIRED_FILES["rest_params"]))
@@ -231,5 +246,8 @@ def _read_npz(path: Path, shapes: dict[str, tuple[int, ...]]) -> dict[str, np.nd
         raise AvatarError(f"{path}: unreadable or incomplete ({e})") from None
     for key, shape in shapes.items():
         if arrays[key].shape != shape or not np.isfinite(arrays[key]).all():
-            raise AvatarError(f"{path}: '{key}' must be a finite array of shape {list(shape)}, got {list(arrays[key].shape)}")
+            raise AvatarError(
+                f"{path}: '{key}' must be a finite array of shape {list(shape)}, got "
+                f"{list(arrays[key].shape)}"
+            )
     return arrays

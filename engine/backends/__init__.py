@@ -44,9 +44,14 @@ def available_backends(device: str | torch.device = "cpu") -> list[str]:
     return found
 
 
-def make_backend(name: str, model: R2V, device: str | torch.device = "cpu", precision: str = "fp32") -> Backend:
+def make_backend(
+    name: str, model: R2V, device: str | torch.device = "cpu", precision: str = "fp32"
+) -> Backend:
     if name not in BACKENDS:
         raise BackendError(f"unknown backend '{name}', expected one of {list(BACKENDS)}")
     if name not in available_backends(device):
-        raise BackendError(f"the {name} backend is not available for {device} on this machine (available: {available_backends(device)})")
+        raise BackendError(
+            f"the {name} backend is not available for {device} on this machine (available: "
+            f"{available_backends(device)})"
+        )
     return BACKENDS[name](model, device, precision)

@@ -11,12 +11,13 @@ from abc import ABC, abstractmethod
 import torch
 from torch import Tensor, nn
 
+from engine.errors import EngineError
 from models.r2v import R2V
 
 PRECISIONS = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 
 
-class BackendError(ValueError):
+class BackendError(EngineError):
     """A backend that is unknown, not installed, or cannot run the requested way on this machine."""
 
 
@@ -48,7 +49,12 @@ class Backend(ABC):
         self.dtype = PRECISIONS[precision]
         # Its own copy (Module.to works in place), in channels-last: oneDNN's (CPU) and cuDNN's
         # (tensor cores) fastest convolution layout.
-        self.module = Inference(copy.deepcopy(model)).eval().to(self.device, self.dtype).to(memory_format=torch.channels_last)
+        self.module = (
+            Inference(copy.deepcopy(model))
+            .eval()
+            .to(self.device, self.dtype)
+            .to(memory_format=torch.channels_last)
+        )
         self.module.requires_grad_(False)
 
     def prepare(self, stack: Tensor) -> Tensor:

@@ -8,13 +8,14 @@ import torch
 from torch import Tensor
 
 from engine.backends.base import Backend
+from models.r2v import R2V
 
 
 class CompiledBackend(Backend):
     name = "compile"
 
-    def __init__(self, *args: object, **kwargs: object):
-        super().__init__(*args, **kwargs)
+    def __init__(self, model: R2V, device: str | torch.device = "cpu", precision: str = "fp32"):
+        super().__init__(model, device, precision)
         if self.device.type == "cuda":
             self.compiled = torch.compile(self.module, mode="reduce-overhead", dynamic=False)
         else:  # frozen: the weights become constants, prepacked once for oneDNN's convolutions

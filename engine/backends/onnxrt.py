@@ -12,6 +12,7 @@ import torch
 from torch import Tensor
 
 from engine.backends.base import Backend, BackendError
+from models.r2v import R2V
 
 OPSET = 18
 MAX_BATCH = 64
@@ -28,8 +29,16 @@ def export_onnx(module: torch.nn.Module, example: Tensor) -> bytes:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            program = torch.onnx.export(module, (example,), dynamo=True, opset_version=OPSET, input_names=["stack"],
-                                        output_names=["frames"], dynamic_shapes={"stack": {0: batch}}, verbose=False)  # fmt: skip
+            program = torch.onnx.export(
+                module,
+                (example,),
+                dynamo=True,
+                opset_version=OPSET,
+                input_names=["stack"],
+                output_names=["frames"],
+                dynamic_shapes={"stack": {0: batch}},
+                verbose=False,
+            )
     finally:
         exporter_log.setLevel(level)
     program.save(buffer)
@@ -40,12 +49,14 @@ class OnnxRuntimeBackend(Backend):
     name = "onnxruntime"
     memory_format = torch.contiguous_format  # ONNX tensors are plain NCHW arrays
 
-    def __init__(self, *args: object, **kwargs: object):
-        super().__init__(*args, **kwargs)
+    def __init__(self, model: R2V, device: str | torch.device = "cpu", precision: str = "fp32"):
+        super().__init__(model, device, precision)
         import onnxruntime as ort
 
         if self.precision != "fp32":
-            raise BackendError("the ONNX Runtime backend runs fp32 only (its fp16 path needs a converted model)")
+            raise BackendError(
+                "the ONNX Runtime backend runs fp32 only (its fp16 path needs a converted model)"
+            )
         # Exported from the CPU in the default layout: the ONNX graph is layout-agnostic.
         module = self.module.to("cpu", memory_format=torch.contiguous_format)
         example = torch.zeros(2, self.config.in_channels, self.config.size, self.config.size)

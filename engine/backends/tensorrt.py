@@ -9,6 +9,7 @@ import torch
 from torch import Tensor
 
 from engine.backends.base import Backend, BackendError
+from models.r2v import R2V
 
 MAX_BATCH = 8
 
@@ -20,15 +21,21 @@ def tensorrt_available() -> bool:
 class TensorRTBackend(Backend):
     name = "tensorrt"
 
-    def __init__(self, *args: object, **kwargs: object):
-        super().__init__(*args, **kwargs)
+    def __init__(self, model: R2V, device: str | torch.device = "cpu", precision: str = "fp32"):
+        super().__init__(model, device, precision)
         if not tensorrt_available():
-            raise BackendError("the tensorrt backend needs torch-tensorrt (pip install '.[gpu]') and an NVIDIA GPU")
+            raise BackendError(
+                "the tensorrt backend needs torch-tensorrt (pip install '.[gpu]') and an NVIDIA GPU"
+            )
         import torch_tensorrt
 
         shape = (self.config.in_channels, self.config.size, self.config.size)
-        spec = torch_tensorrt.Input(min_shape=(1, *shape), opt_shape=(1, *shape), max_shape=(MAX_BATCH, *shape), dtype=self.dtype)
-        self.engine = torch_tensorrt.compile(self.module, ir="dynamo", inputs=[spec], enabled_precisions={self.dtype})
+        spec = torch_tensorrt.Input(
+            min_shape=(1, *shape), opt_shape=(1, *shape), max_shape=(MAX_BATCH, *shape), dtype=self.dtype
+        )
+        self.engine = torch_tensorrt.compile(
+            self.module, ir="dynamo", inputs=[spec], enabled_precisions={self.dtype}
+        )
 
     def run(self, stack: Tensor) -> Tensor:
         if len(stack) > MAX_BATCH:

@@ -28,7 +28,12 @@ MOUTH_SHAPES = LIP_SHAPES | (np.array(EXPRESSION_NAMES) == "jawOpen")
 
 
 def fit(
-    model: FaceModel, landmarks: np.ndarray, camera: Camera | None = None, iterations: int = 6, mouth_prior: float = 0.0, lower: np.ndarray | float = 0.0
+    model: FaceModel,
+    landmarks: np.ndarray,
+    camera: Camera | None = None,
+    iterations: int = 6,
+    mouth_prior: float = 0.0,
+    lower: np.ndarray | float = 0.0,
 ) -> FaceParams:
     """landmarks [N, 478, 3] (u, v, w) in `camera` (default: the identity's) -> FaceParams [N].
     Rig weights lie in [lower, 1] (lower [K] or one for all; below 0: less of a shape than the
@@ -40,11 +45,18 @@ def fit(
 class _Solver:
     """What every frame's fit shares: made once per `fit` call."""
 
-    def __init__(self, model: FaceModel, camera: Camera, iterations: int, mouth_prior: float, lower: np.ndarray | float) -> None:
+    def __init__(
+        self, model: FaceModel, camera: Camera, iterations: int, mouth_prior: float, lower: np.ndarray | float
+    ) -> None:
         self.model, self.camera, self.iterations, self.lower = model, camera, iterations, lower
         self.axis_weight = np.tile([1.0, 1.0, DEPTH_WEIGHT], model.basis.shape[1])  # [478*3]
         # The weighted basis [478*3, K], and below it one row per weight: its prior (zero: no prior).
-        self.system = np.concatenate([model.basis.reshape(NUM_EXP, -1).T * self.axis_weight[:, None], np.diag(mouth_prior * LIP_SHAPES)])
+        self.system = np.concatenate(
+            [
+                model.basis.reshape(NUM_EXP, -1).T * self.axis_weight[:, None],
+                np.diag(mouth_prior * LIP_SHAPES),
+            ]
+        )
         # Align on the parts that expressions barely move (nose bridge, forehead, temples), so the
         # pose is nearly right from the first pass and the alternation converges in a few steps.
         mobility = np.linalg.norm(model.basis, axis=-1).max(0)

@@ -32,10 +32,10 @@ class Camera:
     height: int
 
     @classmethod
-    def with_fov(cls, width: int, height: int, fov_degrees: float = 20.0) -> "Camera":
+    def with_fov(cls, width: int, height: int, fov_degrees: float = 20.0) -> Camera:
         return cls(max(width, height) / (2 * math.tan(math.radians(fov_degrees) / 2)), width, height)
 
-    def resized(self, width: int, height: int) -> "Camera":
+    def resized(self, width: int, height: int) -> Camera:
         """The same view rendered at another resolution (scaled uniformly, centred)."""
         return Camera(self.focal * min(width / self.width, height / self.height), width, height)
 
@@ -49,7 +49,9 @@ class Camera:
         """Camera-space points [..., 478, 3] -> landmarks (u, v, w) as a tracker reports them."""
         screen = self.project(points)
         depth = points[..., 2].mean(-1, keepdims=True)
-        return np.concatenate([screen[..., :2], ((points[..., 2] - depth) * self.focal / depth)[..., None]], -1)
+        return np.concatenate(
+            [screen[..., :2], ((points[..., 2] - depth) * self.focal / depth)[..., None]], -1
+        )
 
     def from_landmarks(self, landmarks: np.ndarray, depth: float) -> np.ndarray:
         """Landmarks [N, 3] -> camera-space points [N, 3], given the mean depth of the face."""
@@ -67,10 +69,10 @@ class Identity:
     camera: Camera
 
     @classmethod
-    def from_landmarks(cls, landmarks: np.ndarray, camera: Camera) -> tuple["Identity", FaceParams]:
+    def from_landmarks(cls, landmarks: np.ndarray, camera: Camera) -> tuple[Identity, FaceParams]:
         """Lifts one photo's landmarks [478, 3] into an identity; also returns the photo's own
         FaceParams (its head rotation, zero translation and expression)."""
-        eye_px = np.linalg.norm(landmarks[263, :2] - landmarks[33, :2])
+        eye_px = float(np.linalg.norm(landmarks[263, :2] - landmarks[33, :2]))
         points = camera.from_landmarks(landmarks, depth=camera.focal * EYE_SPAN / eye_px)
         right = points[263] - points[33]  # toward the image's right: the model's +x
         down = points[topology.CHIN] - points[topology.FOREHEAD]

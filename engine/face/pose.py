@@ -10,7 +10,14 @@ import numpy as np
 
 def rotation(pitch: np.ndarray, yaw: np.ndarray, roll: np.ndarray) -> np.ndarray:
     """Angles [...] in radians -> rotation matrices [..., 3, 3]."""
-    cp, sp, cy, sy, cr, sr = np.cos(pitch), np.sin(pitch), np.cos(yaw), np.sin(yaw), np.cos(roll), np.sin(roll)
+    cp, sp, cy, sy, cr, sr = (
+        np.cos(pitch),
+        np.sin(pitch),
+        np.cos(yaw),
+        np.sin(yaw),
+        np.cos(roll),
+        np.sin(roll),
+    )
     return np.stack(
         [
             np.stack([cr * cy, cr * sy * sp - sr * cp, cr * sy * cp + sr * sp], -1),
@@ -29,7 +36,9 @@ def euler(matrix: np.ndarray) -> np.ndarray:
     return np.stack([pitch, yaw, roll], -1)
 
 
-def procrustes(source: np.ndarray, target: np.ndarray, weights: np.ndarray | None = None, scale: bool = False):
+def procrustes(
+    source: np.ndarray, target: np.ndarray, weights: np.ndarray | None = None, scale: bool = False
+):
     """Best R, t (and s) with target ~ s * source @ R.T + t, by weighted least squares (Umeyama).
 
     source, target: [N, 3]; weights: [N]. Returns (R [3, 3], t [3], s)."""

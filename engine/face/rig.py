@@ -26,14 +26,21 @@ class _Geometry:
     def __init__(self, v: np.ndarray):
         r = topo.regions()
         self.v = v
-        self.m = np.linalg.norm(v[topo.MOUTH_CORNER_OUTER[0]] - v[topo.MOUTH_CORNER_OUTER[1]])
-        self.h = np.linalg.norm(v[topo.FOREHEAD] - v[topo.CHIN])
-        self.upper_lip = np.setdiff1d(np.concatenate([r.lips_outer_upper, r.lips_inner_upper]), self.corners())
-        self.lower_lip = np.setdiff1d(np.concatenate([r.lips_outer_lower, r.lips_inner_lower]), self.corners())
+        self.m = float(np.linalg.norm(v[topo.MOUTH_CORNER_OUTER[0]] - v[topo.MOUTH_CORNER_OUTER[1]]))
+        self.h = float(np.linalg.norm(v[topo.FOREHEAD] - v[topo.CHIN]))
+        self.upper_lip = np.setdiff1d(
+            np.concatenate([r.lips_outer_upper, r.lips_inner_upper]), self.corners()
+        )
+        self.lower_lip = np.setdiff1d(
+            np.concatenate([r.lips_outer_lower, r.lips_inner_lower]), self.corners()
+        )
         self.jaw = self._jaw_weight(r)
 
     def corners(self, side: str | None = None) -> np.ndarray:
-        pairs = {"R": [topo.MOUTH_CORNER_OUTER[0], topo.MOUTH_CORNER_INNER[0]], "L": [topo.MOUTH_CORNER_OUTER[1], topo.MOUTH_CORNER_INNER[1]]}
+        pairs = {
+            "R": [topo.MOUTH_CORNER_OUTER[0], topo.MOUTH_CORNER_INNER[0]],
+            "L": [topo.MOUTH_CORNER_OUTER[1], topo.MOUTH_CORNER_INNER[1]],
+        }
         return np.array(pairs[side] if side else pairs["R"] + pairs["L"])
 
     def soft(self, region: np.ndarray, radius: float) -> np.ndarray:
@@ -133,7 +140,9 @@ def build(vertices: np.ndarray) -> np.ndarray:
         shapes[f"mouthFrown_{s}"] = _move(corner, [sign * 0.02 * m, 0.12 * m, 0])
         shapes[f"mouthStretch_{s}"] = _move(corner, [sign * 0.16 * m, 0.04 * m, 0.03 * m])
         press = g.soft(lips, 0.1 * m) * g.side(sign)
-        shapes[f"mouthPress_{s}"] = _move(press * upper, [0, 0.06 * m, -0.01 * m]) + _move(press * lower, [0, -0.07 * m, -0.01 * m])
+        shapes[f"mouthPress_{s}"] = _move(press * upper, [0, 0.06 * m, -0.01 * m]) + _move(
+            press * lower, [0, -0.07 * m, -0.01 * m]
+        )
     outer_lower = np.setdiff1d(r.lips_outer_lower, g.corners())
     outer_upper = np.setdiff1d(r.lips_outer_upper, g.corners())
     inner_lower = np.setdiff1d(r.lips_inner_lower, g.corners())
@@ -153,7 +162,9 @@ def build(vertices: np.ndarray) -> np.ndarray:
     for s, side in (("L", "left"), ("R", "right")):
         sign = 1.0 if s == "L" else -1.0
         shapes[f"eyeBlink_{s}"] = _eye_blink(g, side)
-        shapes[f"browDown_{s}"] = _move(g.soft(_brow(g, side, "all"), 0.08 * h), [-sign * 0.02 * h, 0.05 * h, -0.01 * h])
+        shapes[f"browDown_{s}"] = _move(
+            g.soft(_brow(g, side, "all"), 0.08 * h), [-sign * 0.02 * h, 0.05 * h, -0.01 * h]
+        )
         shapes[f"browOuterUp_{s}"] = _move(g.soft(_brow(g, side, "outer"), 0.07 * h), [0, -0.06 * h, 0])
         shapes[f"cheekPuff_{s}"] = _move(g.soft(_cheek(g, sign), 0.35 * m), [sign * 0.1 * m, 0, -0.05 * m])
     inner_brows = np.concatenate([_brow(g, "left", "inner"), _brow(g, "right", "inner")])

@@ -50,7 +50,11 @@ class Regions:
 
     @property
     def lips(self) -> np.ndarray:
-        return np.unique(np.concatenate([self.lips_outer_upper, self.lips_outer_lower, self.lips_inner_upper, self.lips_inner_lower]))
+        return np.unique(
+            np.concatenate(
+                [self.lips_outer_upper, self.lips_outer_lower, self.lips_inner_upper, self.lips_inner_lower]
+            )
+        )
 
     @property
     def mouth_hole(self) -> np.ndarray:
@@ -161,8 +165,13 @@ def regions() -> Regions:
     outer_up, outer_low = _halves(outer, *MOUTH_CORNER_OUTER, upper_hint=0)
     inner_up, inner_low = _halves(inner, *MOUTH_CORNER_INNER, upper_hint=UPPER_LIP_MID_INNER)
     eye_upper, eye_lower = {}, {}
-    for side, contour, upper_hint in (("right", c.FACEMESH_RIGHT_EYE, 159), ("left", c.FACEMESH_LEFT_EYE, 386)):
-        eye_upper[side], eye_lower[side] = _halves(_loops(contour)[0], *EYE_CORNERS[side], upper_hint=upper_hint)
+    for side, contour, upper_hint in (
+        ("right", c.FACEMESH_RIGHT_EYE, 159),
+        ("left", c.FACEMESH_LEFT_EYE, 386),
+    ):
+        eye_upper[side], eye_lower[side] = _halves(
+            _loops(contour)[0], *EYE_CORNERS[side], upper_hint=upper_hint
+        )
     return Regions(
         lips_outer_upper=outer_up,
         lips_outer_lower=outer_low,

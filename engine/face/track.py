@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from engine.errors import EngineError
 from engine.face.topology import EYE_CORNERS, LOWER_LIP_MID_INNER, NUM_LANDMARKS, UPPER_LIP_MID_INNER
 
 
@@ -23,7 +24,7 @@ def lip_gap(landmarks: np.ndarray) -> np.ndarray:
     return np.linalg.norm(gap, axis=-1) / eye_span(landmarks)
 
 
-class NoFaceError(ValueError):
+class NoFaceError(EngineError):
     """The image shows no face the tracker can find."""
 
 
@@ -40,7 +41,7 @@ class Tracker:
             min_detection_confidence=min_confidence,
         )
 
-    def __enter__(self) -> "Tracker":
+    def __enter__(self) -> Tracker:
         return self
 
     def __exit__(self, *exc) -> None:

@@ -89,10 +89,17 @@ class VideoTrack:
         return len(self.valid)
 
     def save(self, path: str | os.PathLike) -> None:
-        write_npz(path, landmarks=self.landmarks, valid=self.valid, faces=self.faces, width=self.width, height=self.height)
+        write_npz(
+            path,
+            landmarks=self.landmarks,
+            valid=self.valid,
+            faces=self.faces,
+            width=self.width,
+            height=self.height,
+        )
 
     @classmethod
-    def load(cls, path: str | os.PathLike) -> "VideoTrack":
+    def load(cls, path: str | os.PathLike) -> VideoTrack:
         with np.load(path, allow_pickle=False) as f:
             return cls(f["landmarks"], f["valid"], f["faces"], int(f["width"]), int(f["height"]))
 
@@ -109,19 +116,25 @@ class ClipFit:
     blink_scale: float  # the fitted blink was multiplied by this (calibrate_blink), then capped at 1
 
 
-def track_video(path: str | os.PathLike, progress: Progress | None = None, max_side: int = TRACK_MAX_SIDE) -> VideoTrack:
+def track_video(
+    path: str | os.PathLike, progress: Progress | None = None, max_side: int = TRACK_MAX_SIDE
+) -> VideoTrack:
     """MediaPipe face mesh (video mode, 478 points) on every FPS frame of the video at `path`.
     Raises VideoReadError for an unreadable file, NoFaceError when no frame shows a face."""
     import mediapipe as mp  # heavy import, only where tracking is needed
 
     info = probe_video(path)
     points, faces = [], []
-    mesh = mp.solutions.face_mesh.FaceMesh(static_image_mode=False, max_num_faces=MAX_FACES, refine_landmarks=True)
+    mesh = mp.solutions.face_mesh.FaceMesh(
+        static_image_mode=False, max_num_faces=MAX_FACES, refine_landmarks=True
+    )
     with mesh:
         for frame in read_frames(path, max_side=max_side):
             found = mesh.process(frame).multi_face_landmarks or []
             faces.append(len(found))
-            points.append(_largest(found, frame.shape[1], frame.shape[0], info.width, info.height) if found else None)
+            points.append(
+                _largest(found, frame.shape[1], frame.shape[0], info.width, info.height) if found else None
+            )
             if progress:
                 progress(len(points), max(info.frames, len(points)))
     valid = np.array([p is not None for p in points], bool)
@@ -145,7 +158,7 @@ def _largest(found, frame_width: int, frame_height: int, width: int, height: int
 def runs(valid: np.ndarray) -> list[tuple[int, int]]:
     """[start, stop) of each run of consecutive True values in valid [N]."""
     edges = np.diff(np.concatenate([[0], valid.astype(np.int8), [0]]))
-    return list(zip(np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)))
+    return list(zip(np.flatnonzero(edges == 1), np.flatnonzero(edges == -1), strict=True))
 
 
 def smooth(landmarks: np.ndarray, valid: np.ndarray) -> np.ndarray:
@@ -165,7 +178,11 @@ def neutral_frame(landmarks: np.ndarray, valid: np.ndarray, camera: Camera) -> i
     turn = np.array([np.hypot(*Identity.from_landmarks(frame, camera)[1].pose[0, :2]) for frame in lm])
     aperture = sum(np.linalg.norm(lm[:, u, :2] - lm[:, d, :2], axis=-1) for u, d in EYELIDS) / eye_span(lm)
     closure = np.clip(1 - aperture / np.percentile(aperture, 90), 0, 1)  # against the clip's open eyes
-    cost = turn / NEUTRAL_TURN + lip_motion(landmarks, valid)[index] / NEUTRAL_LIP_MOTION + closure / NEUTRAL_EYE_CLOSURE
+    cost = (
+        turn / NEUTRAL_TURN
+        + lip_motion(landmarks, valid)[index] / NEUTRAL_LIP_MOTION
+        + closure / NEUTRAL_EYE_CLOSURE
+    )
     return int(index[np.argmin(cost)])
 
 
@@ -180,11 +197,15 @@ def lip_motion(landmarks: np.ndarray, valid: np.ndarray) -> np.ndarray:
         step = np.linalg.norm(np.diff(shape[start:stop], axis=0), axis=-1).mean(1)  # [n - 1]
         per_frame = np.concatenate([step[:1], step]) if len(step) else np.zeros(1)
         kernel = np.ones(2 * STILL_FRAMES + 1)
-        motion[start:stop] = np.convolve(per_frame, kernel, "same") / np.convolve(np.ones_like(per_frame), kernel, "same")
+        motion[start:stop] = np.convolve(per_frame, kernel, "same") / np.convolve(
+            np.ones_like(per_frame), kernel, "same"
+        )
     return motion
 
 
-def fit_clip(landmarks: np.ndarray, valid: np.ndarray, camera: Camera, progress: Progress | None = None) -> ClipFit:
+def fit_clip(
+    landmarks: np.ndarray, valid: np.ndarray, camera: Camera, progress: Progress | None = None
+) -> ClipFit:
     """Tracked landmarks [N, 478, 3] (in `camera`'s pixels) and valid [N] -> the clip's ClipFit."""
     valid = np.asarray(valid, bool)
     if not valid.any():
@@ -195,7 +216,9 @@ def fit_clip(landmarks: np.ndarray, valid: np.ndarray, camera: Camera, progress:
     model = FaceModel(at_rest(identity, landmarks[index[:: max(1, len(index) // REST_FRAMES)]], camera))
     fitted = []
     for start in range(0, len(index), FIT_CHUNK):
-        fitted.append(fit(model, landmarks[index[start : start + FIT_CHUNK]], camera, FIT_ITERATIONS, MOUTH_PRIOR).array)
+        fitted.append(
+            fit(model, landmarks[index[start : start + FIT_CHUNK]], camera, FIT_ITERATIONS, MOUTH_PRIOR).array
+        )
         if progress:
             progress(min(start + FIT_CHUNK, len(index)), len(index))
     fitted = np.concatenate(fitted)
@@ -214,7 +237,9 @@ def at_rest(identity: Identity, landmarks: np.ndarray, camera: Camera) -> Identi
     of the clip, allowed below the identity's own, and each shape's REST_PERCENTILE over the clip,
     where below 0, is taken out of the identity's face."""
     model = FaceModel(identity)
-    weights = fit(model, landmarks, camera, FIT_ITERATIONS, MOUTH_PRIOR, lower=np.where(MOUTH_SHAPES, -1.0, 0.0)).exp
+    weights = fit(
+        model, landmarks, camera, FIT_ITERATIONS, MOUTH_PRIOR, lower=np.where(MOUTH_SHAPES, -1.0, 0.0)
+    ).exp
     rest = np.minimum(np.percentile(weights, REST_PERCENTILE, axis=0), 0) * MOUTH_SHAPES
     return Identity(model.shape(rest[None])[0], identity.home, identity.camera)
 
@@ -251,12 +276,24 @@ def save_track(path: str | os.PathLike, track: VideoTrack, clip: ClipFit) -> Non
     camera = clip.identity.camera
     write_npz(
         path,
-        params=clip.params.array, names=np.array(PARAM_NAMES), fps=FPS, rig_version=RIG_VERSION,
-        valid=clip.valid, confidence=clip.confidence, faces=track.faces, landmarks=track.landmarks,
-        width=track.width, height=track.height, reference=clip.reference,
-        identity_vertices=clip.identity.vertices, identity_home=clip.identity.home, blink_scale=clip.blink_scale,
-        camera_focal=camera.focal, camera_width=camera.width, camera_height=camera.height,
-    )  # fmt: skip
+        params=clip.params.array,
+        names=np.array(PARAM_NAMES),
+        fps=FPS,
+        rig_version=RIG_VERSION,
+        valid=clip.valid,
+        confidence=clip.confidence,
+        faces=track.faces,
+        landmarks=track.landmarks,
+        width=track.width,
+        height=track.height,
+        reference=clip.reference,
+        identity_vertices=clip.identity.vertices,
+        identity_home=clip.identity.home,
+        blink_scale=clip.blink_scale,
+        camera_focal=camera.focal,
+        camera_width=camera.width,
+        camera_height=camera.height,
+    )
 
 
 def write_npz(path: str | os.PathLike, **arrays) -> None:
@@ -278,10 +315,18 @@ def load_track(path: str | os.PathLike) -> tuple[VideoTrack, ClipFit]:
         track = VideoTrack(f["landmarks"], f["valid"], f["faces"], int(f["width"]), int(f["height"]))
         camera = Camera(float(f["camera_focal"]), int(f["camera_width"]), int(f["camera_height"]))
         identity = Identity(f["identity_vertices"], f["identity_home"], camera)
-        return track, ClipFit(identity, int(f["reference"]), params, f["confidence"], f["valid"], float(f["blink_scale"]))
+        return track, ClipFit(
+            identity, int(f["reference"]), params, f["confidence"], f["valid"], float(f["blink_scale"])
+        )
 
 
-def write_preview(path: str | os.PathLike, video: str | os.PathLike, track: VideoTrack, clip: ClipFit, max_side: int = PREVIEW_MAX_SIDE) -> None:
+def write_preview(
+    path: str | os.PathLike,
+    video: str | os.PathLike,
+    track: VideoTrack,
+    clip: ClipFit,
+    max_side: int = PREVIEW_MAX_SIDE,
+) -> None:
     """An MP4 of the video with the tracked contours, the head's pose axes (x red, y green, z blue)
     and the blink value drawn over each frame; frames where the face was lost say so."""
     rotation, pivot = FaceModel(clip.identity).head_transform(clip.params)
@@ -314,10 +359,19 @@ def _draw(image: np.ndarray, landmarks: np.ndarray, axis_ends: np.ndarray, clip:
     contours = [np.round(landmarks[c, :2]).astype(np.int32) for c in [*closed, lips]]
     cv2.polylines(image, contours, True, (80, 255, 80), 1, cv2.LINE_AA)
     origin, *tips = np.round(axis_ends).astype(int)
-    for tip, color in zip(tips, [(255, 0, 0), (0, 255, 0), (0, 120, 255)]):
+    for tip, color in zip(tips, [(255, 0, 0), (0, 255, 0), (0, 120, 255)], strict=False):
         cv2.line(image, tuple(origin), tuple(tip), color, 2, cv2.LINE_AA)
     blink = float(clip.params.blink[i])
     y = image.shape[0] - 12
     cv2.rectangle(image, (10, y - 10), (110, y), (255, 255, 255), 1)
     cv2.rectangle(image, (10, y - 10), (10 + int(100 * blink), y), (255, 220, 0), -1)
-    cv2.putText(image, f"blink {blink:.2f} conf {clip.confidence[i]:.2f}", (118, y), font, 0.8 * size, (255, 255, 255), 1, cv2.LINE_AA)
+    cv2.putText(
+        image,
+        f"blink {blink:.2f} conf {clip.confidence[i]:.2f}",
+        (118, y),
+        font,
+        0.8 * size,
+        (255, 255, 255),
+        1,
+        cv2.LINE_AA,
+    )

@@ -35,6 +35,7 @@ from scipy.ndimage import gaussian_filter1d
 from scipy.signal import savgol_coeffs, savgol_filter
 
 from engine.avatar.bundle import Avatar
+from engine.errors import EngineError
 from engine.pipeline.idle import IdleMotion
 from engine.types import BLINK_COL, EXP_START, EXPRESSION_NAMES, FPS, PARAM_NAMES, RIG_VERSION, FaceParams
 from models.facial_gan import FacialGAN, generator_from_checkpoint
@@ -44,13 +45,18 @@ SAVGOL = (7, 3)  # window, polynomial order
 POSE_SIGMA = 1.0  # frames
 POSE_TAPS = 2  # each side
 IDLE_AFTER_S = 1.0  # mouth still this long -> idle motion fully in
-MOUTH = [EXP_START + EXPRESSION_NAMES.index(n) for n in ("jawOpen", "mouthFunnel", "mouthPucker", "mouthPress_L", "mouthLowerLipTuck")]
+MOUTH = [
+    EXP_START + EXPRESSION_NAMES.index(n)
+    for n in ("jawOpen", "mouthFunnel", "mouthPucker", "mouthPress_L", "mouthLowerLipTuck")
+]
 
 
-_SAVGOL_AT = [savgol_coeffs(*SAVGOL, pos=p, use="dot") for p in range(SAVGOL[0])]  # fit evaluated at position p
+_SAVGOL_AT = [
+    savgol_coeffs(*SAVGOL, pos=p, use="dot") for p in range(SAVGOL[0])
+]  # fit evaluated at position p
 
 
-class AnimatorError(ValueError):
+class AnimatorError(EngineError):
     """Weights or features that do not fit together or with this engine."""
 
 
@@ -61,7 +67,9 @@ class StreamConfig:
 
     def __post_init__(self) -> None:
         if self.lookahead < 0 or self.stride < 1:
-            raise AnimatorError(f"streaming needs lookahead >= 0 and stride >= 1, got {self.lookahead} and {self.stride}")
+            raise AnimatorError(
+                f"streaming needs lookahead >= 0 and stride >= 1, got {self.lookahead} and {self.stride}"
+            )
 
     @property
     def latency_frames(self) -> int:
@@ -77,7 +85,7 @@ class Gan:
     silence: np.ndarray  # [F] the feature row of silence
 
     @classmethod
-    def load(cls, path: str | Path, device: str = "cpu") -> "Gan":
+    def load(cls, path: str | Path, device: str = "cpu") -> Gan:
         try:
             state = torch.load(path, map_location="cpu", weights_only=True)
             meta = state["meta"]
@@ -87,24 +95,33 @@ class Gan:
         except Exception as e:  # unpickling, missing keys, wrong shapes: all one problem
             raise AnimatorError(f"{path}: not FACIAL-GAN weights ({type(e).__name__}: {e})") from None
         if meta.get("rig_version") != RIG_VERSION or tuple(meta.get("param_names", ())) != PARAM_NAMES:
-            raise AnimatorError(f"{path}: weights for rig version {meta.get('rig_version')}, this engine has rig version {RIG_VERSION}; retrain them")
+            raise AnimatorError(
+                f"{path}: weights for rig version {meta.get('rig_version')}, this engine has rig version "
+                f"{RIG_VERSION}; retrain them"
+            )
         silence = np.asarray(meta.get("silence", np.zeros(model.config.feature_dim)), np.float32)
         return cls(model.to(device), str(meta.get("feature_kind", "?")), silence)
 
     @classmethod
-    def for_avatar(cls, avatar: Avatar, kind: str, device: str = "cpu") -> "Gan":
+    def for_avatar(cls, avatar: Avatar, kind: str, device: str = "cpu") -> Gan:
         """The avatar's fine-tuned weights for `kind` if its bundle has them, else the general ones."""
         own = avatar.extra_files.get(f"facial_gan_{kind}")
         path = avatar.path / own if own else WEIGHTS_DIR / f"facial_gan_{kind}.pt"
         if not path.is_file():
-            raise AnimatorError(f"no FACIAL-GAN weights for '{kind}' features ({path.name}): train them with `python -m engine train-gan --general --features {kind}`")
+            raise AnimatorError(
+                f"no FACIAL-GAN weights for '{kind}' features ({path.name}): train them with `python -m "
+                f"engine train-gan --general --features {kind}`"
+            )
         return cls.load(path, device)
 
     def check(self, features: np.ndarray) -> np.ndarray:
         features = np.asarray(features, np.float32)
         dim = self.model.config.feature_dim
         if features.ndim != 2 or features.shape[1] != dim:
-            raise AnimatorError(f"features of shape {list(features.shape)} do not fit these weights: they take [N, {dim}] ('{self.feature_kind}' features)")
+            raise AnimatorError(
+                f"features of shape {list(features.shape)} do not fit these weights: they take [N, {dim}] "
+                f"('{self.feature_kind}' features)"
+            )
         return features
 
     @torch.no_grad()
@@ -112,12 +129,20 @@ class Gan:
         """padded [T + W - 1, F] (each frame's local window around it) + initial [P] -> offsets
         [T, P], or of the last `last` frames only [last, P]."""
         W, device = self.model.config.local_window, self.model.param_mean.device
-        windows = torch.from_numpy(np.ascontiguousarray(padded)).to(device).unfold(0, W, 1).transpose(1, 2)[None]  # [1, T, W, F]
+        windows = (
+            torch.from_numpy(np.ascontiguousarray(padded)).to(device).unfold(0, W, 1).transpose(1, 2)[None]
+        )  # [1, T, W, F]
         initial = torch.from_numpy(initial.astype(np.float32)).to(device)[None]
         return self.model(windows, initial, last)[0].cpu().numpy()
 
 
-def _finish(gan_offsets: np.ndarray, rest: FaceParams, idle: IdleMotion | None, first_frame: int, previous_activity: float) -> tuple[FaceParams, float]:
+def _finish(
+    gan_offsets: np.ndarray,
+    rest: FaceParams,
+    idle: IdleMotion | None,
+    first_frame: int,
+    previous_activity: float,
+) -> tuple[FaceParams, float]:
     """Offsets [n, P] of frames first_frame.. -> FaceParams: rest added, idle motion faded in while
     the mouth is still, blink and rig weights clipped to their ranges. Returns the last activity."""
     out = rest.array[0] + gan_offsets
@@ -138,7 +163,9 @@ def _finish(gan_offsets: np.ndarray, rest: FaceParams, idle: IdleMotion | None, 
     return FaceParams(out), activity
 
 
-def animate_offline(gan: Gan, features: np.ndarray, rest: FaceParams, idle: IdleMotion | None = None) -> FaceParams:
+def animate_offline(
+    gan: Gan, features: np.ndarray, rest: FaceParams, idle: IdleMotion | None = None
+) -> FaceParams:
     """features [N, F] -> FaceParams [N] (N >= 1), the paper's way."""
     features = gan.check(features)
     c = gan.model.config
@@ -146,7 +173,13 @@ def animate_offline(gan: Gan, features: np.ndarray, rest: FaceParams, idle: Idle
     if n == 0:
         raise AnimatorError("no feature frames to animate")
     length = max(n, T)
-    padded = np.concatenate([np.tile(gan.silence, (c.local_before, 1)), features, np.tile(gan.silence, (length - n + c.local_after, 1))])
+    padded = np.concatenate(
+        [
+            np.tile(gan.silence, (c.local_before, 1)),
+            features,
+            np.tile(gan.silence, (length - n + c.local_after, 1)),
+        ]
+    )
     out = np.zeros((length, c.num_params), np.float32)
     starts = list(range(0, length - T + 1, T - 1))
     if starts[-1] != length - T:
@@ -157,7 +190,9 @@ def animate_offline(gan: Gan, features: np.ndarray, rest: FaceParams, idle: Idle
             initial = out[start]
         out[start : start + T] = gan.window(padded[start : start + T + c.local_window - 1], initial)
     out = savgol_filter(out, *SAVGOL, axis=0, mode="interp") if length >= SAVGOL[0] else out
-    out[:, :6] = gaussian_filter1d(out[:, :6], POSE_SIGMA, axis=0, mode="nearest", truncate=POSE_TAPS / POSE_SIGMA)
+    out[:, :6] = gaussian_filter1d(
+        out[:, :6], POSE_SIGMA, axis=0, mode="nearest", truncate=POSE_TAPS / POSE_SIGMA
+    )
     return _finish(out[:n], rest, idle, 0, 0.0)[0]
 
 
@@ -179,7 +214,9 @@ class _Timeline:
     def get(self, a: int, b: int) -> np.ndarray:
         """Frames [a, b) (b <= end)."""
         missing = max(0, min(b, self.first) - a)
-        return np.concatenate([np.tile(self.before, (missing, 1)), self.rows[max(a, self.first) - self.first : b - self.first]])
+        return np.concatenate(
+            [np.tile(self.before, (missing, 1)), self.rows[max(a, self.first) - self.first : b - self.first]]
+        )
 
     def keep_from(self, frame: int) -> None:
         drop = max(0, frame - self.first)
@@ -190,13 +227,24 @@ class StreamingAnimator:
     """push(features [n, F]) -> the FaceParams of the frames that became final (in order, from
     frame 0); flush() -> the rest at the end of the input. One per live input."""
 
-    def __init__(self, gan: Gan, rest: FaceParams, config: StreamConfig = StreamConfig(), idle: IdleMotion | None = None):
+    def __init__(
+        self,
+        gan: Gan,
+        rest: FaceParams,
+        config: StreamConfig = StreamConfig(),
+        idle: IdleMotion | None = None,
+    ):
         self.gan, self.rest, self.config, self.idle = gan, rest, config, idle
         c = gan.model.config
         if config.lookahead + config.stride > c.window:
-            raise AnimatorError(f"look-ahead + stride ({config.lookahead + config.stride}) exceed the window ({c.window} frames)")
+            raise AnimatorError(
+                f"look-ahead + stride ({config.lookahead + config.stride}) exceed the window ({c.window} "
+                "frames)"
+            )
         self.features = _Timeline(0, gan.silence)
-        self.raw = _Timeline(0, np.zeros(c.num_params, np.float32))  # emitted offsets before smoothing; before 0: rest
+        self.raw = _Timeline(
+            0, np.zeros(c.num_params, np.float32)
+        )  # emitted offsets before smoothing; before 0: rest
         self.lookahead = np.zeros((0, c.num_params), np.float32)  # the last window's look-ahead predictions
         self.emitted = 0
         self.received = 0  # real frames (flush pads with silence beyond)
@@ -237,8 +285,12 @@ class StreamingAnimator:
         end = self.emitted + S + L  # window: frames [end - T, end)
         start = end - c.window
         known = self.features.get(start - c.local_before, end)
-        padded = np.concatenate([known, np.tile(known[-1], (c.local_after, 1))])  # future beyond: the last frame
-        pred = self.gan.window(padded, self.raw.get(start, start + 1)[0], last=S + L)  # the window's last S + L frames
+        padded = np.concatenate(
+            [known, np.tile(known[-1], (c.local_after, 1))]
+        )  # future beyond: the last frame
+        pred = self.gan.window(
+            padded, self.raw.get(start, start + 1)[0], last=S + L
+        )  # the window's last S + L frames
         new, ahead = pred[:S], pred[S:]
         overlap = min(S, len(self.lookahead))
         ramp = (np.arange(1, overlap + 1) / (overlap + 1))[:, None]

@@ -26,16 +26,17 @@ import torch
 from torch import Tensor
 
 from engine.avatar.bundle import Avatar
+from engine.errors import EngineError
 from engine.render.framing import DEFAULT_SIZE, Framing, PasteBack
 from engine.render.renderer import AvatarRenderer
 from engine.types import NUM_PARAMS, FaceParams
-from models.r2v import R2V, R2VConfig
+from models.r2v import R2V, R2VConfig, R2VError
 
 RENDERERS = ("auto", "r2v", "composite")
 CACHE_FRAMES = 256  # rendered faces kept: a few sessions' windows
 
 
-class FramesError(ValueError):
+class FramesError(EngineError):
     """A renderer that cannot be used for this avatar as asked."""
 
 
@@ -73,8 +74,14 @@ class FrameSource:
             raise FramesError(f"unknown renderer '{renderer}', expected one of {RENDERERS}")
         weights = r2v_weights(avatar, variant) if renderer != "composite" else None
         if renderer == "r2v" and weights is None:
-            raise FramesError(f"avatar '{avatar.name}' has no r2v_{variant} weights: train them with `python -m engine train-r2v --avatar {avatar.name} --variant {variant}`")
-        model = R2V.from_checkpoint(weights) if weights is not None else None
+            raise FramesError(
+                f"avatar '{avatar.name}' has no r2v_{variant} weights: train them with `python -m engine "
+                f"train-r2v --avatar {avatar.name} --variant {variant}`"
+            )
+        try:
+            model = R2V.from_checkpoint(weights) if weights is not None else None
+        except R2VError as e:  # models/ knows only torch: its errors become the engine's here
+            raise FramesError(str(e)) from None
         self.uses_r2v = model is not None
         self.config = model.config if model is not None else R2VConfig(past=0, future=0)
         # The face region is drawn at the compositor's usual cost (the avatar's resolution), or
@@ -111,7 +118,9 @@ class FrameSource:
             return np.zeros((0, self.size, self.size, 3), np.uint8)
         if not self.uses_r2v:
             return self._composite(params)
-        ahead = lookahead.array[: self.future] if lookahead is not None else np.zeros((0, NUM_PARAMS), np.float32)
+        ahead = (
+            lookahead.array[: self.future] if lookahead is not None else np.zeros((0, NUM_PARAMS), np.float32)
+        )
         with self._lock:
             known = np.concatenate([self._history, params.array])
             current = len(self._history) + np.arange(len(params))
@@ -123,12 +132,17 @@ class FrameSource:
         With the compositor, past = future = 0: one frame per window."""
         span = self.past + 1 + self.future
         if len(params) % span:
-            raise FramesError(f"windows need {span} frames each (past {self.past} + 1 + future {self.future}), got {len(params)} frames")
+            raise FramesError(
+                f"windows need {span} frames each (past {self.past} + 1 + future {self.future}), got "
+                f"{len(params)} frames"
+            )
         rows = params.array
         current = np.arange(len(params) // span) * span + self.past
         if not self.uses_r2v:
             return self._composite(FaceParams(rows[current]))
-        return self._generate(rows, current, window_starts=current - self.past, window_ends=current + self.future)
+        return self._generate(
+            rows, current, window_starts=current - self.past, window_ends=current + self.future
+        )
 
     def boxes(self, params: FaceParams) -> np.ndarray:
         """[N, 2] int: where each frame's face region sits in the output frame (its top-left
@@ -140,18 +154,32 @@ class FrameSource:
         regions = self.renderer.composite(params, self.framing.windows(boxes)).frames
         return self._paste(to_uint8_tensor(regions), boxes)
 
-    def _generate(self, rows: np.ndarray, current: np.ndarray, window_starts: np.ndarray | None = None, window_ends: np.ndarray | None = None) -> np.ndarray:
+    def _generate(
+        self,
+        rows: np.ndarray,
+        current: np.ndarray,
+        window_starts: np.ndarray | None = None,
+        window_ends: np.ndarray | None = None,
+    ) -> np.ndarray:
         """R2V for frames `current` of the parameter rows [M, NUM_PARAMS]; each stack's indices are
         clamped to its window (default: all rows), and future slots to the current frame in live mode."""
         lo = window_starts if window_starts is not None else np.zeros_like(current)
-        hi = current if self.live else (window_ends if window_ends is not None else np.full_like(current, len(rows) - 1))
-        index = np.clip(current[:, None] + np.arange(-self.config.past, self.config.future + 1), lo[:, None], hi[:, None])  # [B, F]
+        hi = (
+            current
+            if self.live
+            else (window_ends if window_ends is not None else np.full_like(current, len(rows) - 1))
+        )
+        index = np.clip(
+            current[:, None] + np.arange(-self.config.past, self.config.future + 1), lo[:, None], hi[:, None]
+        )  # [B, F]
         faces = self._rendered_faces(rows, np.unique(index))
         attention = self.renderer.attention(FaceParams(rows[current]))  # [B, W, W]
         attention = (attention * 255 + 0.5).to(torch.uint8)[..., None]  # quantised as in training
         # Channels last end to end: the stack [B, W, W, 3F + 1] is the faces and the attention side
         # by side, and its permuted view is the [B, C, W, W] stack in the backends' layout, uncopied.
-        stack = torch.stack([torch.cat([faces[i] for i in window] + [attention[b]], -1) for b, window in enumerate(index)])
+        stack = torch.stack(
+            [torch.cat([faces[i] for i in window] + [attention[b]], -1) for b, window in enumerate(index)]
+        )
         whole = self.backend(stack.permute(0, 3, 1, 2).float() / 255).permute(0, 2, 3, 1)  # [B, W, W, 3]
         boxes = self.boxes(FaceParams(rows[current]))
         return self._paste(self._paste.cut(whole, boxes), boxes)

@@ -32,7 +32,9 @@ def blink_curve(phase: np.ndarray) -> np.ndarray:
     """Eyelid closure over one blink, phase 0..1: a quick close and a slower reopening."""
     closing = np.clip(phase / 0.35, 0, 1)
     opening = np.clip((1 - phase) / 0.65, 0, 1)
-    return np.where(phase < 0.35, np.sin(closing * np.pi / 2), np.sin(opening * np.pi / 2) ** 1.5) * ((phase >= 0) & (phase <= 1))
+    return np.where(phase < 0.35, np.sin(closing * np.pi / 2), np.sin(opening * np.pi / 2) ** 1.5) * (
+        (phase >= 0) & (phase <= 1)
+    )
 
 
 class IdleMotion:

@@ -16,11 +16,11 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import signal
 
 from engine.audio.features import extractor
 from engine.audio.pcm import check_pcm
 from engine.avatar.bundle import Avatar
+from engine.errors import EngineError
 from engine.pipeline.animator import Gan, StreamConfig, StreamingAnimator, animate_offline
 from engine.pipeline.frames import FrameSource
 from engine.pipeline.idle import IdleMotion
@@ -32,8 +32,8 @@ RENDER_BATCH = 8
 MODES = ("offline", "streaming")
 
 
-class SpeakError(ValueError):
-    """Input that cannot be spoken (no audio, no text-to-speech)."""
+class SpeakError(EngineError):
+    """Input that cannot be spoken: no audio, an unknown mode."""
 
 
 @dataclass
@@ -51,26 +51,17 @@ class Timings:
         return self.features + self.animate + self.render
 
 
-def text_to_speech(text: str, voice: str = "en-us") -> np.ndarray:
-    """espeak-ng -> [S] float32 at SAMPLE_RATE."""
-    from engine.train.espeak import Espeak, EspeakError
-
-    if not text.strip():
-        raise SpeakError("the text to speak is empty")
-    try:
-        espeak = Espeak.get()
-        espeak.set_voice(voice)
-        synthesis = espeak.synthesize(text)
-    except EspeakError as e:
-        raise SpeakError(f"text-to-speech failed: {e}") from None
-    return signal.resample_poly(synthesis.audio, SAMPLE_RATE // 50, synthesis.sample_rate // 50).astype(np.float32)
-
-
 class Speaker:
     """One avatar speaking with one feature kind: audio -> FaceParams, in either mode."""
 
     def __init__(
-        self, avatar: Avatar, kind: str = "builtin", feature_model: str | None = None, stream: StreamConfig = StreamConfig(), device: str = "cpu", seed: int = 0
+        self,
+        avatar: Avatar,
+        kind: str = "builtin",
+        feature_model: str | None = None,
+        stream: StreamConfig = StreamConfig(),
+        device: str = "cpu",
+        seed: int = 0,
     ):
         self.avatar = avatar
         self.features = extractor(kind, feature_model)
@@ -114,7 +105,15 @@ class Speaker:
         return params
 
 
-def speak(speaker: Speaker, audio: np.ndarray, out: str, mode: str = "offline", size: int | None = None, renderer: str = "auto", device: str = "cpu") -> Timings:
+def speak(
+    speaker: Speaker,
+    audio: np.ndarray,
+    out: str,
+    mode: str = "offline",
+    size: int | None = None,
+    renderer: str = "auto",
+    device: str = "cpu",
+) -> Timings:
     """Write the MP4 of `speaker` saying `audio` ([S] float32 at SAMPLE_RATE) to `out`."""
     if mode not in MODES:
         raise SpeakError(f"unknown mode '{mode}', expected one of {MODES}")
@@ -122,7 +121,9 @@ def speak(speaker: Speaker, audio: np.ndarray, out: str, mode: str = "offline", 
     if len(audio) == 0:
         raise SpeakError("the audio is empty")
     timings = Timings(len(audio) / SAMPLE_RATE)
-    source = FrameSource(speaker.avatar, renderer=renderer, size=size, device=device, live=mode == "streaming")
+    source = FrameSource(
+        speaker.avatar, renderer=renderer, size=size, device=device, live=mode == "streaming"
+    )
 
     def streamed() -> Iterator[np.ndarray]:
         for params in speaker.streaming(audio, timings):

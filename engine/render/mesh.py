@@ -49,7 +49,9 @@ class RenderMesh:
         self.extra = np.concatenate([p.points for p in parts])
         self.extra_jaw = np.concatenate([p.jaw for p in parts])[:, None] * rig.jaw_motion(rest, self.extra)
         offsets = np.cumsum([topology.NUM_LANDMARKS] + [len(p.points) for p in parts])
-        self.faces = np.concatenate([topology.triangles()] + [p.faces + o for p, o in zip(parts, offsets)])
+        self.faces = np.concatenate(
+            [topology.triangles()] + [p.faces + o for p, o in zip(parts, offsets[:-1], strict=True)]
+        )
         self.surface_faces = len(topology.triangles())
         self.color = np.concatenate([np.ones((topology.NUM_LANDMARKS, 3))] + [p.color for p in parts])
         self.photo = np.concatenate([np.ones(topology.NUM_LANDMARKS)] + [p.photo for p in parts])
@@ -110,7 +112,9 @@ def _mouth_interior(rest: np.ndarray) -> list[Part]:
     # Where the lips are apart at rest (a smile), the photo shows the teeth: keep its pixels there.
     apart = np.clip((lower[:, 1] - upper[:, 1]) / 0.2, 0.0, 1.0)
 
-    def row(base: np.ndarray, dy: float = 0.0, dz: float = 0.0, shrink: float = 1.0, y: np.ndarray | None = None) -> np.ndarray:
+    def row(
+        base: np.ndarray, dy: float = 0.0, dz: float = 0.0, shrink: float = 1.0, y: np.ndarray | None = None
+    ) -> np.ndarray:
         out = base.mean(0) + (base - base.mean(0)) * [shrink, 1, 1] + [0.0, dy, dz]
         if y is not None:
             out[:, 1] = y
@@ -132,7 +136,17 @@ def _mouth_interior(rest: np.ndarray) -> list[Part]:
         colors=[TEETH] * 4,
         photo=[0.0, apart, apart, 0.0],
     )
-    tongue = _part([row(lower, 0.1, 1.3, 0.75), row(lower, -0.4, 2.3, 0.6)], jaw=[1.0, 1.0], colors=[TONGUE, CAVITY], photo=[0.0, 0.0])
+    tongue = _part(
+        [row(lower, 0.1, 1.3, 0.75), row(lower, -0.4, 2.3, 0.6)],
+        jaw=[1.0, 1.0],
+        colors=[TONGUE, CAVITY],
+        photo=[0.0, 0.0],
+    )
     # The cavity's roof stays with the skull and its floor rides the jaw.
-    cavity = _part([row(upper, -1.2, 2.6, 1.1), row(lower, 1.2, 2.6, 1.1)], jaw=[0.0, 1.0], colors=[CAVITY] * 2, photo=[0.0, 0.0])
+    cavity = _part(
+        [row(upper, -1.2, 2.6, 1.1), row(lower, 1.2, 2.6, 1.1)],
+        jaw=[0.0, 1.0],
+        colors=[CAVITY] * 2,
+        photo=[0.0, 0.0],
+    )
     return [upper_teeth, lower_teeth, tongue, cavity]

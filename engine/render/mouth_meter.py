@@ -24,7 +24,11 @@ class MouthMeter:
 
         opened = avatar.rest_params.array.copy()
         opened[0, EXP_START + EXPRESSION_NAMES.index("jawOpen")] = REFERENCE_JAW
-        renders = AvatarRenderer(avatar, size).composite(FaceParams(np.concatenate([avatar.rest_params.array, opened]))).frames
+        renders = (
+            AvatarRenderer(avatar, size)
+            .composite(FaceParams(np.concatenate([avatar.rest_params.array, opened])))
+            .frames
+        )
         rest, open_ = self.gaps((renders.clamp(0, 1) * 255 + 0.5).byte().numpy())
         self.rest, self.scale = rest, open_ - rest
 

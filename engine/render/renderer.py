@@ -31,7 +31,13 @@ WARP_BLEND = 0.04  # how far along the face boundary its motion is averaged (fra
 WARP_REACH = 0.16  # distance over which that motion fades to a still background (fraction)
 WINDOW_STILL = 0.2  # a window's outer band, as a fraction of its side, over which motion fades to 0
 EYE_REGION_SCALE = 1.8  # attention region: the eye contour scaled about its centre
-UV, PHOTO, COLOR, INNER, SHADE = slice(0, 2), slice(2, 3), slice(3, 6), slice(6, 7), slice(7, 8)  # attribute columns
+UV, PHOTO, COLOR, INNER, SHADE = (
+    slice(0, 2),
+    slice(2, 3),
+    slice(3, 6),
+    slice(6, 7),
+    slice(7, 8),
+)  # attribute columns
 LIGHT = (0.0, -0.3, -1.0)  # toward the light from the face: in front, a little above
 AMBIENT = 0.45
 
@@ -58,10 +64,16 @@ class AvatarRenderer:
         self.photo = self._tensor(avatar.reference).permute(2, 0, 1) / 255.0  # [3, R, R]
         self.uv = self._tensor(self.mesh.uv)
         # Per-vertex attributes interpolated in one pass, in the order of UV, PHOTO, COLOR, INNER.
-        self.attrs = self._tensor(np.concatenate([self.mesh.uv, self.mesh.photo[:, None], self.mesh.color, self.mesh.inner[:, None]], 1))
+        self.attrs = self._tensor(
+            np.concatenate(
+                [self.mesh.uv, self.mesh.photo[:, None], self.mesh.color, self.mesh.inner[:, None]], 1
+            )
+        )
         self.oval = torch.as_tensor(topology.regions().face_oval, device=self.device)
         grid = (torch.arange(WARP_GRID, device=self.device) + 0.5) / WARP_GRID
-        self.grid = torch.stack(torch.meshgrid(grid, grid, indexing="xy"), -1).reshape(-1, 2)  # [G*G, 2] (u, v)
+        self.grid = torch.stack(torch.meshgrid(grid, grid, indexing="xy"), -1).reshape(
+            -1, 2
+        )  # [G*G, 2] (u, v)
         pixel = (torch.arange(size, device=self.device) + 0.5) / size
         self.pixels = torch.stack(torch.meshgrid(pixel, pixel, indexing="xy"), -1)  # [S, S, 2]
         self._eye_regions = _eye_regions(self.mesh)
@@ -128,7 +140,9 @@ class AvatarRenderer:
         closure = self.mesh.model.eye_closure(params)  # [N, 2]
         values = self._tensor(closure[:, which_eye][..., None])
         faces = torch.as_tensor(faces, device=self.device)
-        return interpolate(values, rasterize(self._tensor(screen), faces, self.size, self.size), faces)[..., 0]
+        return interpolate(values, rasterize(self._tensor(screen), faces, self.size, self.size), faces)[
+            ..., 0
+        ]
 
     def _outside_motion(self, screen: Tensor, windows: Tensor | None) -> Tensor:
         """[N, S, S, 2] backward displacement in uv outside the face: the motion of the nearest
@@ -149,7 +163,9 @@ class AvatarRenderer:
             fade = fade * ramp.prod(-1)[None, :, None]
         field = fade * (k @ motion) / k.sum(-1, keepdim=True)  # [N, G*G, 2]
         field = field.reshape(-1, WARP_GRID, WARP_GRID, 2).permute(0, 3, 1, 2)
-        return resize(field, size=(self.size, self.size), mode="bilinear", align_corners=False).permute(0, 2, 3, 1)
+        return resize(field, size=(self.size, self.size), mode="bilinear", align_corners=False).permute(
+            0, 2, 3, 1
+        )
 
 
 def _eye_regions(mesh: RenderMesh) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -170,5 +186,7 @@ def _vertex_normals(vertices: Tensor, faces: Tensor) -> Tensor:
     """[N, V, 3] unit normals: area-weighted sums of the adjacent faces' normals."""
     a, b, c = (vertices[:, faces[:, i]] for i in range(3))
     face_normals = torch.cross(b - a, c - a, dim=-1)
-    normals = torch.zeros_like(vertices).index_add_(1, faces.reshape(-1), face_normals.repeat_interleave(3, dim=1))
+    normals = torch.zeros_like(vertices).index_add_(
+        1, faces.reshape(-1), face_normals.repeat_interleave(3, dim=1)
+    )
     return normals / normals.norm(dim=-1, keepdim=True).clamp_min(1e-9)

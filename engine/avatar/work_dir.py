@@ -16,7 +16,9 @@ class Work:
 
     def __init__(self, path: Path, manifest: dict):
         self.path = path
-        if (path / "manifest.json").is_file() and json.loads((path / "manifest.json").read_text()) != manifest:
+        if (path / "manifest.json").is_file() and json.loads(
+            (path / "manifest.json").read_text()
+        ) != manifest:
             shutil.rmtree(path)  # another video or preset: nothing here can be reused
         path.mkdir(parents=True, exist_ok=True)
         self.write_json("manifest.json", manifest)

@@ -4,7 +4,7 @@ On the held-out frames (the last 15% of the clip, never trained on):
 - speech -> motion: FACIAL-GAN's parameters from the clip's own sound vs the tracked ones (jawOpen
   correlation, blink rate, head-pose spread);
 - R2V: its frames from the tracked parameters vs the real frames (PSNR/SSIM of the whole frame
-  and the mouth box, flicker: engine/train/r2v_quality.py);
+  and the mouth box, flicker: engine/train/r2v/quality.py);
 - landmark distance: MediaPipe tracks the generated frames (audio-driven, and reconstructed from
   the tracked parameters) and the real ones, over the first LANDMARK_FRAMES of the held-out part;
   the mean distance between corresponding landmarks, in % of the inter-ocular distance, over the
@@ -28,7 +28,9 @@ from engine.types import BLINK_COL, EXP_START, EXPRESSION_NAMES, FPS, POSE_NAMES
 
 JAW = EXP_START + EXPRESSION_NAMES.index("jawOpen")
 SAMPLE_ROWS = 4
-LANDMARK_FRAMES = 30 * FPS  # held-out frames rendered and tracked for landmark distances (memory stays bounded)
+LANDMARK_FRAMES = (
+    30 * FPS
+)  # held-out frames rendered and tracked for landmark distances (memory stays bounded)
 RENDER_BATCH = 16
 
 
@@ -53,13 +55,17 @@ def landmark_distance(real: np.ndarray, fake: np.ndarray) -> LandmarkDistance:
     r, f = real[both, :, :2], fake[both, :, :2]
     eyes = eye_span(real[both])[:, None]
     distance = np.linalg.norm(r - f, axis=-1) / eyes * 100  # [N, 478]
-    return LandmarkDistance(float(distance.mean()), float(distance[:, regions().lips].mean()), int(both.sum()))
+    return LandmarkDistance(
+        float(distance.mean()), float(distance[:, regions().lips].mean()), int(both.sum())
+    )
 
 
 def render(source, params: FaceParams) -> np.ndarray:  # noqa: ANN001
     """FaceParams [N] -> frames [N, S, S, 3] uint8 as one stream."""
     source.reset()
-    return np.concatenate([source.render(params[i : i + RENDER_BATCH]) for i in range(0, len(params), RENDER_BATCH)])
+    return np.concatenate(
+        [source.render(params[i : i + RENDER_BATCH]) for i in range(0, len(params), RENDER_BATCH)]
+    )
 
 
 def write_report(stages) -> dict:  # noqa: ANN001 (avatar_build.Stages)
@@ -67,8 +73,8 @@ def write_report(stages) -> dict:  # noqa: ANN001 (avatar_build.Stages)
     from engine.pipeline.animator import Gan, animate_offline
     from engine.pipeline.frames import FrameSource, r2v_weights
     from engine.render.renderer import AvatarRenderer
-    from engine.train.r2v_data import VideoSource
-    from engine.train.r2v_quality import evaluate_video
+    from engine.train.r2v.data import VideoSource
+    from engine.train.r2v.quality import evaluate_video
     from models.r2v import R2V
 
     work, avatar = stages.work, stages.trained()
@@ -78,25 +84,42 @@ def write_report(stages) -> dict:  # noqa: ANN001 (avatar_build.Stages)
     shown = slice(split, min(n, split + LANDMARK_FRAMES))  # the frames tracked for landmark distances
     real_frames = np.array(stages.frames()[shown])
     tracked = params[held]
-    metrics: dict = {"held_out_seconds": round((n - split) / FPS, 1), "tracked_share": float(valid[held].mean())}
+    metrics: dict = {
+        "held_out_seconds": round((n - split) / FPS, 1),
+        "tracked_share": float(valid[held].mean()),
+    }
 
     predicted = None
     if (work / "features.npy").is_file():
         gan = Gan.for_avatar(avatar, stages.options.features)
         features = np.load(work / "features.npy")
-        whole = animate_offline(gan, features[:n], avatar.reference_params)  # the held-out part in its context
+        whole = animate_offline(
+            gan, features[:n], avatar.reference_params
+        )  # the held-out part in its context
         predicted = whole[held] if len(whole) >= n else None
     if predicted is not None:
         ok = valid[held]
         jaw_t, jaw_p = tracked.array[ok, JAW], predicted.array[ok, JAW]
-        metrics["jaw_open_correlation"] = float(np.corrcoef(jaw_t, jaw_p)[0, 1]) if jaw_t.std() > 1e-6 and jaw_p.std() > 1e-6 else float("nan")
-        metrics["blinks_per_minute"] = {"person": blink_rate(tracked.array[ok, BLINK_COL]), "avatar": blink_rate(predicted.array[:, BLINK_COL])}
-        metrics["pose_std"] = {name: {"person": float(tracked.pose[ok, k].std()), "avatar": float(predicted.pose[:, k].std())} for k, name in enumerate(POSE_NAMES)}
+        metrics["jaw_open_correlation"] = (
+            float(np.corrcoef(jaw_t, jaw_p)[0, 1])
+            if jaw_t.std() > 1e-6 and jaw_p.std() > 1e-6
+            else float("nan")
+        )
+        metrics["blinks_per_minute"] = {
+            "person": blink_rate(tracked.array[ok, BLINK_COL]),
+            "avatar": blink_rate(predicted.array[:, BLINK_COL]),
+        }
+        metrics["pose_std"] = {
+            name: {"person": float(tracked.pose[ok, k].std()), "avatar": float(predicted.pose[:, k].std())}
+            for k, name in enumerate(POSE_NAMES)
+        }
 
     source = FrameSource(avatar, size=avatar.resolution, live=True, view="reference")  # as the real frames
     metrics["renderer"] = "r2v" if source.uses_r2v else "compositor"
     if source.uses_r2v:
-        held_out = VideoSource(AvatarRenderer(avatar, avatar.resolution), stages.frames(), params, valid, (split, n))
+        held_out = VideoSource(
+            AvatarRenderer(avatar, avatar.resolution), stages.frames(), params, valid, (split, n)
+        )
         metrics["r2v"] = asdict(evaluate_video(R2V.from_checkpoint(r2v_weights(avatar)), held_out))
     reconstructed = render(source, params[shown])
     real_lm = track_frames(real_frames)
@@ -121,10 +144,20 @@ def _curves(path, tracked: FaceParams, predicted: FaceParams | None, valid: np.n
     import matplotlib.pyplot as plt
 
     t = (split + np.arange(len(tracked))) / FPS
-    rows = (("jawOpen", JAW, 1.0), ("blink", BLINK_COL, 1.0), ("pitch (deg)", 0, 180 / np.pi), ("yaw (deg)", 1, 180 / np.pi))
+    rows = (
+        ("jawOpen", JAW, 1.0),
+        ("blink", BLINK_COL, 1.0),
+        ("pitch (deg)", 0, 180 / np.pi),
+        ("yaw (deg)", 1, 180 / np.pi),
+    )
     fig, axes = plt.subplots(len(rows), 1, figsize=(10, 8), sharex=True)
-    for ax, (label, col, scale) in zip(axes, rows):
-        ax.plot(t, np.where(valid, tracked.array[:, col] * scale, np.nan), label="tracked (the person)", color="black")
+    for ax, (label, col, scale) in zip(axes, rows, strict=True):
+        ax.plot(
+            t,
+            np.where(valid, tracked.array[:, col] * scale, np.nan),
+            label="tracked (the person)",
+            color="black",
+        )
         if predicted is not None:
             ax.plot(t, predicted.array[:, col] * scale, label="FACIAL-GAN from the sound", color="tab:orange")
         ax.set_ylabel(label)
@@ -149,7 +182,8 @@ def _markdown(stages, m: dict) -> str:  # noqa: ANN001
     lines = [
         f"# Avatar '{o.name}' from {o.video.name}",
         "",
-        f"Preset `{o.preset}`, device `{o.device}`, {stages.preset.resolution}x{stages.preset.resolution}, renderer {m['renderer']}. "
+        f"Preset `{o.preset}`, device `{o.device}`, {stages.preset.resolution}x{stages.preset.resolution}, "
+        f"renderer {m['renderer']}. "
         f"Held out: the last {m['held_out_seconds']} s ({m['tracked_share']:.0%} of its frames tracked).",
         "",
         "| metric | value |",
@@ -157,23 +191,40 @@ def _markdown(stages, m: dict) -> str:  # noqa: ANN001
     ]
     if "r2v" in m:
         q = m["r2v"]
-        lines += [f"| R2V from the tracked parameters: PSNR / SSIM, whole frame | {q['psnr']:.2f} dB / {q['ssim']:.4f} |",
-                  f"| ... mouth box | {q['mouth_psnr']:.2f} dB / {q['mouth_ssim']:.4f} |",
-                  f"| ... flicker (8-bit levels) | {q['flicker']:.3f} |"]  # fmt: skip
-    for key, label in (("landmarks_reconstructed", "reconstructed"), ("landmarks_audio_driven", "audio-driven")):
+        lines += [
+            f"| R2V from the tracked parameters: PSNR / SSIM, whole frame | {q['psnr']:.2f} dB / "
+            f"{q['ssim']:.4f} |",
+            f"| ... mouth box | {q['mouth_psnr']:.2f} dB / {q['mouth_ssim']:.4f} |",
+            f"| ... flicker (8-bit levels) | {q['flicker']:.3f} |",
+        ]
+    for key, label in (
+        ("landmarks_reconstructed", "reconstructed"),
+        ("landmarks_audio_driven", "audio-driven"),
+    ):
         if key in m:
             d = m[key]
-            lines.append(f"| landmark distance, {label} (face / mouth, % inter-ocular; {d['frames']} frames) | {d['face']:.2f} / {d['mouth']:.2f} |")
+            lines.append(
+                f"| landmark distance, {label} (face / mouth, % inter-ocular; {d['frames']} frames) | "
+                f"{d['face']:.2f} / {d['mouth']:.2f} |"
+            )
     if "jaw_open_correlation" in m:
         b = m["blinks_per_minute"]
         lines += [f"| jawOpen correlation, FACIAL-GAN vs tracked | {m['jaw_open_correlation']:.3f} |",
-                  f"| blinks per minute: person / avatar | {b['person']:.1f} / {b['avatar']:.1f} |"]  # fmt: skip
+                  f"| blinks per minute: person / avatar | {b['person']:.1f} / {b['avatar']:.1f} |"]
         for name, s in m["pose_std"].items():
             lines.append(f"| {name} std: person / avatar | {s['person']:.4f} / {s['avatar']:.4f} |")
     else:
         lines.append("| FACIAL-GAN | general weights (the video has no usable sound) |")
-    lines += ["", "Wall time per stage (s): " + ", ".join(f"{k} {v}" for k, v in m["stage_seconds"].items()),
-              f"Memory peak of the build process: {m['memory_peak_mib']} MiB.", "",
-              "![curves](report_curves.png)", "", "Real | reconstructed (tracked parameters) | audio-driven:", "",
-              "![frames](report_frames.png)", ""]  # fmt: skip
+    lines += [
+        "",
+        "Wall time per stage (s): " + ", ".join(f"{k} {v}" for k, v in m["stage_seconds"].items()),
+        f"Memory peak of the build process: {m['memory_peak_mib']} MiB.",
+        "",
+        "![curves](report_curves.png)",
+        "",
+        "Real | reconstructed (tracked parameters) | audio-driven:",
+        "",
+        "![frames](report_frames.png)",
+        "",
+    ]
     return "\n".join(lines)

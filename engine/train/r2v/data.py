@@ -23,6 +23,7 @@ from torch import Tensor
 from torch.nn.functional import interpolate
 
 from engine.avatar.bundle import Avatar
+from engine.errors import EngineError
 from engine.face import topology
 from engine.face.model import posed
 from engine.face.video_track import runs
@@ -41,7 +42,7 @@ WINKS = [EXPRESSION_NAMES.index(n) for n in ("eyeBlink_L", "eyeBlink_R")]
 JAW = EXPRESSION_NAMES.index("jawOpen")
 
 
-class TrainingDataError(ValueError):
+class TrainingDataError(EngineError):
     """Training frames that cannot be used (mismatched arrays, no run of usable frames long enough)."""
 
 
@@ -58,7 +59,11 @@ def sample_params(avatar: Avatar, n: int, rng: np.random.Generator) -> FaceParam
     std = np.asarray(avatar.motion.pose_std)
     for axis in range(6):  # a held offset plus a sway, both within the person's range
         offset = rng.uniform(-1.5, 1.5) * std[axis]
-        out[:, axis] += np.clip(offset + std[axis] * _smooth(rng, n, rng.uniform(0.3, 2.0)), -POSE_RANGE * std[axis], POSE_RANGE * std[axis])
+        out[:, axis] += np.clip(
+            offset + std[axis] * _smooth(rng, n, rng.uniform(0.3, 2.0)),
+            -POSE_RANGE * std[axis],
+            POSE_RANGE * std[axis],
+        )
     exp = out[:, EXP_START:]
     t = np.arange(n) / FPS
     syllables = np.sin(np.pi * rng.uniform(2, 5) * t + rng.uniform(0, np.pi)) ** 2  # a talking rhythm
@@ -66,7 +71,9 @@ def sample_params(avatar: Avatar, n: int, rng: np.random.Generator) -> FaceParam
     for shapes, chance in ((TALK_SHAPES, 0.35), (OTHER_SHAPES, 0.25), (WINKS, 0.08)):
         for k in shapes:
             if k != JAW and rng.random() < chance:
-                exp[:, k] = np.clip(rng.uniform(0.2, 1.0) * (0.5 + 0.5 * _smooth(rng, n, rng.uniform(0.2, 1.0))), 0, 1)
+                exp[:, k] = np.clip(
+                    rng.uniform(0.2, 1.0) * (0.5 + 0.5 * _smooth(rng, n, rng.uniform(0.2, 1.0))), 0, 1
+                )
     # Blinks more often than in life (1 per ~1.5 s), of varied length, and sometimes a held squint.
     blink = np.zeros(n)
     start = rng.uniform(-1.0, 1.0)
@@ -97,14 +104,23 @@ def region_masks(renderer: AvatarRenderer, params: FaceParams) -> tuple[Tensor, 
     rigged = model.vertices(params)  # [N, 478, 3]
     rest = posed(np.broadcast_to(model.identity.vertices, rigged.shape), *model.head_transform(params))
     masks = []
-    for surface, rings, scale in ((rigged, [lips], MOUTH_SCALE), (rest, [regions.eye_hole("right"), regions.eye_hole("left")], EYE_SCALE)):
+    for surface, rings, scale in (
+        (rigged, [lips], MOUTH_SCALE),
+        (rest, [regions.eye_hole("right"), regions.eye_hole("left")], EYE_SCALE),
+    ):
         points = []
         for ring in rings:
             centre = surface[:, ring].mean(1, keepdims=True)
             points += [centre, centre + scale * (surface[:, ring] - centre)]
         faces = _fan_faces([len(ring) for ring in rings])
-        screen = torch.as_tensor(camera.project(np.concatenate(points, 1)), dtype=torch.float32, device=renderer.device)
-        masks.append(rasterize(screen, torch.as_tensor(faces, device=renderer.device), renderer.size, renderer.size).mask)
+        screen = torch.as_tensor(
+            camera.project(np.concatenate(points, 1)), dtype=torch.float32, device=renderer.device
+        )
+        masks.append(
+            rasterize(
+                screen, torch.as_tensor(faces, device=renderer.device), renderer.size, renderer.size
+            ).mask
+        )
     return masks[0], masks[1]
 
 
@@ -132,7 +148,9 @@ def fit_frames(frames: np.ndarray, size: int) -> Tensor:
     x = torch.from_numpy(np.array(frames))  # a copy: frames may be a read-only memmap
     if x.shape[1:3] == (size, size):
         return x
-    x = interpolate(x.permute(0, 3, 1, 2).float(), size=(size, size), mode="bilinear", antialias=True, align_corners=False)
+    x = interpolate(
+        x.permute(0, 3, 1, 2).float(), size=(size, size), mode="bilinear", antialias=True, align_corners=False
+    )
     return (x.clamp(0, 255) + 0.5).to(torch.uint8).permute(0, 2, 3, 1).contiguous()
 
 
@@ -207,15 +225,30 @@ class VideoSource:
     in the avatar's camera and `usable` [N] (face tracked); segments come from the runs of
     consecutive usable frames inside `frame_range` and never cross a lost frame or its ends."""
 
-    def __init__(self, renderer: AvatarRenderer, frames: np.ndarray, params: FaceParams, usable: np.ndarray, frame_range: tuple[int, int] | range):
+    def __init__(
+        self,
+        renderer: AvatarRenderer,
+        frames: np.ndarray,
+        params: FaceParams,
+        usable: np.ndarray,
+        frame_range: tuple[int, int] | range,
+    ):
         usable = np.asarray(usable, bool)
         frame_range = range(*frame_range) if isinstance(frame_range, tuple) else frame_range
         if frames.ndim != 4 or frames.shape[3] != 3 or frames.dtype != np.uint8:
-            raise TrainingDataError(f"video frames must be uint8 [N, R, R, 3], got {frames.dtype} {list(frames.shape)}")
+            raise TrainingDataError(
+                f"video frames must be uint8 [N, R, R, 3], got {frames.dtype} {list(frames.shape)}"
+            )
         if not len(frames) == len(params) == len(usable):
-            raise TrainingDataError(f"{len(frames)} video frames, {len(params)} face parameters and {len(usable)} usable flags do not match")
+            raise TrainingDataError(
+                f"{len(frames)} video frames, {len(params)} face parameters and {len(usable)} usable flags "
+                "do not match"
+            )
         if frame_range.step != 1 or not 0 <= frame_range.start <= frame_range.stop <= len(frames):
-            raise TrainingDataError(f"frame range ({frame_range.start}, {frame_range.stop}) is not a consecutive range inside the video's {len(frames)} frames")
+            raise TrainingDataError(
+                f"frame range ({frame_range.start}, {frame_range.stop}) is not a consecutive range inside "
+                f"the video's {len(frames)} frames"
+            )
         self.renderer = renderer
         self.frames, self.params, self.usable, self.frame_range = frames, params, usable, frame_range
         self.runs = usable_runs(usable, frame_range)
@@ -230,7 +263,8 @@ class VideoSource:
         if not runs:
             longest = max((b - a for a, b in self.runs), default=0)
             raise TrainingDataError(
-                f"no run of {min_length} consecutive usable frames in frames {self.frame_range.start}..{self.frame_range.stop - 1} "
+                f"no run of {min_length} consecutive usable frames in frames "
+                f"{self.frame_range.start}..{self.frame_range.stop - 1} "
                 f"(the longest is {longest}): too few frames where the face was tracked"
             )
         return runs
@@ -245,7 +279,14 @@ class VideoSource:
         return self.render(start, start + n)
 
 
-def video_segment(renderer: AvatarRenderer, frames: np.ndarray, params: FaceParams, usable: np.ndarray, frame_range: tuple[int, int] | range, length: int) -> Segment:
+def video_segment(
+    renderer: AvatarRenderer,
+    frames: np.ndarray,
+    params: FaceParams,
+    usable: np.ndarray,
+    frame_range: tuple[int, int] | range,
+    length: int,
+) -> Segment:
     """A fixed segment of a video (arguments as VideoSource's), e.g. for validation: up to
     `length` consecutive frames from the middle of the longest run of usable frames in the range."""
     source = VideoSource(renderer, frames, params, usable, frame_range)
@@ -280,5 +321,9 @@ class FramePool:
         parts = []
         for _ in range(batch):
             segment = self.segments[self.rng.integers(len(self.segments))]
-            parts.append(window_batch(segment, [int(self.rng.integers(past, len(segment) - future))], past, future))
-        return Batch(*(torch.cat([getattr(p, k) for p in parts]) for k in ("stack", "target", "mouth", "eyes")))
+            parts.append(
+                window_batch(segment, [int(self.rng.integers(past, len(segment) - future))], past, future)
+            )
+        return Batch(
+            *(torch.cat([getattr(p, k) for p in parts]) for k in ("stack", "target", "mouth", "eyes"))
+        )

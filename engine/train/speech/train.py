@@ -1,19 +1,17 @@
-"""Train the built-in phonetic model: data, forced alignment of the real recordings, final model.
+"""Training the built-in phonetic model: the aligner, forced alignment of the real recordings,
+the final model (`python -m engine train-features`, engine/train/speech/cli.py, runs it).
 
-    nice python -m engine.train.train_features --out models/weights/phonetic_builtin.pt
-
-1. Build the corpus (engine/train/speech_data.py) into --data (outside the repository).
+1. Build the corpus (engine/train/speech/data.py).
 2. Train an *aligner* (the same network with a long look-ahead) on the synthetic speech, align the
    real recordings' transcripts with it (Viterbi), retrain it on synthetic + real, realign.
 3. Train the shipped model (short look-ahead) on synthetic + aligned real speech; save it with its
    config, normaliser statistics and held-out scores.
-One torch thread throughout: the machine is shared.
 """
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -21,12 +19,11 @@ import torch
 from torch import nn
 
 from engine.audio.phones import IS_VOICED, PHONE_INDEX, PHONES, SILENCE, VISEME_OF_PHONE, VISEMES
-from engine.train import speech_data
-from engine.train.align import align
-from engine.train.evaluate import decode, edit_distance, summary, viseme_confusion
+from engine.train.speech import data as speech_data
+from engine.train.speech.align import align
+from engine.train.speech.evaluate import decode, edit_distance, summary, viseme_confusion
 from models.phonetic import PhoneticConfig, PhoneticNet, RunningCMVN, save_phonetic
 
-REPO = Path(__file__).resolve().parents[2]
 IGNORE = -100
 
 
@@ -43,13 +40,22 @@ class TrainConfig:
     seed: int = 0
 
 
-def normalise(utterances: list[speech_data.Utterance], config: PhoneticConfig) -> tuple[np.ndarray, np.ndarray, list[np.ndarray]]:
+def normalise(
+    utterances: list[speech_data.Utterance], config: PhoneticConfig
+) -> tuple[np.ndarray, np.ndarray, list[np.ndarray]]:
     """Global log-mel statistics (the running normaliser's starting point) and every utterance's
     normalised frames, each run from that start as the live extractor would."""
     sample = np.concatenate([u.mels[::7] for u in utterances]).astype(np.float64)
     mean, var = sample.mean(0), sample.var(0)
     decay = float(np.exp(-config.hop / (config.sample_rate * config.cmvn_seconds)))
-    return mean, var, [RunningCMVN(mean, var, decay).push(u.mels.astype(np.float32)).astype(np.float16) for u in utterances]
+    return (
+        mean,
+        var,
+        [
+            RunningCMVN(mean, var, decay).push(u.mels.astype(np.float32)).astype(np.float16)
+            for u in utterances
+        ],
+    )
 
 
 class Stream:
@@ -70,7 +76,9 @@ class Stream:
         return torch.from_numpy(x.astype(np.float32)).transpose(1, 2), torch.from_numpy(y)
 
 
-def train(model: PhoneticNet, streams: list[tuple[Stream, float]], batches: int, tc: TrainConfig, log) -> None:  # noqa: ANN001
+def train(
+    model: PhoneticNet, streams: list[tuple[Stream, float]], batches: int, tc: TrainConfig, log
+) -> None:  # noqa: ANN001
     """AdamW with a one-cycle schedule; each batch mixes the streams by their fractions."""
     rng = np.random.default_rng(tc.seed + batches)
     optimizer = torch.optim.AdamW(model.parameters(), lr=tc.lr, weight_decay=1e-2)
@@ -98,7 +106,10 @@ def train(model: PhoneticNet, streams: list[tuple[Stream, float]], batches: int,
         schedule.step()
         running.append(phones.item())
         if (step + 1) % 200 == 0:
-            log(f"    batch {step + 1}/{batches}  phone loss {np.mean(running):.3f}  {time.time() - start:.0f} s")
+            log(
+                f"    batch {step + 1}/{batches}  phone loss {np.mean(running):.3f}  "
+                f"{time.time() - start:.0f} s"
+            )
             running = []
     model.eval()
 
@@ -116,7 +127,7 @@ def log_posteriors(model: PhoneticNet, feats: np.ndarray) -> np.ndarray:
 def align_real(model: PhoneticNet, utterances: list, feats: list[np.ndarray], log) -> None:  # noqa: ANN001
     """Fill `labels` of the real utterances by forced alignment (None where it fails)."""
     failed = 0
-    for u, f in zip(utterances, feats):
+    for u, f in zip(utterances, feats, strict=True):
         if u.real:
             u.labels = align(log_posteriors(model, f), u.words)
             failed += u.labels is None
@@ -127,7 +138,7 @@ def scores(model: PhoneticNet, utterances: list, feats: list[np.ndarray], real: 
     """Held-out scores per network step (the benchmark scores the extractor's 30 fps output)."""
     errors = total = 0
     confusion = 0
-    for u, f in zip(utterances, feats):
+    for u, f in zip(utterances, feats, strict=True):
         if not u.held_out or u.real != real or u.labels is None:
             continue
         lp = log_posteriors(model, f)
@@ -138,9 +149,15 @@ def scores(model: PhoneticNet, utterances: list, feats: list[np.ndarray], real: 
     return summary(np.asarray(confusion), errors, total)
 
 
-def streams_for(utterances: list, feats: list[np.ndarray], stride: int, with_real: bool, tc: TrainConfig) -> list:
+def streams_for(
+    utterances: list, feats: list[np.ndarray], stride: int, with_real: bool, tc: TrainConfig
+) -> list:
     def stream(keep) -> Stream:  # noqa: ANN001
-        chosen = [(f, u.labels) for u, f in zip(utterances, feats) if keep(u) and u.labels is not None and not u.held_out]
+        chosen = [
+            (f, u.labels)
+            for u, f in zip(utterances, feats, strict=True)
+            if keep(u) and u.labels is not None and not u.held_out
+        ]
         return Stream([f for f, _ in chosen], [lab for _, lab in chosen], stride)
 
     synthetic = stream(lambda u: not u.real)
@@ -149,42 +166,25 @@ def streams_for(utterances: list, feats: list[np.ndarray], stride: int, with_rea
     return [(synthetic, 1 - tc.real_fraction), (stream(lambda u: u.real), tc.real_fraction)]
 
 
-def _arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    parser.add_argument("--out", type=Path, default=REPO / "models" / "weights" / "phonetic_builtin.pt",
-                        help="model file to write (the aligner goes beside it as NAME.aligner.pt)")
-    parser.add_argument("--data", type=Path, default=REPO / "out" / "speech_data" / "corpus.pkl",
-                        help="where the generated corpus is kept (outside the repository)")
-    parser.add_argument("--reuse-data", action="store_true", help="load --data if it exists instead of rebuilding")
-    parser.add_argument("--quick", action="store_true", help="tiny data and few batches: a smoke run")
-    return parser  # fmt: skip
-
-
-def add_parser(subparsers) -> None:  # noqa: ANN001
-    """`python -m engine train-features ...`"""
-    parser = subparsers.add_parser("train-features", help="train the built-in phonetic feature model", description=__doc__,
-                                   formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
-    _arguments(parser).set_defaults(run=run)
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m engine.train.train_features", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
-    return run(_arguments(parser).parse_args(argv))
-
-
-def run(args: argparse.Namespace) -> int:
-    torch.set_num_threads(1)
+def train_model(
+    out: Path, data_path: Path, reuse_data: bool, quick: bool, log: Callable[[str], None]
+) -> None:
+    """Build (or, with `reuse_data`, load) the corpus at `data_path`, train the aligner and the final
+    model; write them to `out` and NAME.aligner.pt beside it. `quick`: tiny data, few batches."""
     torch.manual_seed(0)
     began = time.time()
-    log = lambda msg: print(f"[{time.time() - began:6.0f} s] {msg}", flush=True)  # noqa: E731
     config = PhoneticConfig()
-    data = speech_data.DataConfig(espeak_sentences=60, festival_sentences=6, real_copies=1) if args.quick else speech_data.DataConfig()
-    tc = TrainConfig(aligner_batches=(20, 20, 20), final_batches=20, batch=8) if args.quick else TrainConfig()
-    if args.reuse_data and args.data.exists():
-        utterances = speech_data.load(args.data)
+    data = (
+        speech_data.DataConfig(espeak_sentences=60, festival_sentences=6, real_copies=1)
+        if quick
+        else speech_data.DataConfig()
+    )
+    tc = TrainConfig(aligner_batches=(20, 20, 20), final_batches=20, batch=8) if quick else TrainConfig()
+    if reuse_data and data_path.exists():
+        utterances = speech_data.load(data_path)
     else:
         log("building speech data")
-        utterances = speech_data.build(args.data, config, data, log)
+        utterances = speech_data.build(data_path, config, data, log)
     mean, var, feats = normalise(utterances, config)
 
     aligner = PhoneticNet(dataclasses.replace(config, lookahead_steps=tc.aligner_lookahead_steps))
@@ -194,24 +194,25 @@ def run(args: argparse.Namespace) -> int:
         align_real(aligner, utterances, feats, log)
         log(f"  aligner held-out real: {scores(aligner, utterances, feats, real=True)}")
 
-    aligner_path = args.out.with_name(args.out.stem + ".aligner.pt")
+    aligner_path = out.with_name(out.stem + ".aligner.pt")
     aligner.cmvn_mean.copy_(torch.from_numpy(mean).float())
     aligner.cmvn_var.copy_(torch.from_numpy(var).float())
-    save_phonetic(aligner, str(aligner_path), purpose="forced alignment of held-out recordings for the benchmark")
+    save_phonetic(
+        aligner, str(aligner_path), purpose="forced alignment of held-out recordings for the benchmark"
+    )
     log(f"final model: {tc.final_batches} batches")
     model = PhoneticNet(config)
     model.cmvn_mean.copy_(torch.from_numpy(mean).float())
     model.cmvn_var.copy_(torch.from_numpy(var).float())
     train(model, streams_for(utterances, feats, config.stride, True, tc), tc.final_batches, tc, log)
-    held_out = {"real": scores(model, utterances, feats, real=True), "synthetic": scores(model, utterances, feats, real=False)}
+    held_out = {
+        "real": scores(model, utterances, feats, real=True),
+        "synthetic": scores(model, utterances, feats, real=False),
+    }
     log(f"  final held-out (per 20 ms step): {held_out}")
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    save_phonetic(model, str(args.out), phones=list(PHONES), silence=SILENCE, train_config=dataclasses.asdict(tc),
+    out.parent.mkdir(parents=True, exist_ok=True)
+    save_phonetic(model, str(out), phones=list(PHONES), silence=SILENCE, train_config=dataclasses.asdict(tc),
                   data_config=dataclasses.asdict(data), held_out_step_scores=held_out,
-                  train_seconds=round(time.time() - began))  # fmt: skip
-    log(f"saved {args.out} ({args.out.stat().st_size / 1e6:.2f} MB)")
-    return 0
+                  train_seconds=round(time.time() - began))
+    log(f"saved {out} ({out.stat().st_size / 1e6:.2f} MB)")
 
-
-if __name__ == "__main__":
-    raise SystemExit(main())

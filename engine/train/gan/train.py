@@ -2,8 +2,9 @@
 
 Windows of T = 128 frames are cut from every example (session or personal video) with stride 5,
 as the paper. Our one addition (off in the "paper" preset): a share of windows sees no features
-after the window's end, exactly as a streaming update does, so one network serves both modes. The generator's initial state is the window's own first frame of the targets (the
-released code does the same: at inference it is the previous window's output there). Each step:
+after the window's end, exactly as a streaming update does, so one network serves both modes. The
+generator's initial state is the window's own first frame of the targets (the released code does
+the same: at inference it is the previous window's output there). Each step:
 the discriminator (LSGAN) on real vs generated sequences, then the generator on the weighted
 losses of models/facial_gan.py. Adam as the released code: lr 1e-4 general; personal fine-tuning
 starts from the general weights with lr 1e-5, batch 16, 11 epochs and the first-frame term.
@@ -25,6 +26,7 @@ import torch
 from tqdm import tqdm
 
 from engine.audio.features import FeatureExtractor
+from engine.errors import EngineError
 from engine.types import FPS, PARAM_NAMES, RIG_VERSION, SAMPLE_RATE
 from models.facial_gan import (
     FacialGAN,
@@ -36,6 +38,10 @@ from models.facial_gan import (
     generator_from_checkpoint,
     generator_loss,
 )
+
+
+class GanDataError(EngineError):
+    """Training data or weights that FACIAL-GAN cannot be trained on."""
 
 
 @dataclass(frozen=True)
@@ -58,7 +64,10 @@ class TrainConfig:
 # a streaming update in a few milliseconds.
 PRESETS = {
     "paper": (FacialGANConfig(), TrainConfig()),
-    "cpu-small": (FacialGANConfig(width=16, disc_width=32), TrainConfig(batch=32, lr=2e-4, steps=20_000, causal_fraction=0.5, decay_fraction=0.2)),
+    "cpu-small": (
+        FacialGANConfig(width=16, disc_width=32),
+        TrainConfig(batch=32, lr=2e-4, steps=20_000, causal_fraction=0.5, decay_fraction=0.2),
+    ),
 }
 PERSONAL = {"batch": 16, "lr": 1e-5, "first_frame": True}  # fintuning2-trainheadpose.py
 PERSONAL_EPOCHS = 11
@@ -71,13 +80,23 @@ class Windows:
         self.config = config
         before, after = config.local_before, config.local_after
         # Edges repeat the first / last frame (frame_windows(pad="edge")): sessions start and end in silence.
-        self.features = [np.pad(f, ((before, after), (0, 0)), mode="edge").astype(np.float32) for f, _ in sequences]
+        self.features = [
+            np.pad(f, ((before, after), (0, 0)), mode="edge").astype(np.float32) for f, _ in sequences
+        ]
         self.params = [p.astype(np.float32) for _, p in sequences]
         self.index = np.array(
-            [(k, s) for k, (f, _) in enumerate(sequences) for s in range(0, len(f) - config.window + 1, stride)], np.int64
+            [
+                (k, s)
+                for k, (f, _) in enumerate(sequences)
+                for s in range(0, len(f) - config.window + 1, stride)
+            ],
+            np.int64,
         ).reshape(-1, 2)
         if len(self.index) == 0:
-            raise ValueError(f"no sequence is {config.window} frames long ({config.window / FPS:.1f} s): not enough data to train on")
+            raise GanDataError(
+                f"no sequence is {config.window} frames long ({config.window / FPS:.1f} s): not enough data "
+                "to train on"
+            )
 
     def __len__(self) -> int:
         return len(self.index)
@@ -104,7 +123,7 @@ def meta(feature_kind: str, silence: np.ndarray) -> dict:
     return {
         "feature_kind": feature_kind, "feature_dim": len(silence), "silence": [float(v) for v in silence],
         "rig_version": RIG_VERSION, "param_names": list(PARAM_NAMES), "fps": FPS,
-    }  # fmt: skip
+    }
 
 
 def silence_features(extractor: FeatureExtractor) -> np.ndarray:
@@ -140,22 +159,34 @@ def train(
 
     def save() -> dict:
         state = checkpoint(
-            generator, info, discriminator=discriminator.state_dict(), opt_g=opt_g.state_dict(), opt_d=opt_d.state_dict(),
-            step=step, seconds=seconds, history=history, train_config=asdict(config), rng=rng.bit_generator.state,
-        )  # fmt: skip
+            generator,
+            info,
+            discriminator=discriminator.state_dict(),
+            opt_g=opt_g.state_dict(),
+            opt_d=opt_d.state_dict(),
+            step=step,
+            seconds=seconds,
+            history=history,
+            train_config=asdict(config),
+            rng=rng.bit_generator.state,
+        )
         save_atomic(state, out)
         return state
 
     state = None
     start = time.time() - seconds
-    with tqdm(total=config.steps, initial=step, desc="train-gan", unit="step", disable=None, file=sys.stderr) as bar:
+    with tqdm(
+        total=config.steps, initial=step, desc="train-gan", unit="step", disable=None, file=sys.stderr
+    ) as bar:
         while step < config.steps:
             generator.train()
             discriminator.train()
             for opt in (opt_g, opt_d):
                 for group in opt.param_groups:
                     group["lr"] = learning_rate(config, step)
-            windows, real = data.batch(rng.integers(0, len(data), config.batch), rng.random(config.batch) < config.causal_fraction)
+            windows, real = data.batch(
+                rng.integers(0, len(data), config.batch), rng.random(config.batch) < config.causal_fraction
+            )
             fake = generator(windows, real[:, 0])
             real_n, fake_n = generator.normalize(real), generator.normalize(fake)
             loss_d = discriminator_loss(discriminator(real_n), discriminator(fake_n.detach()))
@@ -163,7 +194,9 @@ def train(
             loss_d.backward()
             opt_d.step()
             discriminator.requires_grad_(False)
-            loss_g, terms = generator_loss(fake_n, real_n, discriminator(fake_n), config.weights, config.first_frame)
+            loss_g, terms = generator_loss(
+                fake_n, real_n, discriminator(fake_n), config.weights, config.first_frame
+            )
             discriminator.requires_grad_(True)
             opt_g.zero_grad()
             loss_g.backward()
@@ -173,11 +206,22 @@ def train(
             bar.update(1)
             bar.set_postfix(g=f"{loss_g.item():.3f}", d=f"{loss_d.item():.3f}")
             if step % config.checkpoint_every == 0 or step == config.steps:
-                record = {"step": step, "seconds": round(seconds, 1), "loss_g": loss_g.item(), "loss_d": loss_d.item(), **terms}
+                record = {
+                    "step": step,
+                    "seconds": round(seconds, 1),
+                    "loss_g": loss_g.item(),
+                    "loss_d": loss_d.item(),
+                    **terms,
+                }
                 if held_out is not None:
                     record["held_out_l2"] = validate(generator, held_out)
                 history.append(record)
-                log("  " + " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in record.items()))
+                log(
+                    "  "
+                    + " ".join(
+                        f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in record.items()
+                    )
+                )
                 state = save()
     return state if state is not None else save()
 
@@ -235,7 +279,10 @@ def fine_tune(
     in `out`, which --resume continues from)."""
     generator = resumed_generator(init)
     if generator.config.feature_dim != features.shape[1]:
-        raise ValueError(f"the general weights take {generator.config.feature_dim}-d features, these are {features.shape[1]}-d")
+        raise GanDataError(
+            f"the general weights take {generator.config.feature_dim}-d features, these are "
+            f"{features.shape[1]}-d"
+        )
     data = Windows([(features, offsets)], generator.config, TrainConfig.stride)
     steps = steps or max(1, epochs * len(data) // batch)
     config = replace(TrainConfig(), **{**PERSONAL, "batch": batch, "steps": steps})

@@ -27,7 +27,7 @@ Channels -> rig (engine/types.py EXPRESSION_NAMES):
   (engine/face/rest.py), so at the centre of each bilabial they press;  tuck -> mouthLowerLipTuck
   and funnel -> mouthFunnel, both scaled by (1 - closure) since they part the lips;  pucker -> mouthPucker;
   spread -> mouthStretch_L/R.
-Head motion, brows and blinks: engine/train/gan_prosody.py.
+Head motion, brows and blinks: engine/train/gan/prosody.py.
 """
 from __future__ import annotations
 
@@ -38,7 +38,7 @@ import numpy as np
 from engine.audio.features import num_frames
 from engine.audio.phones import PHONE_INDEX, SILENCE, VISEME_GROUPS
 from engine.avatar.bundle import MotionStats
-from engine.train import gan_prosody
+from engine.train.gan import prosody as gan_prosody
 from engine.types import BLINK_COL, EXP_START, EXPRESSION_NAMES, FPS, NUM_PARAMS, FaceParams
 
 Segment = gan_prosody.Segment
@@ -65,14 +65,20 @@ _JAW = {
     "DH": 0.15, "T": 0.15, "D": 0.15, "N": 0.15, "L": 0.18, "S": 0.08, "Z": 0.08, "SH": 0.12,
     "ZH": 0.12, "CH": 0.12, "JH": 0.12, "K": 0.2, "G": 0.2, "NG": 0.2, "R": 0.15, "W": 0.1,
     "Y": 0.12, "HH": 0.3, SILENCE: 0.0,
-}  # fmt: skip
+}
 # (funnel, pucker) of rounded phones; spread of spread-lip phones.
 _ROUND = {
     "UW": (0.35, 0.85), "UH": (0.35, 0.45), "AO": (0.55, 0.3), "ER": (0.35, 0.2), "R": (0.35, 0.3),
     "W": (0.3, 0.9), "SH": (0.6, 0.25), "ZH": (0.6, 0.25), "CH": (0.6, 0.25), "JH": (0.6, 0.25),
-}  # fmt: skip
+}
 _SPREAD = {"IY": 0.7, "IH": 0.4, "EH": 0.4, "AE": 0.3, "S": 0.25, "Z": 0.25, "T": 0.15, "D": 0.15, "N": 0.15}
-DIPHTHONGS = {"AY": ("AA", "IH"), "AW": ("AA", "UH"), "EY": ("EH", "IY"), "OW": ("AO", "UH"), "OY": ("AO", "IY")}
+DIPHTHONGS = {
+    "AY": ("AA", "IH"),
+    "AW": ("AA", "UH"),
+    "EY": ("EH", "IY"),
+    "OW": ("AO", "UH"),
+    "OY": ("AO", "IY"),
+}
 BILABIAL = frozenset(VISEME_GROUPS["bilabial"])
 LABIODENTAL = frozenset(VISEME_GROUPS["labiodental"])
 SIBILANT = frozenset(("S", "Z", "SH", "ZH", "CH", "JH"))
@@ -182,7 +188,9 @@ def mouth(channels: dict[str, np.ndarray], config: TargetConfig) -> np.ndarray:
     return out
 
 
-def targets(segments: list[Segment], audio: np.ndarray, config: TargetConfig, rest: FaceParams | None = None) -> FaceParams:
+def targets(
+    segments: list[Segment], audio: np.ndarray, config: TargetConfig, rest: FaceParams | None = None
+) -> FaceParams:
     """Phone timings (phone in PHONES, start and end seconds) + the audio [S] at SAMPLE_RATE ->
     FaceParams [num_frames(S), NUM_PARAMS] around `rest` (default neutral)."""
     for phone, start, end in segments:

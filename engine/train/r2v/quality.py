@@ -16,7 +16,7 @@ import torch
 from PIL import Image
 from torch import Tensor
 
-from engine.train.r2v_data import Segment, TrainingDataError, VideoSource, window_batch
+from engine.train.r2v.data import Segment, TrainingDataError, VideoSource, window_batch
 from models.losses import ssim
 from models.r2v import R2V, R2VConfig
 
@@ -47,7 +47,7 @@ def mouth_boxes(images: Tensor, mouth: Tensor) -> Tensor:
     s = images.shape[-1]
     b = min(s, max(int(s * MOUTH_BOX), MIN_MOUTH_BOX))
     crops = []
-    for image, mask in zip(images, mouth):
+    for image, mask in zip(images, mouth, strict=True):
         ys, xs = mask.nonzero(as_tuple=True)
         cy, cx = (int(ys.float().mean()), int(xs.float().mean())) if len(ys) else (s // 2, s // 2)
         y0, x0 = min(max(cy - b // 2, 0), s - b), min(max(cx - b // 2, 0), s - b)
@@ -69,7 +69,14 @@ class QualityMeter:
         """Output and target frames [T, 3, S, S] in 0..1, mouth masks [T, S, S]; `new_clip` when
         the first frame does not follow the last one added."""
         out_mouth, gt_mouth = mouth_boxes(outputs, mouth), mouth_boxes(targets, mouth)
-        for i, value in enumerate((psnr(outputs, targets), ssim(outputs, targets), psnr(out_mouth, gt_mouth), ssim(out_mouth, gt_mouth))):
+        for i, value in enumerate(
+            (
+                psnr(outputs, targets),
+                ssim(outputs, targets),
+                psnr(out_mouth, gt_mouth),
+                ssim(out_mouth, gt_mouth),
+            )
+        ):
             self.sums[i] += value.double().sum().item()
         self.frames += len(outputs)
         if self.last is not None and not new_clip:
@@ -94,7 +101,9 @@ def quality(outputs: Tensor, targets: Tensor, mouth: Tensor) -> Quality:
 
 
 @torch.no_grad()
-def run_segment(generate: Callable[[Tensor], Tensor], segment: Segment, config: R2VConfig, batch: int = 8) -> Tensor:
+def run_segment(
+    generate: Callable[[Tensor], Tensor], segment: Segment, config: R2VConfig, batch: int = 8
+) -> Tensor:
     """Outputs [T, 3, S, S] for every frame of a segment, stacks clamped at its ends."""
     outputs = []
     for start in range(0, len(segment), batch):
@@ -113,18 +122,25 @@ def grid_row(face: Tensor, attention: Tensor, output: Tensor, target: Tensor) ->
 def grid(segment: Segment, outputs: Tensor, rows: int = GRID_ROWS) -> np.ndarray:
     """uint8 image: one row per frame, rendered input | attention | output | ground truth."""
     picks = np.linspace(0, len(segment) - 1, rows).round().astype(int)
-    return torch.cat([grid_row(segment.face[t], segment.attention[t], outputs[t], segment.target[t]) for t in picks]).numpy()
+    return torch.cat(
+        [grid_row(segment.face[t], segment.attention[t], outputs[t], segment.target[t]) for t in picks]
+    ).numpy()
 
 
 @torch.no_grad()
-def evaluate_video(model: R2V, source: VideoSource, batch: int = 16, grid_path: str | os.PathLike | None = None) -> Quality:
+def evaluate_video(
+    model: R2V, source: VideoSource, batch: int = 16, grid_path: str | os.PathLike | None = None
+) -> Quality:
     """Quality of `model` on every usable frame of `source`'s range (e.g. a video's held-out part),
     rendering `batch` frames (plus their stacks' context) at a time, so memory stays bounded. Each
     run of consecutive usable frames is a clip: stacks are clamped at its ends and flicker never
     spans a lost frame. With `grid_path`, writes a PNG grid of GRID_ROWS frames spread over them."""
     config, device = model.config, next(model.parameters()).device
     if not source.runs:
-        raise TrainingDataError(f"no usable frames to evaluate in frames {source.frame_range.start}..{source.frame_range.stop - 1}")
+        raise TrainingDataError(
+            "no usable frames to evaluate in frames "
+            f"{source.frame_range.start}..{source.frame_range.stop - 1}"
+        )
     indices = np.concatenate([np.arange(a, b) for a, b in source.runs])
     picks = set(indices[np.linspace(0, len(indices) - 1, GRID_ROWS).round().astype(int)].tolist())
     meter, rows, was_training = QualityMeter(), [], model.training
@@ -135,10 +151,18 @@ def evaluate_video(model: R2V, source: VideoSource, batch: int = 16, grid_path: 
             first = max(a, start - config.past)  # the context the stacks need, inside the clip
             segment = source.render(first, min(b, stop + config.future))
             ends = list(range(start - first, stop - first))
-            outputs = model.generate(window_batch(segment, ends, config.past, config.future).stack.to(device)).float().cpu()
+            outputs = (
+                model.generate(window_batch(segment, ends, config.past, config.future).stack.to(device))
+                .float()
+                .cpu()
+            )
             targets = segment.target[ends].permute(0, 3, 1, 2).float() / 255
             meter.add(outputs, targets, segment.mouth[ends].bool(), new_clip=start == a)
-            rows += [grid_row(segment.face[t], segment.attention[t], outputs[i], segment.target[t]) for i, t in enumerate(ends) if first + t in picks]
+            rows += [
+                grid_row(segment.face[t], segment.attention[t], outputs[i], segment.target[t])
+                for i, t in enumerate(ends)
+                if first + t in picks
+            ]
     model.train(was_training)
     if grid_path is not None:
         path = Path(grid_path)

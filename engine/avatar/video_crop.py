@@ -16,6 +16,7 @@ from engine.avatar.bundle import MotionStats
 from engine.face.topology import CHIN, FOREHEAD
 from engine.face.video_track import blink_events
 from engine.types import FPS, FaceParams
+from engine.video import VideoReadError
 
 CROP_FACE_HEIGHTS = 2.4  # crop side, in forehead-to-chin heights (as photo avatars)
 
@@ -60,7 +61,14 @@ def motion_stats(params: FaceParams, valid: np.ndarray) -> MotionStats:
     )
 
 
-def crop_frames(video: str | os.PathLike, crop: Crop, count: int, resolution: int, out: Path, progress: Callable[[int, int], None]) -> None:
+def crop_frames(
+    video: str | os.PathLike,
+    crop: Crop,
+    count: int,
+    resolution: int,
+    out: Path,
+    progress: Callable[[int, int], None],
+) -> None:
     """The first `count` frames of `video` (at FPS), cropped and resized, into the .npy file `out`
     [count, R, R, 3] uint8, written through a memory map and renamed into place when complete."""
     from engine.video import read_frames
@@ -78,7 +86,7 @@ def crop_frames(video: str | os.PathLike, crop: Crop, count: int, resolution: in
     del frames
     if done < count:
         partial.unlink()
-        raise ValueError(f"{video}: the video ended after {done} frames, its tracking saw {count}")
+        raise VideoReadError(f"{video}: the video ended after {done} frames, its tracking saw {count}")
     os.replace(partial, out)
 
 

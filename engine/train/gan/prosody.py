@@ -42,7 +42,9 @@ from engine.types import FPS, SAMPLE_RATE, frame_pts
 PAUSE_S = 0.15
 MIN_ACCENT_GAP_S = 0.35
 ACCENT_THRESHOLD = 1.0  # weighted z-score sum above which a vowel is accented
-ACCENT_WEIGHTS = np.array([0.25, 1.0, 1.0])  # F0, energy, duration: F0 counts less, speech features do not carry it
+ACCENT_WEIGHTS = np.array(
+    [0.25, 1.0, 1.0]
+)  # F0, energy, duration: F0 counts less, speech features do not carry it
 PITCH_RANGE_HZ = (70.0, 400.0)
 VOWELS = frozenset(VISEME_GROUPS["open"] + ("IH", "IY", "UW", "UH", "OW", "OY", "AO", "ER"))
 PAUSE_BLINK_GAP_S = 1.6
@@ -112,7 +114,9 @@ def analyse(segments: list[Segment], audio: np.ndarray, num_frames: int) -> Pros
     return Prosody(energy_db, f0, phrases, sorted(accents))
 
 
-def _vowel_prosody(start: float, end: float, energy_db: np.ndarray, f0: np.ndarray) -> tuple[float, float, float]:
+def _vowel_prosody(
+    start: float, end: float, energy_db: np.ndarray, f0: np.ndarray
+) -> tuple[float, float, float]:
     """Mean log-F0 (the energy-weighted voiced frames; 0 if none), peak energy, duration."""
     a, b = int(start * FPS), max(int(start * FPS) + 1, int(np.ceil(end * FPS)))
     e, f = energy_db[a:b], f0[a:b]
@@ -121,7 +125,9 @@ def _vowel_prosody(start: float, end: float, energy_db: np.ndarray, f0: np.ndarr
     return pitch, float(e.max()) if len(e) else -100.0, end - start
 
 
-def head_motion(prosody: Prosody, pose_std: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+def head_motion(
+    prosody: Prosody, pose_std: np.ndarray, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
     """-> pose offsets [N, 6] and brow raise [N] (0..1) around the rest pose."""
     n = len(prosody.energy_db)
     t = np.arange(n) / FPS
@@ -175,7 +181,9 @@ def blinks(prosody: Prosody, rng: np.random.Generator) -> np.ndarray:
     n = len(prosody.energy_db)
     times: list[float] = []
     last = -PAUSE_BLINK_GAP_S * rng.uniform(0.3, 1.0)  # as if one came a little before the clip
-    events = [(end + 0.05, "pause") for _, end in prosody.phrases] + [(c, "accent") for c, _ in prosody.accents]
+    events = [(end + 0.05, "pause") for _, end in prosody.phrases] + [
+        (c, "accent") for c, _ in prosody.accents
+    ]
     for time, kind in sorted(events):
         while time - last > MAX_BLINK_GAP_S:  # a long stretch: blink within it
             last = last + rng.uniform(0.75, 1.0) * MAX_BLINK_GAP_S

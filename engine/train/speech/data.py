@@ -6,8 +6,8 @@ Sources (each utterance is one `Utterance`):
 - `festival:VOICE`: the same kind of sentences from festival's two Debian voices; labels from segs.
 - `espeak-LANG`: the training transcripts of the Asterisk prompts of LANG spoken by espeak-ng, so
   the first aligner has seen every language's sounds.
-- `real:LANG`: the Asterisk recordings (see engine/train/asterisk.py for the split). They have no
-  timings: `labels` is None until `engine.train.align` fills it from a model. Training prompts come
+- `real:LANG`: the Asterisk recordings (see engine/train/speech/asterisk.py for the split). They have no
+  timings: `labels` is None until `engine.train.speech.align` fills it from a model. Training prompts come
   in several copies: one clean, the others through `augment` with a random vocal-tract warp.
 
 Synthetic audio goes through `augment` and a random warp. Frames are raw log-mels (normalised
@@ -20,14 +20,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from scipy import signal
 
 from engine.audio.decode import load_audio
+from engine.audio.pcm import to_sample_rate
 from engine.audio.phones import PHONE_INDEX, SILENCE, ipa_to_phones
-from engine.train import asterisk, festival
-from engine.train.augment import augment, random_warp
-from engine.train.espeak import Espeak
-from engine.train.sentences import sentences
+from engine.audio.tts import Espeak, Voice
+from engine.train.speech import asterisk, festival
+from engine.train.speech.augment import augment, random_warp
+from engine.train.speech.sentences import sentences
 from engine.types import SAMPLE_RATE
 from models.phonetic import LogMel, PhoneticConfig
 
@@ -36,7 +36,7 @@ ESPEAK_VARIANTS = (
     "", "m1", "m2", "m3", "m4", "m5", "m6", "f1", "f2", "f3", "f4", "klatt", "klatt2", "klatt3",
     "Andy", "Annie", "Denis", "Gene", "Jacky", "Lee", "belinda", "benjamin", "edward", "john",
     "linda", "max", "michel", "norbert", "paul", "rob", "steph", "travis", "zac", "m7", "f5", "iven",
-)  # fmt: skip
+)
 HELD_OUT_VARIANTS = ("m7", "f5", "iven")  # synthetic voices never trained on
 # What building the data needs (installed at data-building time, never copied into the repository).
 DEBIAN_PACKAGES = ("espeak-ng", "festival", "festvox-kallpc16k", "festvox-us-slt-hts") + tuple(
@@ -86,13 +86,13 @@ def _features(audio: np.ndarray, config: PhoneticConfig, warp: float) -> np.ndar
     return mels[: len(mels) // config.stride * config.stride].astype(np.float16)
 
 
-def espeak_speech(espeak: Espeak, text: str) -> tuple[np.ndarray, list[str], np.ndarray]:
-    """Speak `text` with the current voice -> audio [S] at SAMPLE_RATE, phones, their starts (s)."""
-    synthesis = espeak.synthesize(text)
-    audio = signal.resample_poly(synthesis.audio, SAMPLE_RATE // 50, synthesis.sample_rate // 50).astype(np.float32)
+def espeak_speech(text: str, voice: Voice) -> tuple[np.ndarray, list[str], np.ndarray]:
+    """Speak `text` with `voice` -> audio [S] at SAMPLE_RATE, phones, their starts (s)."""
+    synthesis = Espeak.get().synthesize(text, voice)
+    audio = to_sample_rate(synthesis.audio, synthesis.sample_rate)
     phones, starts = [], []
     bounds = list(synthesis.starts_s) + [len(synthesis.audio) / synthesis.sample_rate]
-    for name, start, end in zip(synthesis.phonemes, bounds[:-1], bounds[1:]):
+    for name, start, end in zip(synthesis.phonemes, bounds[:-1], bounds[1:], strict=False):
         parts = [SILENCE] if name.strip() == "" else ipa_to_phones(name)
         for k, p in enumerate(parts):  # a two-phone symbol ('ts') shares its time evenly
             phones.append(p)
@@ -100,9 +100,9 @@ def espeak_speech(espeak: Espeak, text: str) -> tuple[np.ndarray, list[str], np.
     return audio, phones, np.array(starts)
 
 
-def _espeak_utterance(espeak: Espeak, text: str, config: PhoneticConfig, rng: np.random.Generator,
-                      source: str, held_out: bool) -> Utterance:  # fmt: skip
-    audio, phones, starts = espeak_speech(espeak, text)
+def _espeak_utterance(text: str, voice: Voice, config: PhoneticConfig, rng: np.random.Generator,
+                      source: str, held_out: bool) -> Utterance:
+    audio, phones, starts = espeak_speech(text, voice)
     clean = held_out and rng.random() < 0.5
     mels = _features(audio if clean else augment(audio, rng), config, 1.0 if clean else random_warp(rng))
     labels = step_labels(phones, starts, len(mels) // config.stride, config.step_samples / SAMPLE_RATE)
@@ -111,27 +111,27 @@ def _espeak_utterance(espeak: Espeak, text: str, config: PhoneticConfig, rng: np
 
 def espeak_english(config: PhoneticConfig, data: DataConfig) -> list[Utterance]:
     rng = np.random.default_rng(data.seed)
-    espeak = Espeak.get()
     out = []
     for i, text in enumerate(sentences(data.espeak_sentences, data.seed)):
         variant = ESPEAK_VARIANTS[i % len(ESPEAK_VARIANTS)]
-        voice = ESPEAK_VOICES[rng.integers(len(ESPEAK_VOICES))] + (f"+{variant}" if variant else "")
-        espeak.set_voice(voice, rate=int(rng.uniform(120, 230)), pitch=int(rng.uniform(20, 80)),
-                         pitch_range=int(rng.uniform(20, 90)))  # fmt: skip
-        out.append(_espeak_utterance(espeak, text, config, rng, f"espeak:{voice}", variant in HELD_OUT_VARIANTS))
+        name = ESPEAK_VOICES[rng.integers(len(ESPEAK_VOICES))] + (f"+{variant}" if variant else "")
+        voice = Voice(name, rate=int(rng.uniform(120, 230)), pitch=int(rng.uniform(20, 80)),
+                      pitch_range=int(rng.uniform(20, 90)))
+        out.append(
+            _espeak_utterance(text, voice, config, rng, f"espeak:{name}", variant in HELD_OUT_VARIANTS)
+        )
     return out
 
 
 def espeak_prompts(config: PhoneticConfig, data: DataConfig, language: str) -> list[Utterance]:
     """The training prompts' transcripts of `language`, spoken by espeak-ng (two variants each)."""
     rng = np.random.default_rng(data.seed + 1)
-    espeak = Espeak.get()
     out = []
     for prompt in (p for p in asterisk.prompts(language) if not p.held_out):
         for variant in ("", ESPEAK_VARIANTS[rng.integers(1, len(ESPEAK_VARIANTS) - len(HELD_OUT_VARIANTS))]):
-            voice = asterisk.LANGUAGES[language][1] + (f"+{variant}" if variant else "")
-            espeak.set_voice(voice, rate=int(rng.uniform(130, 200)), pitch=int(rng.uniform(30, 70)))
-            out.append(_espeak_utterance(espeak, prompt.text, config, rng, f"espeak-{language}", False))
+            name = asterisk.LANGUAGES[language][1] + (f"+{variant}" if variant else "")
+            voice = Voice(name, rate=int(rng.uniform(130, 200)), pitch=int(rng.uniform(30, 70)))
+            out.append(_espeak_utterance(prompt.text, voice, config, rng, f"espeak-{language}", False))
     return out
 
 
@@ -142,10 +142,12 @@ def festival_english(config: PhoneticConfig, data: DataConfig) -> list[Utterance
         texts = sentences(data.festival_sentences, data.seed + 100 + v)
         for k, stretch in enumerate((0.85, 1.0, 1.2)):  # durations: fast, normal, slow
             part = texts[k::3]
-            for text, utt in zip(part, festival.synthesize(part, voice, stretch)):
+            for text, utt in zip(part, festival.synthesize(part, voice, stretch), strict=True):
                 mels = _features(augment(utt.audio, rng), config, random_warp(rng))
                 starts = np.concatenate([[0.0], utt.ends_s[:-1]])
-                labels = step_labels(utt.phones, starts, len(mels) // config.stride, config.step_samples / SAMPLE_RATE)
+                labels = step_labels(
+                    utt.phones, starts, len(mels) // config.stride, config.step_samples / SAMPLE_RATE
+                )
                 out.append(Utterance(f"festival:{voice}", text, False, mels, labels, _words_of(labels)))
     return out
 
@@ -169,8 +171,13 @@ def build(path: Path, config: PhoneticConfig, data: DataConfig, log=print) -> li
     utterances: list[Utterance] = []
     languages = asterisk.installed_languages()
     if not languages:
-        raise RuntimeError(f"no Asterisk recordings installed: apt-get install {' '.join(DEBIAN_PACKAGES)}")
-    steps = [("espeak English", lambda: espeak_english(config, data)), ("festival", lambda: festival_english(config, data))]
+        raise asterisk.AsteriskError(
+            f"no Asterisk recordings installed: apt-get install {' '.join(DEBIAN_PACKAGES)}"
+        )
+    steps = [
+        ("espeak English", lambda: espeak_english(config, data)),
+        ("festival", lambda: festival_english(config, data)),
+    ]
     for lang in languages:
         steps.append((f"espeak {lang} prompts", lambda lang=lang: espeak_prompts(config, data, lang)))
         steps.append((f"real {lang}", lambda lang=lang: real_prompts(config, data, lang)))

@@ -14,11 +14,12 @@ import numpy as np
 
 from engine.audio.decode import load_audio
 from engine.audio.phones import festival_to_phone
+from engine.errors import EngineError
 
 VOICES = ("kal_diphone", "cmu_us_slt_arctic_hts")
 
 
-class FestivalError(RuntimeError):
+class FestivalError(EngineError):
     """festival is missing or failed."""
 
 
@@ -38,7 +39,9 @@ def _quote(text: str) -> str:
 def synthesize(texts: list[str], voice: str, stretch: float = 1.0) -> list[Utterance]:
     """Speak each text with `voice`, durations scaled by `stretch` (> 1 is slower)."""
     if shutil.which("festival") is None:
-        raise FestivalError("festival is not installed (Debian packages festival, festvox-kallpc16k, festvox-us-slt-hts)")
+        raise FestivalError(
+            "festival is not installed (Debian packages festival, festvox-kallpc16k, festvox-us-slt-hts)"
+        )
     with tempfile.TemporaryDirectory() as tmp:
         lines = [f"(voice_{voice})", f"(Parameter.set 'Duration_Stretch {stretch})"]
         for i, text in enumerate(texts):
@@ -54,7 +57,9 @@ def synthesize(texts: list[str], voice: str, stretch: float = 1.0) -> list[Utter
         for i in range(len(texts)):
             segs = Path(tmp) / f"{i}.segs"
             if not segs.exists():
-                raise FestivalError(f"festival voice {voice} wrote nothing for {texts[i]!r}: {done.stderr[-300:]}")
+                raise FestivalError(
+                    f"festival voice {voice} wrote nothing for {texts[i]!r}: {done.stderr[-300:]}"
+                )
             rows = [line.split() for line in segs.read_text().splitlines()[1:] if line.strip()]
             out.append(
                 Utterance(

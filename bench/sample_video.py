@@ -17,8 +17,8 @@ PAUSE_S = 0.4  # between sentences
 
 def talking_speech(seconds: float, seed: int = 0, voice: str = "en-us") -> np.ndarray:
     """[S] float32 at SAMPLE_RATE: `seconds` of generated sentences with pauses between them."""
-    from engine.pipeline.speak import text_to_speech
-    from engine.train.sentences import sentences
+    from engine.audio.tts import text_to_speech
+    from engine.train.speech.sentences import sentences
 
     pieces, total, count = [], 0, 0
     while total < seconds * SAMPLE_RATE:
@@ -30,11 +30,21 @@ def talking_speech(seconds: float, seed: int = 0, voice: str = "en-us") -> np.nd
     return np.concatenate(pieces)[: int(seconds * SAMPLE_RATE)]
 
 
-def talking_video(out: str | os.PathLike, seconds: float, size: int = 256, seed: int = 0, voice: str = "en-us") -> Path:
+def talking_video(
+    out: str | os.PathLike, seconds: float, size: int = 256, seed: int = 0, voice: str = "en-us"
+) -> Path:
     """Writes `seconds` of the default avatar talking at size x size, 30 fps, with AAC sound; its
-    face parameters are `Speaker(load("default"), seed=seed).offline(talking_speech(seconds, seed, voice))`."""
+    face parameters are
+    `Speaker(load("default"), seed=seed).offline(talking_speech(seconds, seed, voice))`."""
     from engine.avatar.bundle import load
     from engine.pipeline.speak import Speaker, speak
 
-    speak(Speaker(load("default"), seed=seed), talking_speech(seconds, seed, voice), str(out), "offline", size, renderer="composite")
+    speak(
+        Speaker(load("default"), seed=seed),
+        talking_speech(seconds, seed, voice),
+        str(out),
+        "offline",
+        size,
+        renderer="composite",
+    )
     return Path(out)

@@ -1,6 +1,6 @@
 """Training R2V for one avatar: generator + multi-scale PatchGAN, pix2pixHD's recipe.
 
-Each step: a batch of input stacks and targets from the frame pool (engine/train/r2v_data.py), fed
+Each step: a batch of input stacks and targets from the frame pool (engine/train/r2v/data.py), fed
 by the avatar's segment source (sampled parameters for a photo avatar, its tracked video otherwise);
 once the adversarial phase has started (`gan_start`), a discriminator step (LSGAN) on real and
 generated frames, conditioned on the current rendered frame and its attention map; then a
@@ -10,7 +10,7 @@ and decaying linearly to zero over the second, as pix2pixHD does.
 
 The run directory holds `checkpoint.pt` (everything needed to resume, written atomically every
 `checkpoint_every` steps and at the end), `val/step_NNNNNN.png` validation grids (rendered input |
-attention | output | ground truth) and `metrics.jsonl`. Metrics: engine/train/r2v_quality.py.
+attention | output | ground truth) and `metrics.jsonl`. Metrics: engine/train/r2v/quality.py.
 """
 from __future__ import annotations
 
@@ -25,11 +25,34 @@ from PIL import Image
 
 from engine.avatar.bundle import Avatar
 from engine.render.renderer import AvatarRenderer
-from engine.train.r2v_data import FramePool, PhotoSource, Segment, SegmentSource, TrainingDataError, render_segment, sample_params
-from engine.train.r2v_quality import Quality, grid, quality, run_segment
+from engine.train.r2v.data import (
+    FramePool,
+    PhotoSource,
+    Segment,
+    SegmentSource,
+    TrainingDataError,
+    render_segment,
+    sample_params,
+)
+from engine.train.r2v.quality import Quality, grid, quality, run_segment
 from models.discriminators import MultiScaleDiscriminator, PatchGANConfig
 from models.losses import LossWeights, generator_losses, lsgan_discriminator, region_weights
 from models.r2v import R2V, R2VConfig
+
+
+# Per variant: frame size, batch, discriminator (width, layers, scales). Full is pix2pixHD's;
+# lite's discriminator is small enough that a CPU step is dominated by the generator.
+@dataclass(frozen=True)
+class VariantDefaults:
+    size: int
+    batch: int
+    discriminator: tuple[int, int, int]  # width, layers, scales
+
+
+VARIANT_DEFAULTS = {
+    "lite": VariantDefaults(size=256, batch=4, discriminator=(16, 3, 2)),
+    "full": VariantDefaults(size=512, batch=1, discriminator=(64, 3, 3)),
+}
 
 VAL_SEED_OFFSET = 1_000_003  # validation frames come from their own random stream: held out
 
@@ -55,8 +78,15 @@ class R2VTrainConfig:
     seed: int = 0
 
     @classmethod
-    def from_dict(cls, d: dict) -> "R2VTrainConfig":
-        return cls(**{**d, "model": R2VConfig(**d["model"]), "discriminator": PatchGANConfig(**d["discriminator"]), "losses": LossWeights(**d["losses"])})
+    def from_dict(cls, d: dict) -> R2VTrainConfig:
+        return cls(
+            **{
+                **d,
+                "model": R2VConfig(**d["model"]),
+                "discriminator": PatchGANConfig(**d["discriminator"]),
+                "losses": LossWeights(**d["losses"]),
+            }
+        )
 
 
 class R2VTrainer:
@@ -76,7 +106,11 @@ class R2VTrainer:
         self.run_dir = Path(run_dir)
         self.device = torch.device(device)
         checkpoint_path = self.run_dir / "checkpoint.pt"
-        saved = torch.load(checkpoint_path, map_location=self.device, weights_only=True) if checkpoint_path.is_file() else None
+        saved = (
+            torch.load(checkpoint_path, map_location=self.device, weights_only=True)
+            if checkpoint_path.is_file()
+            else None
+        )
         if saved is not None:
             # The run's own settings win, except how long it runs (a resume may extend it).
             config = replace(R2VTrainConfig.from_dict(saved["config"]), steps=config.steps)
@@ -99,23 +133,39 @@ class R2VTrainer:
         self.renderer = AvatarRenderer(avatar, config.model.size, self.device)
         source = source or PhotoSource(self.renderer)
         if source.renderer.size != config.model.size:
-            raise TrainingDataError(f"the training source renders {source.renderer.size}x{source.renderer.size} frames, the network is {config.model.size}")
+            raise TrainingDataError(
+                f"the training source renders {source.renderer.size}x{source.renderer.size} frames, the "
+                f"network is {config.model.size}"
+            )
         # A resumed run draws new training frames (seeded by its step), the same held-out ones.
-        self.pool = FramePool(source, config.pool_segments, config.segment_frames, config.model.frames, seed=config.seed + self.step)
+        self.pool = FramePool(
+            source,
+            config.pool_segments,
+            config.segment_frames,
+            config.model.frames,
+            seed=config.seed + self.step,
+        )
         if saved is None and self.model.canvas is not None:
             # Start from the person's reference frame: sharp, and what the target is a warp of.
             reference = self.renderer.composite(avatar.reference_params).frames  # [1, S, S, 3]
             self.model.canvas.data.copy_(reference.permute(0, 3, 1, 2))
         if validation is None:
-            val_params = sample_params(avatar, config.val_frames, np.random.default_rng(config.seed + VAL_SEED_OFFSET))
+            val_params = sample_params(
+                avatar, config.val_frames, np.random.default_rng(config.seed + VAL_SEED_OFFSET)
+            )
             validation = render_segment(self.renderer, val_params)
         if validation.face.shape[1] != config.model.size:
-            raise TrainingDataError(f"the validation frames are {validation.face.shape[1]} pixels wide, the network is {config.model.size}")
+            raise TrainingDataError(
+                f"the validation frames are {validation.face.shape[1]} pixels wide, the network is "
+                f"{config.model.size}"
+            )
         self.val = validation
 
     def learning_rate(self) -> float:
         half = self.config.steps // 2
-        return self.config.lr * min(1.0, max(0.0, (self.config.steps - self.step) / max(1, self.config.steps - half)))
+        return self.config.lr * min(
+            1.0, max(0.0, (self.config.steps - self.step) / max(1, self.config.steps - half))
+        )
 
     def train_step(self) -> dict[str, float]:
         cfg, model_cfg = self.config, self.config.model
@@ -153,7 +203,9 @@ class R2VTrainer:
     def validate(self) -> Quality:
         """Held-out quality now; writes the validation grid and appends to metrics.jsonl."""
         self.model.eval()
-        outputs = run_segment(lambda stack: self.model.generate(stack.to(self.device)), self.val, self.config.model)
+        outputs = run_segment(
+            lambda stack: self.model.generate(stack.to(self.device)), self.val, self.config.model
+        )
         self.model.train()
         result = quality(outputs, self.val.target.permute(0, 3, 1, 2).float() / 255, self.val.mouth.bool())
         (self.run_dir / "val").mkdir(parents=True, exist_ok=True)
@@ -191,7 +243,9 @@ class R2VTrainer:
         cfg = self.config
         self.model.train()
         last = None
-        with tqdm(total=cfg.steps, initial=self.step, desc="train-r2v", unit="step", disable=not progress or None) as bar:
+        with tqdm(
+            total=cfg.steps, initial=self.step, desc="train-r2v", unit="step", disable=not progress or None
+        ) as bar:
             while self.step < cfg.steps:
                 logs = self.train_step()
                 bar.update(1)

@@ -4,8 +4,8 @@ Speech (engine/train's synthesisers, sentence generator and recordings, shared w
 speech-features model): generated sentences spoken by espeak-ng voices and variants at random rates
 and pitches, and by festival's Debian voices at three speaking rates, with the synthesisers' phone
 timings; and real recorded speech (the Asterisk prompts, five speakers and languages), its
-transcripts' phones placed by forced alignment with the phonetic aligner. A *session* joins several sentences of
-one voice with pauses between them (0.2-1.0 s) and silence around, like a person talking for half
+transcripts' phones placed by forced alignment with the phonetic aligner. A *session* joins several
+sentences of one voice with pauses between them (0.2-1.0 s) and silence around, like a person talking for half
 a minute; training windows are cut from sessions. Held out for the quality benchmark: the voice
 variants speech_data.HELD_OUT_VARIANTS, spoken sentences from their own seed (never in training).
 
@@ -20,19 +20,20 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
-from scipy import signal
 from tqdm import tqdm
 
 from engine.audio.decode import load_audio
 from engine.audio.features import FeatureExtractor
+from engine.audio.pcm import to_sample_rate
 from engine.audio.phones import PHONES, SILENCE, ipa_to_phones
-from engine.train import asterisk, festival, speech_data
-from engine.train.align import align
-from engine.train.augment import augment
-from engine.train.espeak import Espeak, Synthesis
-from engine.train.gan_targets import Segment, TargetConfig, targets
-from engine.train.sentences import sentences
-from engine.train.train_features import log_posteriors
+from engine.audio.tts import Espeak, Synthesis, Voice
+from engine.train.gan.targets import Segment, TargetConfig, targets
+from engine.train.speech import asterisk, festival
+from engine.train.speech import data as speech_data
+from engine.train.speech.align import align
+from engine.train.speech.augment import augment
+from engine.train.speech.sentences import sentences
+from engine.train.speech.train import log_posteriors
 from engine.types import SAMPLE_RATE
 from models.phonetic import LogMel, PhoneticNet
 
@@ -65,14 +66,22 @@ def espeak_segments(synthesis: Synthesis) -> list[Segment]:
     a blank event is a pause)."""
     bounds = [*synthesis.starts_s, len(synthesis.audio) / synthesis.sample_rate]
     out: list[Segment] = [(SILENCE, 0.0, bounds[0])] if bounds[0] > 0 else []
-    for name, start, end in zip(synthesis.phonemes, bounds[:-1], bounds[1:]):
+    for name, start, end in zip(synthesis.phonemes, bounds[:-1], bounds[1:], strict=False):
         parts = [SILENCE] if name.strip() == "" else ipa_to_phones(name)
         for k, phone in enumerate(parts):
-            out.append((phone, start + (end - start) * k / len(parts), start + (end - start) * (k + 1) / len(parts)))
+            out.append(
+                (phone, start + (end - start) * k / len(parts), start + (end - start) * (k + 1) / len(parts))
+            )
     return out
 
 
-def _join(voice: str, held_out: bool, pieces: list[tuple[np.ndarray, list[Segment]]], texts: list[str], rng: np.random.Generator) -> Session:
+def _join(
+    voice: str,
+    held_out: bool,
+    pieces: list[tuple[np.ndarray, list[Segment]]],
+    texts: list[str],
+    rng: np.random.Generator,
+) -> Session:
     """Utterances -> one session with silence before, between and after them."""
     audio: list[np.ndarray] = []
     segments: list[Segment] = []
@@ -91,25 +100,35 @@ def _join(voice: str, held_out: bool, pieces: list[tuple[np.ndarray, list[Segmen
 
 
 def espeak_sessions(
-    count: int, texts: list[str], variants: tuple[str, ...], held_out: bool, per_session: tuple[int, int], rng: np.random.Generator
+    count: int,
+    texts: list[str],
+    variants: tuple[str, ...],
+    held_out: bool,
+    per_session: tuple[int, int],
+    rng: np.random.Generator,
 ) -> list[Session]:
     espeak = Espeak.get()
+    voices = speech_data.ESPEAK_VOICES
     out = []
     for i in range(count):
         variant = variants[i % len(variants)]
-        voice = speech_data.ESPEAK_VOICES[rng.integers(len(speech_data.ESPEAK_VOICES))] + (f"+{variant}" if variant else "")
-        espeak.set_voice(voice, rate=int(rng.uniform(130, 210)), pitch=int(rng.uniform(25, 75)), pitch_range=int(rng.uniform(30, 90)))
+        name = voices[rng.integers(len(voices))] + (f"+{variant}" if variant else "")
+        voice = Voice(name, rate=int(rng.uniform(130, 210)), pitch=int(rng.uniform(25, 75)),
+                      pitch_range=int(rng.uniform(30, 90)))
         pieces = []
         chosen = [texts.pop() for _ in range(rng.integers(*per_session))]
         for text in chosen:
-            synthesis = espeak.synthesize(text)
-            pcm = signal.resample_poly(synthesis.audio, SAMPLE_RATE // 50, synthesis.sample_rate // 50)
-            pieces.append((pcm, espeak_segments(synthesis)))
-        out.append(_join(f"espeak:{voice}", held_out, pieces, chosen, rng))
+            synthesis = espeak.synthesize(text, voice)
+            pieces.append(
+                (to_sample_rate(synthesis.audio, synthesis.sample_rate), espeak_segments(synthesis))
+            )
+        out.append(_join(f"espeak:{name}", held_out, pieces, chosen, rng))
     return out
 
 
-def festival_sessions(count: int, texts: list[str], per_session: tuple[int, int], rng: np.random.Generator) -> list[Session]:
+def festival_sessions(
+    count: int, texts: list[str], per_session: tuple[int, int], rng: np.random.Generator
+) -> list[Session]:
     out = []
     for voice in festival.VOICES:
         for i in range(count):
@@ -118,13 +137,15 @@ def festival_sessions(count: int, texts: list[str], per_session: tuple[int, int]
             pieces = []
             for utt in festival.synthesize(chosen, voice, stretch):
                 starts = np.concatenate([[0.0], utt.ends_s[:-1]])
-                pieces.append((utt.audio, list(zip(utt.phones, starts.tolist(), utt.ends_s.tolist()))))
+                pieces.append(
+                    (utt.audio, list(zip(utt.phones, starts.tolist(), utt.ends_s.tolist(), strict=True)))
+                )
             out.append(_join(f"festival:{voice}", False, pieces, chosen, rng))
     return out
 
 
 def aligned_segments(aligner: PhoneticNet, audio: np.ndarray, words: list[list[str]]) -> list[Segment] | None:
-    """A recording's known phones placed in time by forced alignment (engine/train/align.py) on
+    """A recording's known phones placed in time by forced alignment (engine/train/speech/align.py) on
     the phonetic aligner's posteriors; None when it does not fit."""
     config = aligner.config
     mels = LogMel(config).push(audio)
@@ -135,11 +156,13 @@ def aligned_segments(aligner: PhoneticNet, audio: np.ndarray, words: list[list[s
     step = config.step_samples / SAMPLE_RATE
     edges = np.flatnonzero(np.diff(labels)) + 1
     starts, ends = np.concatenate([[0], edges]), np.concatenate([edges, [len(labels)]])
-    return [(PHONES[labels[a]], a * step, b * step) for a, b in zip(starts, ends)]
+    return [(PHONES[labels[a]], a * step, b * step) for a, b in zip(starts, ends, strict=True)]
 
 
-def real_sessions(aligner: PhoneticNet, per_session: tuple[int, int], rng: np.random.Generator, log=print) -> list[Session]:  # noqa: ANN001
-    """The Asterisk recordings (engine/train/asterisk.py, one speaker per language), training
+def real_sessions(
+    aligner: PhoneticNet, per_session: tuple[int, int], rng: np.random.Generator, log=print
+) -> list[Session]:  # noqa: ANN001
+    """The Asterisk recordings (engine/train/speech/asterisk.py, one speaker per language), training
     prompts only, aligned and joined into sessions per language."""
     out = []
     for language in asterisk.installed_languages():
@@ -167,7 +190,14 @@ def held_out_sessions(config: DataConfig) -> list[Session]:
     """The held-out set (held-out voices, held-out sentences): the same for every caller."""
     rng = np.random.default_rng(HELD_OUT_SEED)
     texts = sentences(config.held_out_sessions * config.sentences_per_session[1], HELD_OUT_SEED)
-    return espeak_sessions(config.held_out_sessions, texts, speech_data.HELD_OUT_VARIANTS, True, config.sentences_per_session, rng)
+    return espeak_sessions(
+        config.held_out_sessions,
+        texts,
+        speech_data.HELD_OUT_VARIANTS,
+        True,
+        config.sentences_per_session,
+        rng,
+    )
 
 
 def training_sessions(config: DataConfig, aligner: PhoneticNet | None, log=print) -> list[Session]:  # noqa: ANN001
@@ -176,13 +206,19 @@ def training_sessions(config: DataConfig, aligner: PhoneticNet | None, log=print
     rng = np.random.default_rng(config.seed)
     most = config.sentences_per_session[1]
     banned = set(sentences(config.held_out_sessions * most, HELD_OUT_SEED))
-    pool = [t for t in sentences((config.espeak_sessions + 2 * config.festival_sessions) * most, config.seed) if t not in banned]
+    pool = [
+        t
+        for t in sentences((config.espeak_sessions + 2 * config.festival_sessions) * most, config.seed)
+        if t not in banned
+    ]
     voices = tuple(v for v in speech_data.ESPEAK_VARIANTS if v not in speech_data.HELD_OUT_VARIANTS)
     log(f"  espeak-ng: {config.espeak_sessions} sessions")
     out = espeak_sessions(config.espeak_sessions, pool, voices, False, config.sentences_per_session, rng)
     log(f"  festival: {config.festival_sessions} sessions per voice")
     out += festival_sessions(config.festival_sessions, pool, config.sentences_per_session, rng)
-    return out + (real_sessions(aligner, config.sentences_per_session, rng, log) if aligner is not None else [])
+    return out + (
+        real_sessions(aligner, config.sentences_per_session, rng, log) if aligner is not None else []
+    )
 
 
 @dataclass
@@ -195,7 +231,9 @@ class Example:
     params: np.ndarray  # [N, NUM_PARAMS] float32 target curves around the neutral rest
 
 
-def example(session: Session, extractor: FeatureExtractor, target: TargetConfig, seed: int, augmented: bool) -> Example:
+def example(
+    session: Session, extractor: FeatureExtractor, target: TargetConfig, seed: int, augmented: bool
+) -> Example:
     """Features of the (augmented) audio, targets from the clean audio with a speaker's own
     articulation strength (0.85-1.15) and motion (seeded)."""
     rng = np.random.default_rng(seed)
@@ -205,10 +243,18 @@ def example(session: Session, extractor: FeatureExtractor, target: TargetConfig,
     return Example(session.voice, session.held_out, extractor.offline(audio), curves.array)
 
 
-def examples(items: list[Session], extractor: FeatureExtractor, target: TargetConfig, config: DataConfig) -> list[Example]:
+def examples(
+    items: list[Session], extractor: FeatureExtractor, target: TargetConfig, config: DataConfig
+) -> list[Example]:
     rng = np.random.default_rng(config.seed + 1)
     return [
-        example(s, extractor, target, config.seed + 1000 * k, not s.held_out and rng.random() < config.augment_fraction)
+        example(
+            s,
+            extractor,
+            target,
+            config.seed + 1000 * k,
+            not s.held_out and rng.random() < config.augment_fraction,
+        )
         for k, s in enumerate(tqdm(items, desc="features + targets", unit="session", disable=None))
     ]
 
@@ -247,5 +293,5 @@ def load(path: Path) -> list[Example]:
         frames, features, params = f["frames"], f["features"], f["params"]
         return [
             Example(str(voice), bool(held), features[a:b], params[a:b])
-            for voice, held, a, b in zip(f["voices"], f["held_out"], frames[:-1], frames[1:])
+            for voice, held, a, b in zip(f["voices"], f["held_out"], frames[:-1], frames[1:], strict=False)
         ]

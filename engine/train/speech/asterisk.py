@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from engine.audio.phones import SILENCE, ipa_to_phones
+from engine.errors import EngineError
 
 SOUNDS = Path("/usr/share/asterisk/sounds")
 DOCS = Path("/usr/share/doc")
@@ -28,6 +29,10 @@ LANGUAGES = {
     "ru": ("ru_RU_f_IvrvoiceRU", "ru"),
 }
 HELD_OUT_BELOW = 26  # of 256: ~10 %
+
+
+class AsteriskError(EngineError):
+    """The Asterisk prompt recordings are not installed."""
 
 
 @dataclass(frozen=True)
@@ -43,7 +48,11 @@ class Prompt:
 
 
 def installed_languages() -> list[str]:
-    return [lang for lang, (folder, _) in LANGUAGES.items() if _transcripts(lang).exists() and (SOUNDS / folder).is_dir()]
+    return [
+        lang
+        for lang, (folder, _) in LANGUAGES.items()
+        if _transcripts(lang).exists() and (SOUNDS / folder).is_dir()
+    ]
 
 
 def _transcripts(language: str) -> Path:
@@ -68,7 +77,7 @@ def prompts(language: str) -> list[Prompt]:
 
 def phone_words(prompt: Prompt) -> list[list[str]]:
     """The transcript as words of phones (espeak-ng's pronunciation for the language)."""
-    from engine.train.espeak import Espeak
+    from engine.audio.tts import Espeak
 
     words = Espeak.get().phonemize(prompt.text, LANGUAGES[prompt.language][1])
     phones = [[p for symbol in word for p in ipa_to_phones(symbol) if p != SILENCE] for word in words]

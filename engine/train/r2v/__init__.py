@@ -1,0 +1,1 @@
+"""Rendering-to-Video: training data from photos and videos, training, held-out quality."""

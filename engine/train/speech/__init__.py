@@ -1,0 +1,1 @@
+"""The built-in speech-features model: speech corpus (synthesisers, recordings, alignment) and training."""
