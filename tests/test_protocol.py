@@ -60,6 +60,7 @@ async def test_every_reply_of_the_server_matches_the_schema(server: str, http: a
 
 @pytest.mark.parametrize(("method", "path", "body", "status"), [
     ("POST", "/offer", "not json", 400),
+    ("POST", "/offer", b"<sdp/>", 415),  # not sent as application/json
     ("POST", "/offer", {"sdp": "v=0", "type": "answer"}, 400),
     ("POST", "/offer", {"sdp": "v=0", "type": "offer", "avatar": "../etc"}, 400),
     ("POST", "/offer", {"sdp": "v=0", "type": "offer", "input": "radio"}, 400),
@@ -70,10 +71,11 @@ async def test_every_reply_of_the_server_matches_the_schema(server: str, http: a
 async def test_refused_requests_get_an_error_object(
     server: str, http: aiohttp.ClientSession, method: str, path: str, body: object, status: int
 ) -> None:
-    data = body if isinstance(body, str) else json.dumps(body)
+    data = body if isinstance(body, str | bytes) else json.dumps(body)
     if isinstance(body, dict):
         assert errors(body, definitions()["offer_request"]), "a refused offer must break the schema"
-    async with http.request(method, f"{server}{path}", data=data) as response:
+    headers = {} if isinstance(body, bytes) else {"Content-Type": "application/json"}
+    async with http.request(method, f"{server}{path}", data=data, headers=headers) as response:
         await reply(response, "error", status)
 
 

@@ -407,13 +407,13 @@ async def test_one_say_at_a_time_per_session(
     http: aiohttp.ClientSession, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Finding 8: a second say while the first is being synthesised is a 409."""
-    from engine.pipeline import speak
+    from engine.audio import tts
 
     def slow_tts(text: str, voice: str = "en-us") -> np.ndarray:
         time.sleep(1.0)
         return np.zeros(16_000, np.float32)
 
-    monkeypatch.setattr(speak, "text_to_speech", slow_tts)
+    monkeypatch.setattr(tts, "text_to_speech", slow_tts)
     async with live_server(ServerConfig(port=0, size=SIZE)) as url:
         session = await open_session(http, url)
         say = f"{url}/sessions/{session['session_id']}/say"
@@ -441,12 +441,12 @@ async def test_a_failing_text_to_speech_fails_only_its_request(
     http: aiohttp.ClientSession, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Finding 8: text-to-speech raising is a 503 with a clear error; the server goes on."""
-    from engine.pipeline import speak
+    from engine.audio import tts
 
     def broken(text: str, voice: str = "en-us") -> np.ndarray:
         raise RuntimeError("/opt/secret/espeak-data: segfault imminent")
 
-    monkeypatch.setattr(speak, "text_to_speech", broken)
+    monkeypatch.setattr(tts, "text_to_speech", broken)
     async with live_server(ServerConfig(port=0, size=SIZE)) as url:
         session = await open_session(http, url)
         status, body = await post(
