@@ -110,12 +110,12 @@ class DeepSpeech(nn.Module):
         """self.lstm (unidirectional) as a loop over time: x [B, T, H3] -> [B, T, H], (h, c)."""
         lstm, batch = self.lstm, x.shape[0]
         h, c = (s[0] for s in state) if state is not None else (x.new_zeros(batch, lstm.hidden_size),) * 2
-        gates_x = torch.nn.functional.linear(
-            x, lstm.weight_ih_l0, lstm.bias_ih_l0 + lstm.bias_hh_l0
-        )  # [B, T, 4H]
+        weight_hh = lstm.get_parameter("weight_hh_l0")
+        bias = lstm.get_parameter("bias_ih_l0") + lstm.get_parameter("bias_hh_l0")
+        gates_x = torch.nn.functional.linear(x, lstm.get_parameter("weight_ih_l0"), bias)  # [B, T, 4H]
         outputs = []
         for t in range(x.shape[1]):
-            i, f, g, o = torch.addmm(gates_x[:, t], h, lstm.weight_hh_l0.T).chunk(
+            i, f, g, o = torch.addmm(gates_x[:, t], h, weight_hh.T).chunk(
                 4, dim=1
             )  # torch's gate order
             c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)

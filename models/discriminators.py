@@ -26,7 +26,9 @@ class PatchGAN(nn.Module):
 
     def __init__(self, in_channels: int, width: int, layers: int):
         super().__init__()
-        blocks = [nn.Sequential(nn.Conv2d(in_channels, width, 4, 2, 2), nn.LeakyReLU(0.2, inplace=True))]
+        blocks: list[nn.Module] = [
+            nn.Sequential(nn.Conv2d(in_channels, width, 4, 2, 2), nn.LeakyReLU(0.2, inplace=True))
+        ]
         channels = width
         for i in range(1, layers + 1):
             out = width * min(2**i, 8)

@@ -21,6 +21,7 @@ normalised by per-column statistics stored in the model, so checkpoints carry th
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -153,6 +154,11 @@ class FrameGenerator(nn.Module):
 class FacialGAN(nn.Module):
     """The generator. Inputs and outputs in raw units; normalisation happens inside."""
 
+    feature_mean: Tensor  # buffers [feature_dim] and [num_params], see __init__
+    feature_std: Tensor
+    param_mean: Tensor
+    param_std: Tensor
+
     def __init__(self, config: FacialGANConfig):
         super().__init__()
         self.config = config
@@ -263,9 +269,8 @@ def checkpoint(generator: FacialGAN, meta: dict, **training_state: object) -> di
 
 def generator_from_checkpoint(state: dict) -> FacialGAN:
     """A checkpoint dict (from torch.load) -> the generator in eval mode."""
-    config = FacialGANConfig(
-        **{k: tuple(v) if isinstance(v, list) else v for k, v in state["config"].items()}
-    )
+    fields: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in state["config"].items()}
+    config = FacialGANConfig(**fields)
     model = FacialGAN(config)
     model.load_state_dict(state["generator"])
     return model.eval()

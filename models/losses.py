@@ -13,7 +13,10 @@ SSIM term are weighted means with per-pixel weights 1 + mouth * mouth_mask + eye
 """
 from __future__ import annotations
 
+import functools
 import math
+import operator
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import torch
@@ -103,25 +106,30 @@ def ms_ssim(x: Tensor, y: Tensor, weight: Tensor | None = None) -> Tensor:
     return torch.prod(torch.stack(factors, 0) ** betas[:, None], 0)
 
 
+def _total(terms: Iterable[Tensor]) -> Tensor:
+    """The sum of one or more loss terms (the builtin sum starts from the int 0)."""
+    return functools.reduce(operator.add, terms)
+
+
 def lsgan_discriminator(real: list[list[Tensor]], fake: list[list[Tensor]]) -> Tensor:
     """Discriminator outputs per scale (last entry = patch scores) -> scalar LSGAN loss."""
-    return sum(
+    return _total(
         0.5 * (((r[-1] - 1) ** 2).mean() + (f[-1] ** 2).mean()) for r, f in zip(real, fake, strict=True)
     )
 
 
 def lsgan_generator(fake: list[list[Tensor]]) -> Tensor:
-    return sum(((f[-1] - 1) ** 2).mean() for f in fake)
+    return _total(((f[-1] - 1) ** 2).mean() for f in fake)
 
 
 def feature_matching(real: list[list[Tensor]], fake: list[list[Tensor]]) -> Tensor:
     """L1 between the discriminator's intermediate features on real and generated images, every
     layer but the scores, per scale; pix2pixHD's normalisation (4 / layers / scales)."""
-    total = 0.0
-    for r, f in zip(real, fake, strict=True):
-        for rl, fl in zip(r[:-1], f[:-1], strict=True):
-            total = total + (4.0 / (len(r) - 1) / len(real)) * (fl - rl.detach()).abs().mean()
-    return total
+    return _total(
+        (4.0 / (len(r) - 1) / len(real)) * (fl - rl.detach()).abs().mean()
+        for r, f in zip(real, fake, strict=True)
+        for rl, fl in zip(r[:-1], f[:-1], strict=True)
+    )
 
 
 def generator_losses(
@@ -141,5 +149,5 @@ def generator_losses(
     if d_fake is not None and d_real is not None:
         losses["gan"] = weights.gan * lsgan_generator(d_fake)
         losses["feature_matching"] = weights.feature_matching * feature_matching(d_real, d_fake)
-    losses["total"] = sum(losses.values())
+    losses["total"] = _total(losses.values())
     return losses

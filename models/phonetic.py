@@ -15,6 +15,7 @@ rebuilt from its file alone (`load_phonetic`).
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from typing import cast
 
 import numpy as np
 import torch
@@ -140,14 +141,22 @@ class ResidualBlock(nn.Module):
         return x + self.mix(self.dropout(torch.relu(self.norm(self.conv(x)))))
 
 
+def _bias(conv: nn.Conv1d) -> torch.Tensor:
+    if conv.bias is None:
+        raise ValueError("streaming needs convolutions with a bias")
+    return conv.bias
+
+
 class _StreamLayer:
     """One causal conv (batch norm folded in) for streaming, time-major: gathers its taps from
     [context + T, C] and does one matrix product, far cheaper than conv1d calls for a few steps."""
 
     def __init__(self, causal: CausalConv, norm: nn.BatchNorm1d | None = None) -> None:
         conv = causal.conv
-        weight, bias = conv.weight, conv.bias
+        weight, bias = conv.weight, _bias(conv)
         if norm is not None:
+            if norm.running_mean is None or norm.running_var is None:
+                raise ValueError("streaming folds batch norm running statistics: the norm must track them")
             scale = norm.weight / torch.sqrt(norm.running_var + norm.eps)
             weight, bias = weight * scale[:, None, None], (bias - norm.running_mean) * scale + norm.bias
         self.weight = weight.reshape(conv.out_channels, -1).detach().clone()  # [Cout, Cin * k]
@@ -166,6 +175,9 @@ class PhoneticNet(nn.Module):
     """Normalised log-mel [B, n_mels, T] (T a multiple of stride) -> logits [B, num_phones + 1, T / stride]:
     phones, then voicing. Output step j describes step j - lookahead_steps."""
 
+    cmvn_mean: torch.Tensor  # buffers [n_mels]
+    cmvn_var: torch.Tensor
+
     def __init__(self, config: PhoneticConfig) -> None:
         super().__init__()
         self.config = config
@@ -175,7 +187,9 @@ class PhoneticNet(nn.Module):
         self.head = nn.Conv1d(c.channels, c.num_phones + 1, 1)
         self.register_buffer("cmvn_mean", torch.zeros(c.n_mels))
         self.register_buffer("cmvn_var", torch.ones(c.n_mels))
-        self._stream_layers: list | None = None
+        # input layer, then each block's (conv, mix weight [C, C], mix bias [C]); built on first stream()
+        self._stream_layers: tuple[_StreamLayer, list[tuple[_StreamLayer, torch.Tensor, torch.Tensor]]] | None
+        self._stream_layers = None
 
     def forward(self, mels: torch.Tensor) -> torch.Tensor:
         x = torch.relu(self.input(mels))
@@ -187,9 +201,12 @@ class PhoneticNet(nn.Module):
         self._stream_layers = None  # weights may change: fold them again for the next stream
         return super().train(mode)
 
+    def _residual_blocks(self) -> list[ResidualBlock]:
+        return [cast(ResidualBlock, b) for b in self.blocks]  # the ModuleList holds only these
+
     def initial_state(self) -> list[torch.Tensor]:
         """Streaming state of one input: each conv's left context [context, C_in], zeros = silence."""
-        convs = [self.input] + [b.conv for b in self.blocks]
+        convs = [self.input] + [b.conv for b in self._residual_blocks()]
         return [torch.zeros(conv.context, conv.conv.in_channels) for conv in convs]
 
     @torch.no_grad()
@@ -200,15 +217,15 @@ class PhoneticNet(nn.Module):
         mode; `state` from initial_state or the last call. Returns
         ([1, num_phones + 1, T / stride], state)."""
         if self._stream_layers is None:
-            self._stream_layers = [_StreamLayer(self.input)] + [
+            self._stream_layers = _StreamLayer(self.input), [
                 (
                     _StreamLayer(b.conv, b.norm),
                     b.mix.weight[:, :, 0].detach().clone(),
-                    b.mix.bias.detach().clone(),
+                    _bias(b.mix).detach().clone(),
                 )
-                for b in self.blocks
+                for b in self._residual_blocks()
             ]
-        first, *blocks = self._stream_layers
+        first, blocks = self._stream_layers
         x, s = first(mels[0].T, state[0])
         x, new_state = torch.relu(x), [s]
         for (conv, mix_weight, mix_bias), s in zip(blocks, state[1:], strict=False):

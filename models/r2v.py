@@ -29,6 +29,7 @@ from __future__ import annotations
 import os
 import pickle
 from dataclasses import asdict, dataclass
+from typing import Any, cast
 
 import torch
 from torch import Tensor, nn
@@ -67,7 +68,7 @@ class R2VConfig:
             raise R2VError(f"R2V {self.variant} needs a size divisible by {self.downscale}, got {self.size}")
 
     @classmethod
-    def full(cls, **overrides: object) -> R2VConfig:
+    def full(cls, **overrides: Any) -> R2VConfig:
         return cls(**{"variant": "full", "size": 512, **overrides})
 
     @property
@@ -109,6 +110,8 @@ class LiteUNet(nn.Module):
     canvas (hair, neck and torso follow the head by moving what is there, not by repainting it),
     and per full-resolution pixel (unfolded from S/2) a colour correction and a gain on the
     current rendered face, which is how face detail reaches the output at full resolution."""
+
+    grid: Tensor  # buffer [1, S, S, 2]: the identity sampling grid
 
     def __init__(self, in_channels: int, widths: tuple[int, ...], size: int, current: int):
         super().__init__()
@@ -237,12 +240,15 @@ class R2V(nn.Module):
         self.config = config
         s = config.size
         self.canvas = nn.Parameter(torch.full((1, 3, s, s), 0.5)) if config.canvas else None
+        self.body: LiteUNet | LocalEnhancer
         if config.variant == "lite":
             self.body = LiteUNet(config.in_channels, config.widths, s, current=3 * config.past)
             last = self.body.head
         else:
             self.body = LocalEnhancer(config.in_channels + (3 if config.canvas else 0), config)
-            last = self.body.local_up[-1]
+            last = cast(nn.Conv2d, self.body.local_up[-1])  # local_up ends in its output conv
+        if last.bias is None:
+            raise R2VError("the R2V output convolution needs a bias")
         nn.init.zeros_(last.weight)  # start from the canvas exactly: motion and residual are learned
         nn.init.zeros_(last.bias)
 
@@ -274,16 +280,18 @@ class R2V(nn.Module):
     @classmethod
     def from_checkpoint(cls, checkpoint: dict | str | os.PathLike) -> R2V:
         """A network rebuilt from a checkpoint dict or file (its config included), in eval mode."""
-        if not isinstance(checkpoint, dict):
+        if isinstance(checkpoint, dict):
+            data = checkpoint
+        else:
             try:
-                checkpoint = torch.load(checkpoint, map_location="cpu", weights_only=True)
+                data = torch.load(checkpoint, map_location="cpu", weights_only=True)
             except (OSError, RuntimeError, EOFError, pickle.UnpicklingError) as e:
                 raise R2VError(
                     f"{checkpoint}: not a readable R2V checkpoint ({str(e).splitlines()[0]})"
                 ) from None
         try:
-            model = cls(R2VConfig(**checkpoint["config"]))
-            model.load_state_dict(checkpoint["model"])
+            model = cls(R2VConfig(**data["config"]))
+            model.load_state_dict(data["model"])
         except (KeyError, TypeError, RuntimeError) as e:
             raise R2VError(
                 f"not an R2V checkpoint or it does not match its config ({str(e).splitlines()[0]})"

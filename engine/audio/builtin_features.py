@@ -105,8 +105,8 @@ class _StepStream:
                 [self.step_power, power[:usable].reshape(-1, self.config.stride).mean(1)]
             )
             with torch.no_grad():
-                out, self.state = self.model.stream(torch.from_numpy(mels[:usable]).T[None], self.state)
-            out = out[0].T.double().numpy()[self.to_skip :]  # [steps, NUM_PHONES + 1]
+                logits, self.state = self.model.stream(torch.from_numpy(mels[:usable]).T[None], self.state)
+            out = logits[0].T.double().numpy()[self.to_skip :]  # [steps, NUM_PHONES + 1]
             self.to_skip -= min(self.to_skip, usable // self.config.stride)
             self._add_steps(out)
         return self._ready_frames()

@@ -70,6 +70,8 @@ class DeepSpeechExtractor(FeatureExtractor):
             self.step = 2 * self.psf_mfcc.config.step  # every second MFCC step
             self.lookahead_frames = None
         else:
+            if imported.mfcc is None:
+                raise FeatureError("a unidirectional DeepSpeech model needs its MFCC front end")
             self.mfcc = TfMfcc(imported.mfcc)
             self.step = imported.mfcc.step
             self.lookahead_frames = self._streaming_lookahead()

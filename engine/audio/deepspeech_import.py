@@ -22,6 +22,7 @@ import dataclasses
 import mmap
 import struct
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from google.protobuf.message import DecodeError
@@ -35,7 +36,7 @@ from models.deepspeech import DeepSpeech, DeepSpeechConfig
 MEMMAPPED_PREFIX = "memmapped_package://"
 MEMMAPPED_GRAPH = MEMMAPPED_PREFIX + "."
 GRAPH_VERSION = 6  # training/deepspeech_training/GRAPH_VERSION for 0.7.x - 0.9.x
-_DTYPES = {
+_DTYPES: dict[int, np.dtype] = {
     types_pb2.DT_FLOAT: np.dtype("<f4"),
     types_pb2.DT_INT32: np.dtype("<i4"),
     types_pb2.DT_INT64: np.dtype("<i8"),
@@ -232,7 +233,7 @@ class _GraphFile:
                 raise DeepSpeechFileError(
                     f"{self.path}: the model expects {rate} Hz audio; the engine runs at {SAMPLE_RATE} Hz"
                 )
-        settings = {}
+        settings: dict[str, Any] = {}
         if "AudioSpectrogram" in by_op:
             attr = by_op["AudioSpectrogram"].attr
             settings.update(window=attr["window_size"].i, step=attr["stride"].i)
@@ -253,6 +254,8 @@ class _GraphFile:
         return config
 
     def _region(self, name: str) -> memoryview:
+        if self._regions is None:
+            raise DeepSpeechFileError(f"{self.path}: not a memory-mapped model, it has no region {name!r}")
         start, length = self._regions[name]
         return memoryview(self._data)[start : start + length]
 
@@ -291,6 +294,7 @@ def _fields(message: bytes, field: int):
     while pos < len(message):
         key, pos = _varint(message, pos)
         number, wire = key >> 3, key & 7
+        value: int | bytes
         if wire == 0:
             value, pos = _varint(message, pos)
         elif wire == 2:

@@ -80,7 +80,7 @@ class FeatureStream(ABC):
         if gap:
             pcm = np.concatenate([np.zeros(gap, np.float32), pcm])
         self._received += len(pcm)
-        return self._frames(self._process(pcm))
+        return self._frames(self._process(pcm), self._origin)
 
     def flush(self) -> list[FeatureFrame]:
         """The remaining frames at the end of input; the stream takes no more audio after this."""
@@ -89,7 +89,7 @@ class FeatureStream(ABC):
         self._finished = True
         if self._origin is None:
             return []
-        frames = self._frames(self._finish())
+        frames = self._frames(self._finish(), self._origin)
         if self._emitted != num_frames(self._received):
             raise RuntimeError(
                 f"{type(self).__name__} returned {self._emitted} frames for {self._received} samples, "
@@ -105,11 +105,11 @@ class FeatureStream(ABC):
     def _finish(self) -> np.ndarray:
         """The remaining rows [n, dim] at the end of input (the input ends in silence)."""
 
-    def _frames(self, rows: np.ndarray) -> list[FeatureFrame]:
+    def _frames(self, rows: np.ndarray, origin: int) -> list[FeatureFrame]:
         rows = np.asarray(rows, np.float32).reshape(-1, self.dim)
         first = self._emitted
         self._emitted += len(rows)
-        return [FeatureFrame(row, self._origin + frame_pts(first + k)) for k, row in enumerate(rows)]
+        return [FeatureFrame(row, origin + frame_pts(first + k)) for k, row in enumerate(rows)]
 
 
 class FeatureExtractor(ABC):

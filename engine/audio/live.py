@@ -75,7 +75,7 @@ class LiveChunker:
 
     def _resample(self, mono: np.ndarray | None) -> np.ndarray:
         if self._resampler is None:
-            return mono
+            return np.zeros(0, np.float32) if mono is None else mono
         frame = None
         if mono is not None:
             if len(mono) == 0:

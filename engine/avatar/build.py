@@ -25,7 +25,7 @@ CROP_FACE_HEIGHTS = 2.4  # crop side, in forehead-to-chin heights
 def portrait_crop(image: np.ndarray, landmarks: np.ndarray, resolution: int) -> np.ndarray:
     """A square crop around the face, shifted down a little to keep the neck, resized."""
     h, w = image.shape[:2]
-    face_height = np.linalg.norm(landmarks[CHIN, :2] - landmarks[FOREHEAD, :2])
+    face_height = float(np.linalg.norm(landmarks[CHIN, :2] - landmarks[FOREHEAD, :2]))
     side = int(min(CROP_FACE_HEIGHTS * face_height, h, w))
     cx, cy = landmarks[:, 0].mean(), landmarks[:, 1].mean() + 0.15 * face_height
     x0 = int(np.clip(round(cx - side / 2), 0, w - side))

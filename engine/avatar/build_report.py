@@ -116,11 +116,12 @@ def write_report(stages) -> dict:  # noqa: ANN001 (avatar_build.Stages)
 
     source = FrameSource(avatar, size=avatar.resolution, live=True, view="reference")  # as the real frames
     metrics["renderer"] = "r2v" if source.uses_r2v else "compositor"
-    if source.uses_r2v:
+    weights = r2v_weights(avatar)
+    if source.uses_r2v and weights is not None:  # the source runs these same weights
         held_out = VideoSource(
             AvatarRenderer(avatar, avatar.resolution), stages.frames(), params, valid, (split, n)
         )
-        metrics["r2v"] = asdict(evaluate_video(R2V.from_checkpoint(r2v_weights(avatar)), held_out))
+        metrics["r2v"] = asdict(evaluate_video(R2V.from_checkpoint(weights), held_out))
     reconstructed = render(source, params[shown])
     real_lm = track_frames(real_frames)
     metrics["landmarks_reconstructed"] = landmark_distance(real_lm, track_frames(reconstructed)).__dict__

@@ -23,6 +23,7 @@ import shutil
 import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image
@@ -131,9 +132,10 @@ def load(avatar: str | os.PathLike) -> Avatar:
     elif len(rest_params) != 1:
         raise AvatarError(f"{path}: rest_params must hold one frame, not {len(rest_params)}")
     try:
-        motion = MotionStats(
-            **{k: tuple(v) if isinstance(v, list) else v for k, v in _read_json(files["motion"]).items()}
-        )
+        fields: dict[str, Any] = {
+            k: tuple(v) if isinstance(v, list) else v for k, v in _read_json(files["motion"]).items()
+        }
+        motion = MotionStats(**fields)
     except TypeError as e:
         raise AvatarError(f"{path}: motion.json is malformed ({e})") from None
     return Avatar(

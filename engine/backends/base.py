@@ -53,7 +53,8 @@ class Backend(ABC):
             Inference(copy.deepcopy(model))
             .eval()
             .to(self.device, self.dtype)
-            .to(memory_format=torch.channels_last)
+            # Module.to takes memory_format at run time; torch's overload stubs leave it out.
+            .to(memory_format=torch.channels_last)  # type: ignore[call-overload]
         )
         self.module.requires_grad_(False)
 

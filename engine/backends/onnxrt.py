@@ -41,7 +41,10 @@ def export_onnx(module: torch.nn.Module, example: Tensor) -> bytes:
             )
     finally:
         exporter_log.setLevel(level)
-    program.save(buffer)
+    if program is None:  # only the legacy exporter (dynamo=False) returns nothing
+        raise BackendError("the ONNX exporter returned no program")
+    # save() writes through onnx_ir, which takes a binary file too; its annotation says path only.
+    program.save(buffer)  # type: ignore[arg-type]
     return buffer.getvalue()
 
 

@@ -15,6 +15,7 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 
@@ -74,6 +75,8 @@ def _connections():
         raise ImportError("the face-mesh topology comes from the mediapipe package, which is not installed")
     path = Path(package.submodule_search_locations[0]) / "python" / "solutions" / "face_mesh_connections.py"
     spec = importlib.util.spec_from_file_location("face_mesh_connections", path)
+    if spec is None or spec.loader is None:
+        raise ImportError("mediapipe's face-mesh connections module cannot be loaded")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -96,7 +99,7 @@ def triangles() -> np.ndarray:
     # A 3-cycle that is not a face has every edge shared by three triangles; real faces do not.
     uses = Counter(e for t in cycles for e in itertools.combinations(t, 2))
     faces = sorted(t for t in cycles if not all(uses[e] == 3 for e in itertools.combinations(t, 2)))
-    return _orient(faces)
+    return _orient(cast(list[tuple[int, int, int]], faces))  # cycles are sorted 3-tuples
 
 
 def _orient(faces: list[tuple[int, int, int]]) -> np.ndarray:

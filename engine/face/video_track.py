@@ -150,9 +150,9 @@ def _largest(found, frame_width: int, frame_height: int, width: int, height: int
     candidates = [np.array([(p.x, p.y, p.z) for p in face.landmark]) for face in found]
     face = max(candidates, key=lambda c: np.prod(c[:, :2].max(0) - c[:, :2].min(0)))
     # MediaPipe's coordinates are fractions of the frame; its z is in units of the frame's width.
-    face = face * np.array([width, height, width], np.float64)
-    face[:, 2] -= face[:, 2].mean()
-    return face.astype(np.float32)
+    pixels: np.ndarray = face * np.array([width, height, width], np.float64)
+    pixels[:, 2] -= pixels[:, 2].mean()
+    return pixels.astype(np.float32)
 
 
 def runs(valid: np.ndarray) -> list[tuple[int, int]]:

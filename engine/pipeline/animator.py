@@ -132,8 +132,8 @@ class Gan:
         windows = (
             torch.from_numpy(np.ascontiguousarray(padded)).to(device).unfold(0, W, 1).transpose(1, 2)[None]
         )  # [1, T, W, F]
-        initial = torch.from_numpy(initial.astype(np.float32)).to(device)[None]
-        return self.model(windows, initial, last)[0].cpu().numpy()
+        start = torch.from_numpy(initial.astype(np.float32)).to(device)[None]  # [1, P]
+        return self.model(windows, start, last)[0].cpu().numpy()
 
 
 def _finish(

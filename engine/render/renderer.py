@@ -139,10 +139,9 @@ class AvatarRenderer:
         screen = self.camera.project(np.einsum("nij,vj->nvi", r, points) + t[:, None])
         closure = self.mesh.model.eye_closure(params)  # [N, 2]
         values = self._tensor(closure[:, which_eye][..., None])
-        faces = torch.as_tensor(faces, device=self.device)
-        return interpolate(values, rasterize(self._tensor(screen), faces, self.size, self.size), faces)[
-            ..., 0
-        ]
+        face_index = torch.as_tensor(faces, device=self.device)
+        frags = rasterize(self._tensor(screen), face_index, self.size, self.size)
+        return interpolate(values, frags, face_index)[..., 0]
 
     def _outside_motion(self, screen: Tensor, windows: Tensor | None) -> Tensor:
         """[N, S, S, 2] backward displacement in uv outside the face: the motion of the nearest
@@ -171,7 +170,9 @@ class AvatarRenderer:
 def _eye_regions(mesh: RenderMesh) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Model-space fans around each eye (rest shape, scaled up): points, faces, eye index a point."""
     rest = mesh.model.identity.vertices
-    points, faces, which = [], [], []
+    points: list[np.ndarray] = []
+    faces: list[np.ndarray] = []
+    which: list[int] = []
     for eye, side in enumerate(("left", "right")):  # the order of FaceModel.eye_closure
         ring = rest[topology.regions().eye_hole(side)]
         centre = ring.mean(0)

@@ -209,7 +209,7 @@ def _personal(args: argparse.Namespace) -> None:
         ckpt,
         info,
         args.steps,
-        args.batch or gan.PERSONAL["batch"],
+        args.batch or gan.PERSONAL.batch,
         resume=args.resume,
         log=lambda m: print(m, file=sys.stderr),
     )

@@ -167,7 +167,8 @@ def real_sessions(
     out = []
     for language in asterisk.installed_languages():
         prompts = [p for p in asterisk.prompts(language) if not p.held_out]
-        rng.shuffle(prompts)
+        # Generator.shuffle takes any mutable sequence; numpy's stub accepts array-likes only.
+        rng.shuffle(prompts)  # type: ignore[arg-type]
         failed = 0
         while prompts:
             group = [prompts.pop() for _ in range(min(len(prompts), rng.integers(*per_session)))]

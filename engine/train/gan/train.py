@@ -69,7 +69,7 @@ PRESETS = {
         TrainConfig(batch=32, lr=2e-4, steps=20_000, causal_fraction=0.5, decay_fraction=0.2),
     ),
 }
-PERSONAL = {"batch": 16, "lr": 1e-5, "first_frame": True}  # fintuning2-trainheadpose.py
+PERSONAL = TrainConfig(batch=16, lr=1e-5, first_frame=True)  # fintuning2-trainheadpose.py
 PERSONAL_EPOCHS = 11
 
 
@@ -268,7 +268,7 @@ def fine_tune(
     out: Path,
     info: dict,
     steps: int | None = None,
-    batch: int = PERSONAL["batch"],
+    batch: int = PERSONAL.batch,
     epochs: int = PERSONAL_EPOCHS,
     resume: bool = False,
     log=print,  # noqa: ANN001
@@ -285,7 +285,7 @@ def fine_tune(
         )
     data = Windows([(features, offsets)], generator.config, TrainConfig.stride)
     steps = steps or max(1, epochs * len(data) // batch)
-    config = replace(TrainConfig(), **{**PERSONAL, "batch": batch, "steps": steps})
+    config = replace(PERSONAL, batch=batch, steps=steps)
     previous = load(out) if resume and out.exists() else None
     return train(generator, data, config, out, info, None, previous, log)
 

@@ -90,7 +90,8 @@ class QualityMeter:
         """Flicker is NaN when no clip had two frames."""
         means = self.sums / max(self.frames, 1)
         flicker = 255 * self.flicker_sum / self.flicker_count if self.flicker_count else float("nan")
-        return Quality(*(float(m) for m in means), flicker=flicker)
+        psnr, ssim, mouth_psnr, mouth_ssim = (float(m) for m in means)
+        return Quality(psnr, ssim, mouth_psnr, mouth_ssim, flicker)
 
 
 def quality(outputs: Tensor, targets: Tensor, mouth: Tensor) -> Quality:

@@ -15,7 +15,9 @@ later, as the model does); labels are per network step (stride mel frames).
 """
 from __future__ import annotations
 
+import functools
 import pickle
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -174,13 +176,13 @@ def build(path: Path, config: PhoneticConfig, data: DataConfig, log=print) -> li
         raise asterisk.AsteriskError(
             f"no Asterisk recordings installed: apt-get install {' '.join(DEBIAN_PACKAGES)}"
         )
-    steps = [
+    steps: list[tuple[str, Callable[[], list[Utterance]]]] = [
         ("espeak English", lambda: espeak_english(config, data)),
         ("festival", lambda: festival_english(config, data)),
     ]
     for lang in languages:
-        steps.append((f"espeak {lang} prompts", lambda lang=lang: espeak_prompts(config, data, lang)))
-        steps.append((f"real {lang}", lambda lang=lang: real_prompts(config, data, lang)))
+        steps.append((f"espeak {lang} prompts", functools.partial(espeak_prompts, config, data, lang)))
+        steps.append((f"real {lang}", functools.partial(real_prompts, config, data, lang)))
     for name, make in steps:
         part = make()
         hours = sum(len(u.mels) for u in part) * config.hop / SAMPLE_RATE / 3600

@@ -137,7 +137,7 @@ def align_real(model: PhoneticNet, utterances: list, feats: list[np.ndarray], lo
 def scores(model: PhoneticNet, utterances: list, feats: list[np.ndarray], real: bool) -> dict:
     """Held-out scores per network step (the benchmark scores the extractor's 30 fps output)."""
     errors = total = 0
-    confusion = 0
+    confusion: np.ndarray | int = 0  # stays 0 when no utterance is scored
     for u, f in zip(utterances, feats, strict=True):
         if not u.held_out or u.real != real or u.labels is None:
             continue
