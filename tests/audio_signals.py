@@ -58,3 +58,26 @@ def speech_like(seconds=2.3, seed=0):
     voiced = sum(np.sin(k * phase) / k for k in range(1, 12))
     envelope = (np.sin(2 * np.pi * 1.9 * t) > -0.3).astype(float)
     return (0.2 * voiced * envelope + 0.01 * rng.standard_normal(len(t))).astype(np.float32)
+
+
+def espeak_in_a_fresh_process(text: str) -> tuple[np.ndarray, list[tuple[str, float, float]]]:
+    """espeak-ng's speech of `text` at SAMPLE_RATE [S] and its phone segments, made in a new
+    process as `python -m engine speak` makes it: within one process espeak-ng's timing drifts from
+    call to call by a few samples, enough to move a phone's centre frame."""
+    import json
+    import subprocess
+    import sys
+
+    script = (
+        "import json, sys\n"
+        "from engine.audio.pcm import to_sample_rate\n"
+        "from engine.audio.tts import Espeak\n"
+        "from engine.train.gan.data import espeak_segments\n"
+        "s = Espeak.get().synthesize(sys.argv[1])\n"
+        "pcm = to_sample_rate(s.audio, s.sample_rate)\n"
+        "print(json.dumps({'pcm': pcm.tolist(), 'segments': espeak_segments(s)}))\n"
+    )
+    command = [sys.executable, "-c", script, text]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=60, check=True)
+    data = json.loads(done.stdout)
+    return np.asarray(data["pcm"], np.float32), [tuple(s) for s in data["segments"]]

@@ -9,15 +9,14 @@ import sys
 
 import numpy as np
 import pytest
+from audio_signals import espeak_in_a_fresh_process
 
 from bench.lipsync import CLOSED, OPEN, Clip, Measured, envelope, events, lip_gaps
-from engine.audio.tts import Espeak
 from engine.face.model import FaceModel
 from engine.face.rest import closed_rest, inner_lip_gaps
 from engine.pipeline.idle import IdleMotion
 from engine.render.renderer import AvatarRenderer
-from engine.train.gan.data import espeak_segments
-from engine.types import SAMPLE_RATE, FaceParams
+from engine.types import FaceParams
 from engine.video import read_frames
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -49,11 +48,7 @@ def test_the_rest_is_computed_from_the_reference_and_stored(avatar):
 
 @pytest.fixture(scope="module")
 def speech() -> tuple[np.ndarray, list]:
-    from scipy import signal
-
-    synthesis = Espeak.get().synthesize(SENTENCE)
-    pcm = signal.resample_poly(synthesis.audio, SAMPLE_RATE // 50, synthesis.sample_rate // 50)
-    return pcm, espeak_segments(synthesis)
+    return espeak_in_a_fresh_process(SENTENCE)
 
 
 @pytest.mark.parametrize("mode", ["offline", "streaming"])

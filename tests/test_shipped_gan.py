@@ -11,8 +11,8 @@ import sys
 import av
 import numpy as np
 import pytest
+from audio_signals import espeak_in_a_fresh_process
 
-from engine.audio.tts import Espeak
 from engine.render.mouth_meter import MouthMeter
 from engine.types import FPS
 
@@ -25,13 +25,8 @@ CLOSED = 0.1  # openness (0 rest, 1 jaw half open): her lips rest together, so c
 @pytest.fixture(scope="module")
 def bilabials() -> list[int]:
     """Centre frames of the sentence's p/b/m."""
-    synthesis = Espeak.get().synthesize(SENTENCE)
-    ends = np.append(synthesis.starts_s[1:], len(synthesis.audio) / synthesis.sample_rate)
-    centres = [
-        round((s + e) / 2 * FPS)
-        for p, s, e in zip(synthesis.phonemes, synthesis.starts_s, ends, strict=True)
-        if p in ("m", "b", "p")
-    ]
+    _, segments = espeak_in_a_fresh_process(SENTENCE)
+    centres = [round((s + e) / 2 * FPS) for p, s, e in segments if p in ("M", "B", "P")]
     assert len(centres) == 4  # my, name, bubbles (b, b)
     return centres
 
