@@ -31,6 +31,7 @@ from matplotlib.figure import Figure
 
 from bench.report import torch_threads, write_report
 from engine.avatar.bundle import load
+from engine.face.topology import CHIN, FOREHEAD, LOWER_LIP_MID_INNER, UPPER_LIP_MID_INNER
 from engine.face.track import track_frames
 from engine.pipeline.speak import Speaker, speak
 from engine.types import FPS, SAMPLE_RATE
@@ -46,7 +47,6 @@ BILABIAL_SENTENCES = (
     "My Pam bought a map of Bombay by the bay.",
     "Buy me a bib, Bobby, maybe a pop-up bumper.",
 )
-UPPER, LOWER, TOP, CHIN = 13, 14, 10, 152
 
 
 @dataclass
@@ -130,8 +130,8 @@ def real_clips(quick: bool) -> list[Clip]:
 def lip_gaps(frames: np.ndarray) -> np.ndarray:
     """[N, H, W, 3] uint8 -> [N] inner-lip gap over face height (NaN without a face)."""
     lm = track_frames(frames, video=False)
-    gap = np.linalg.norm(lm[:, LOWER, :2] - lm[:, UPPER, :2], axis=-1)
-    return gap / np.linalg.norm(lm[:, CHIN, :2] - lm[:, TOP, :2], axis=-1)
+    gap = np.linalg.norm(lm[:, LOWER_LIP_MID_INNER, :2] - lm[:, UPPER_LIP_MID_INNER, :2], axis=-1)
+    return gap / np.linalg.norm(lm[:, CHIN, :2] - lm[:, FOREHEAD, :2], axis=-1)
 
 
 def envelope(audio: np.ndarray, n: int) -> np.ndarray:
@@ -281,8 +281,8 @@ def _plot(fig: Figure, pair: list[Measured]) -> None:
     start = int(first * FPS)
     size = m.frames.shape[1]
     lm = track_frames(m.frames[:1], video=False)[0]
-    cx, cy = lm[[UPPER, LOWER], :2].mean(0)
-    face = np.linalg.norm(lm[CHIN, :2] - lm[TOP, :2])
+    cx, cy = lm[[UPPER_LIP_MID_INNER, LOWER_LIP_MID_INNER], :2].mean(0)
+    face = np.linalg.norm(lm[CHIN, :2] - lm[FOREHEAD, :2])
     half = int(0.2 * face)
     y0, x0 = int(np.clip(cy - half, 0, size - 2 * half)), int(np.clip(cx - half * 1.5, 0, size - 3 * half))
     shown = range(start, min(start + 36, len(m.frames)))

@@ -14,6 +14,7 @@ from audio_signals import espeak_in_a_fresh_process
 from bench.lipsync import CLOSED, OPEN, Clip, Measured, envelope, events, lip_gaps
 from engine.face.model import FaceModel
 from engine.face.rest import closed_rest, inner_lip_gaps
+from engine.pipeline.frames import to_uint8_tensor
 from engine.pipeline.idle import IdleMotion
 from engine.render.renderer import AvatarRenderer
 from engine.types import FaceParams
@@ -25,7 +26,7 @@ SENTENCE = "Maybe baby puppies bob by the pool."
 
 
 def _frames(renderer: AvatarRenderer, params: FaceParams) -> np.ndarray:
-    return (renderer.composite(params).frames.clamp(0, 1) * 255 + 0.5).byte().numpy()
+    return to_uint8_tensor(renderer.composite(params).frames).numpy()
 
 
 def test_the_builtin_avatar_rests_with_closed_lips(avatar):
