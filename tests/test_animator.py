@@ -63,6 +63,34 @@ def test_offline_adds_the_rest_and_keeps_ranges():
     assert (out.blink >= 0).all() and (out.blink <= 1).all() and (out.exp >= 0).all()
 
 
+class _Echo(Gan):
+    """A "network" that outputs its features' first column as the pitch and the lip press of each
+    frame: what smoothing does to a known curve can be read off exactly."""
+
+    def window(self, padded, initial, last=None):  # noqa: ANN001
+        c = self.model.config
+        curve = padded[c.local_before : len(padded) - c.local_after, 0]  # each frame's own feature
+        out = np.zeros((len(curve), NUM_PARAMS), np.float32)
+        out[:, 0] = out[:, PRESS] = curve
+        return out[-last:] if last else out
+
+
+PRESS = EXP_START + EXPRESSION_NAMES.index("mouthPress_L")
+
+
+def test_the_lips_are_not_smoothed_away():
+    """A two-frame lip closure (a p/b/m) comes through the offline and the streaming smoothing
+    whole, while the head pose's spike of the same shape is smoothed."""
+    gan = _Echo(_gan().model, "test", np.zeros(DIM, np.float32))
+    features = np.zeros((60, DIM), np.float32)
+    features[30:32, 0] = 1.0
+    offline = animate_offline(gan, features, FaceParams.neutral()).array
+    streamed = _stream(gan, features, [7] * 8 + [4])
+    for out in (offline, streamed):
+        assert np.allclose(out[:, PRESS], features[:, 0], atol=1e-6)
+        assert out[30:32, 0].max() < 0.9  # the pose is smoothed
+
+
 def test_streaming_is_independent_of_chunking_and_complete():
     gan, features = _gan(), _features(90)
     whole = _stream(gan, features, [90])

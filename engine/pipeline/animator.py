@@ -45,6 +45,10 @@ SAVGOL = (7, 3)  # window, polynomial order
 POSE_SIGMA = 1.0  # frames
 POSE_TAPS = 2  # each side
 IDLE_AFTER_S = 1.0  # mouth still this long -> idle motion fully in
+# The lips' rig weights are left as FACIAL-GAN makes them: the Savitzky-Golay filter rounded off
+# the brief p/b/m closures (a third of them no longer closed on the rendered frames, `python -m
+# bench lipsync`), and the network's lip motion is no rougher than the targets it learnt.
+LIPS = [EXP_START + i for i, name in enumerate(EXPRESSION_NAMES) if name.startswith(("mouth", "jaw"))]
 MOUTH = [
     EXP_START + EXPRESSION_NAMES.index(n)
     for n in ("jawOpen", "mouthFunnel", "mouthPucker", "mouthPress_L", "mouthLowerLipTuck")
@@ -189,7 +193,10 @@ def animate_offline(
         if start:
             initial = out[start]
         out[start : start + T] = gan.window(padded[start : start + T + c.local_window - 1], initial)
-    out = savgol_filter(out, *SAVGOL, axis=0, mode="interp") if length >= SAVGOL[0] else out
+    if length >= SAVGOL[0]:
+        smoothed = savgol_filter(out, *SAVGOL, axis=0, mode="interp")
+        smoothed[:, LIPS] = out[:, LIPS]
+        out = smoothed
     out[:, :6] = gaussian_filter1d(
         out[:, :6], POSE_SIGMA, axis=0, mode="nearest", truncate=POSE_TAPS / POSE_SIGMA
     )
@@ -319,6 +326,7 @@ def _smooth_causal(past_and_new: np.ndarray, ahead: np.ndarray, count: int) -> n
 
     targets = range(len(past_and_new) - count, len(past_and_new))
     out = np.stack([savgol_at(t) for t in targets])
+    out[:, LIPS] = past_and_new[-count:, LIPS]
     taps = np.arange(-POSE_TAPS, POSE_TAPS + 1)
     gauss = np.exp(-0.5 * (taps / POSE_SIGMA) ** 2)
     for k, t in enumerate(targets):
