@@ -40,7 +40,16 @@ import aiohttp
 import numpy as np
 from matplotlib.figure import Figure
 
-from bench.live import BLOCK, Server, loopback_client, server_process, speech_model, speech_script, viewer
+from bench.live import (
+    BLOCK,
+    Server,
+    loopback_client,
+    server_process,
+    session_figures,
+    speech_model,
+    speech_script,
+    viewer,
+)
 from bench.report import write_report
 from engine.runtime import usable_cores
 from engine.types import FPS, SAMPLE_RATE, FaceParams, frame_pts
@@ -156,11 +165,7 @@ async def measure(server: Server, utterances: int, size: int) -> dict:
             await ws.send_json({"type": "end"})
         await asyncio.sleep(1.0)
         cpu = (server.cpu_seconds() - cpu_before) / (time.monotonic() - wall_before)
-        async with http.get(
-            f"{server.url}/sessions/{session['session_id']}",
-            headers={"Authorization": f"Bearer {session['token']}"},
-        ) as response:
-            figures = await response.json()
+        figures = await session_figures(http, server.url, session)
         done.set()
         await asyncio.wait(receivers, timeout=2)
     video = np.concatenate(

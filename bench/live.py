@@ -174,6 +174,14 @@ async def viewer(http: aiohttp.ClientSession, url: str) -> AsyncIterator[tuple[o
         await pc.close()
 
 
+async def session_figures(http: aiohttp.ClientSession, url: str, session: dict) -> dict:
+    """The server's figures of a session (GET /sessions/{id} with its token)."""
+    async with http.get(
+        f"{url}/sessions/{session['session_id']}", headers={"Authorization": f"Bearer {session['token']}"}
+    ) as response:
+        return await response.json()
+
+
 def speech_script(utterances: int) -> tuple[np.ndarray, list[int]]:
     """int16 PCM at SAMPLE_RATE: phrases with silence after each, and each phrase's onset: the
     first sample of its first 20 ms block with sound."""

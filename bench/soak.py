@@ -23,7 +23,7 @@ import aiohttp
 import numpy as np
 from matplotlib.figure import Figure
 
-from bench.live import BLOCK, loopback_client, server_process, speech_script, viewer
+from bench.live import BLOCK, loopback_client, server_process, session_figures, speech_script, viewer
 from bench.report import write_report
 from engine.types import FPS, SAMPLE_RATE
 from streaming.config import ServerConfig
@@ -75,11 +75,7 @@ async def soak(server, seconds: float) -> tuple[np.ndarray, np.ndarray, np.ndarr
                 await ws.send_bytes(pcm[k : k + BLOCK].tobytes())
                 sent += BLOCK
             await ws.send_json({"type": "end"})
-        async with http.get(
-            f"{server.url}/sessions/{session['session_id']}",
-            headers={"Authorization": f"Bearer {session['token']}"},
-        ) as response:
-            figures = await response.json()
+        figures = await session_figures(http, server.url, session)
         done.set()
         await asyncio.wait(receivers, timeout=2)
     return np.array(video), np.array(audio), np.array(memory), figures

@@ -123,23 +123,9 @@ def test_general_training_from_a_data_file(tmp_path):
     ]
     gan_data.save(tmp_path / "data.npz", items)
     ship = tmp_path / "facial_gan_test.pt"
-    _run(
-        "--general",
-        "--features",
-        KIND,
-        "--preset",
-        "cpu-small",
-        "--data",
-        str(tmp_path / "data.npz"),
-        "--steps",
-        "2",
-        "--batch",
-        "2",
-        "--checkpoint",
-        str(tmp_path / "g.ckpt"),
-        "--ship",
-        str(ship),
-    )
+    general = ["--general", "--features", KIND, "--preset", "cpu-small", "--data", str(tmp_path / "data.npz")]
+    files = ["--batch", "2", "--checkpoint", str(tmp_path / "g.ckpt"), "--ship", str(ship)]
+    _run(*general, "--steps", "2", *files)
     shipped = Gan.load(ship)
     assert (
         shipped.model.config.width == gan.PRESETS["cpu-small"][0].width
@@ -147,22 +133,5 @@ def test_general_training_from_a_data_file(tmp_path):
     )
     state = gan.load(tmp_path / "g.ckpt")
     assert state["step"] == 2 and state["history"][-1]["held_out_l2"] > 0
-    _run(
-        "--general",
-        "--features",
-        KIND,
-        "--preset",
-        "cpu-small",
-        "--data",
-        str(tmp_path / "data.npz"),
-        "--steps",
-        "3",
-        "--batch",
-        "2",
-        "--checkpoint",
-        str(tmp_path / "g.ckpt"),
-        "--ship",
-        str(ship),
-        "--resume",
-    )
+    _run(*general, "--steps", "3", *files, "--resume")
     assert gan.load(tmp_path / "g.ckpt")["step"] == 3
