@@ -2,14 +2,12 @@
 
 Every domain error (a bad avatar, undecodable audio, unusable training data...) subclasses
 EngineError, so a command can turn exactly these into one line and exit status 2 while a bug
-(any other exception) still shows its traceback. It is a ValueError only so that callers that
-still catch ValueError around engine calls (the server's avatar loading) keep working; catch
-EngineError in new code.
+(any other exception) still shows its traceback.
 """
 from __future__ import annotations
 
 
-class EngineError(ValueError):
+class EngineError(Exception):
     """Something the user can fix: the message is one sentence that says what and where."""
 
 

@@ -1,5 +1,5 @@
 """`features` command logic (engine/audio/cli_features.py): the .npy it writes and its errors, which
-are all ValueError / OSError so that `python -m engine` prints one line and exits 2."""
+are all EngineError / OSError so that `python -m engine` prints one line and exits 2."""
 import argparse
 
 import numpy as np
@@ -10,6 +10,7 @@ from deepspeech_files import write_pb, write_pbmm
 from engine.audio import cli_features
 from engine.audio.decode import load_audio
 from engine.audio.features import extractor
+from engine.errors import EngineError
 from engine.types import SAMPLE_RATE
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -40,11 +41,11 @@ def test_writes_features_per_video_frame(tmp_path, version, writer, name):
 @pytest.mark.parametrize(
     "audio,model,out,error,message",
     [
-        ("silent.wav", "m.pbmm", "f.npy", ValueError, "the audio is silent"),
-        ("empty.wav", "m.pbmm", "f.npy", ValueError, "the audio is empty"),
-        ("junk.wav", "m.pbmm", "f.npy", ValueError, "cannot decode audio"),
-        ("a.wav", None, "f.npy", ValueError, "needs a model file"),
-        ("a.wav", "junk.wav", "f.npy", ValueError, "not a TensorFlow graph"),
+        ("silent.wav", "m.pbmm", "f.npy", EngineError, "the audio is silent"),
+        ("empty.wav", "m.pbmm", "f.npy", EngineError, "the audio is empty"),
+        ("junk.wav", "m.pbmm", "f.npy", EngineError, "cannot decode audio"),
+        ("a.wav", None, "f.npy", EngineError, "needs a model file"),
+        ("a.wav", "junk.wav", "f.npy", EngineError, "not a TensorFlow graph"),
         ("a.wav", "m.pbmm", "missing/f.npy", OSError, "does not exist"),
     ],
 )

@@ -136,10 +136,11 @@ async def test_audio_faster_than_real_time_is_scheduled_ahead_at_most_max_ahead(
     chain = Chain(config=config)
     pcm = (0.3 * np.sin(np.arange(3 * INPUT_RATE) * 0.03) * 32767).astype(np.int16)
     speaking = asyncio.create_task(chain.say(pcm))
+    ahead = config.max_ahead_s * SAMPLE_RATE + SAMPLE_RATE * config.chunk_ms / 1000
     for _ in range(20):
         await asyncio.sleep(0.05)
         # the latency is read each time: a loaded machine makes input late, which widens it (jitter.py)
-        limit = chain.pipeline.latency + config.max_ahead_s * SAMPLE_RATE + SAMPLE_RATE * config.chunk_ms / 1000
+        limit = chain.pipeline.latency + ahead
         assert chain.audio.ahead(chain.clock.now_samples()) <= limit
         assert chain.pipeline.queued() <= 3 * config.inbox_frames
     assert not speaking.done()  # the input waits for room

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from engine import track_cli
+from engine.errors import EngineError
 from engine.face.track import NoFaceError
 from engine.render.renderer import AvatarRenderer
 from engine.types import FPS, NUM_PARAMS, FaceParams
@@ -55,5 +56,5 @@ def test_bad_input_is_one_clear_error(tmp_path):
     grey = write_mp4(tmp_path / "grey.mp4", [np.full((64, 64, 3), 100, np.uint8)] * 5)
     with pytest.raises(NoFaceError):
         track("--video", str(grey), "--out", str(tmp_path / "T.npz"))
-    assert issubclass(VideoReadError, ValueError) and issubclass(NoFaceError, ValueError)  # cli.main: exit 2
+    assert issubclass(VideoReadError, EngineError) and issubclass(NoFaceError, EngineError)  # exit 2
     assert not (tmp_path / "T.npz").exists()
