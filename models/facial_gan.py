@@ -228,12 +228,21 @@ class LossWeights:
     first_frame: float = 10.0  # w4: L1 between the first frame and the initial state (personal fine-tuning)
     motion: float = 10.0  # w5: L2 on frame differences, each attribute weighted as its value term
     gan: float = 0.1  # w6: LSGAN generator term
+    # Ours, not the paper's: L2 on the rig weights at frames whose target has the lips closed, so
+    # the brief p/b/m closures (a few frames in 100) are not averaged away; 0 = the paper's loss.
+    closure: float = 0.0
 
 
 def generator_loss(
-    fake: Tensor, real: Tensor, fake_scores: Tensor, weights: LossWeights, first_frame: bool
+    fake: Tensor,
+    real: Tensor,
+    fake_scores: Tensor,
+    weights: LossWeights,
+    first_frame: bool,
+    closed: Tensor | None = None,
 ) -> tuple[Tensor, dict[str, float]]:
-    """Normalised attributes fake, real [B, T, P]; discriminator scores of fake -> (total, terms)."""
+    """Normalised attributes fake, real [B, T, P]; discriminator scores of fake; closed [B, T]:
+    frames whose target has the lips closed (the closure term; None: no such term) -> (total, terms)."""
     dfake, dreal = fake[:, 1:] - fake[:, :-1], real[:, 1:] - real[:, :-1]
     terms = {}
     motion = fake.new_zeros(())
@@ -244,6 +253,9 @@ def generator_loss(
     terms["gan"] = F.mse_loss(fake_scores, torch.ones_like(fake_scores))
     if first_frame:
         terms["first_frame"] = F.l1_loss(fake[:, 0], real[:, 0])
+    if closed is not None and weights.closure:
+        error = (fake - real)[closed][:, EXPRESSION]  # [closed frames, K]
+        terms["closure"] = error.pow(2).mean() if len(error) else fake.new_zeros(())
     total = sum(getattr(weights, name) * value for name, value in terms.items())
     return total, {name: float(value.detach()) for name, value in terms.items()}
 

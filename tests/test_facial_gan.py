@@ -4,6 +4,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from engine.train.gan.train import PRESS, lips_closed
 from models.facial_gan import (
     FacialGAN,
     FacialGANConfig,
@@ -109,3 +110,19 @@ def test_checkpoint_round_trip(tmp_path):
     assert again.config == SMALL
     windows, initial = _inputs()
     assert torch.equal(again(windows, initial), model(windows, initial))
+
+
+def test_closure_term_weighs_the_frames_with_closed_lips():
+    real = torch.zeros(2, 8, 32)
+    real[:, 3:5, PRESS] = 1.0  # two frames with the lips pressed together
+    fake = real.clone()
+    fake[:, 3:5, PRESS] = 0.0  # ... which the generator misses
+    scores = torch.ones(2, 1, 4)
+    closed = lips_closed(real)
+    assert closed[:, 3:5].all() and closed.sum() == 4
+    _, paper = generator_loss(fake, real, scores, LossWeights(), False, closed)
+    assert "closure" not in paper  # weight 0: the paper's loss
+    total, terms = generator_loss(fake, real, scores, LossWeights(closure=1.0), False, closed)
+    assert terms["closure"] == pytest.approx(2 / 25)  # 2 of 25 expression columns off by 1 there
+    assert terms["expression"] == pytest.approx(2 * 2 / (8 * 25))
+    assert float(total) == pytest.approx(2 * terms["expression"] + terms["closure"] + 10 * terms["motion"])

@@ -57,7 +57,7 @@ def test_speak_opens_between_bilabials_and_closes_at_them(speech, tmp_path, mode
     out = tmp_path / "s.mp4"
     command = [sys.executable, "-m", "engine", "speak", "--avatar", "default", "--text", SENTENCE,
                "--out", str(out), "--mode", mode]  # fmt: skip
-    result = subprocess.run(command, capture_output=True, text=True, timeout=600)  # a fresh process
+    result = subprocess.run(command, capture_output=True, text=True, timeout=280)  # a fresh process
     assert result.returncode == 0, result.stderr
     frames = np.stack(list(read_frames(out)))
     pcm, segments = speech

@@ -49,7 +49,7 @@ def test_speak_closes_the_lips_on_bilabials_and_opens_them_on_vowels(bilabials, 
         mode,
     ]
     result = subprocess.run(
-        command, capture_output=True, text=True, timeout=600
+        command, capture_output=True, text=True, timeout=280
     )  # a fresh process, as a user's
     assert result.returncode == 0, result.stderr
     with av.open(str(out)) as container:
