@@ -75,7 +75,7 @@ class LocalAvatar:
         config = config or PipelineConfig()
         self.pipeline = Pipeline(avatar.speech, self.clock, self.timeline, self.scheduled, config, self._fail)
         self._renders = RenderService()  # its one session's frames: each drawn at once
-        self._frames = SessionFrames(avatar.renderer, self.timeline, self._renders)
+        self._frames = SessionFrames(avatar.renderer, self.timeline, self._renders, self.clock)
         self._video = AvatarVideoTrack(self._frames, self.clock, self.stats, self._fail)
         self._audio = SpeechAudioTrack(self.scheduled, self.clock, self.stats)
         self.size = avatar.renderer.size

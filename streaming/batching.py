@@ -7,7 +7,9 @@ them together, as one batch, when the first of these comes:
 - the batch holds `max_batch` frames;
 - it holds a frame of every session drawing with that renderer (a session asks for one frame at
   a time, so no other frame can join);
-- `max_wait_s` have passed since its first frame.
+- `max_wait_s` have passed since its first frame;
+- one of its frames must start drawing (`start_by`): a frame that is late already never waits,
+  so batching costs nothing when the server falls behind.
 A batch is drawn in the loop's worker threads as `calls` renderer calls side by side: on a GPU
 one call (`FaceRenderer.render_batch`), on a CPU one per worker thread, since a batch drawn by one
 thread would leave the other cores idle (a batch costs a CPU as much per frame as single frames
@@ -18,6 +20,7 @@ a session that stops waiting (it closed) just does not get its frame.
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from collections import Counter
 from concurrent.futures import Executor
@@ -62,6 +65,7 @@ class _Request:
 @dataclass
 class _Batch:
     renderer: FaceRenderer
+    send_at: float  # time.monotonic() seconds
     requests: list[_Request] = field(default_factory=list)
     timer: asyncio.TimerHandle | None = None
 
@@ -90,18 +94,26 @@ class RenderService:
         if batch and self._full(batch):  # the batch waited for the session that left
             self._send(batch)
 
-    async def render(self, renderer: FaceRenderer, index: int, window: FaceParams) -> np.ndarray:
+    async def render(
+        self, renderer: FaceRenderer, index: int, window: FaceParams, start_by: float = math.inf
+    ) -> np.ndarray:
         """window: params of frames index - renderer.past .. index -> [size, size, 3] uint8 RGB
-        of frame `index`, drawn in a batch with other sessions' frames."""
+        of frame `index`, drawn in a batch with other sessions' frames; its drawing starts by
+        `start_by` (time.monotonic() seconds) at the latest."""
         loop = asyncio.get_running_loop()
+        now = time.monotonic()
         batch = self._open.get(renderer)
         if batch is None:
-            batch = self._open[renderer] = _Batch(renderer)
-            batch.timer = loop.call_later(self.config.max_wait_s, self._send, batch)
+            batch = self._open[renderer] = _Batch(renderer, now + self.config.max_wait_s)
         request = _Request(index, window, loop.create_future())
         batch.requests.append(request)
-        if self._full(batch):
+        if self._full(batch) or start_by <= now:
             self._send(batch)
+        elif batch.timer is None or start_by < batch.send_at:
+            batch.send_at = min(batch.send_at, start_by)
+            if batch.timer:
+                batch.timer.cancel()
+            batch.timer = loop.call_later(batch.send_at - now, self._send, batch)
         return await request.drawn
 
     def close(self) -> None:

@@ -28,6 +28,10 @@ class MediaClock:
         server's frame grid)."""
         return max(0, int((time.monotonic() - self.start) * self.sample_rate))
 
+    def time_of(self, samples: int) -> float:
+        """When `samples` is due, in time.monotonic() seconds."""
+        return self.start + samples / self.sample_rate
+
     def delay_until(self, samples: int) -> float:
         """Seconds from now until `samples` is due; negative when it is already past."""
         return self.start + samples / self.sample_rate - time.monotonic()

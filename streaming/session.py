@@ -16,7 +16,7 @@ from aiohttp import WSCloseCode, web
 from aiortc import RTCPeerConnection
 
 from engine.pipeline.idle import IdleMotion
-from engine.types import SAMPLE_RATE
+from engine.types import SAMPLE_RATE, frame_pts
 from streaming.avatars import FaceRenderer, LiveAvatar
 from streaming.batching import RenderService
 from streaming.clock import FrameGrid, MediaClock
@@ -25,7 +25,7 @@ from streaming.metrics import TrackStats
 from streaming.pipeline import Pipeline, PipelineConfig
 from streaming.speech_audio import ScheduledAudio
 from streaming.timeline import ParamsTimeline
-from streaming.tracks import AvatarVideoTrack, SpeechAudioTrack, frame_at
+from streaming.tracks import RENDER_LEAD, AvatarVideoTrack, SpeechAudioTrack, frame_at
 
 log = logging.getLogger(__name__)
 
@@ -35,10 +35,13 @@ BURST_S = 5  # rate limits allow bursts of this many seconds' worth
 
 class SessionFrames:
     """A session's video frames: the timeline's parameters, drawn by the avatar's renderer through
-    the server's renderer service (with other sessions' frames)."""
+    the server's renderer service (with other sessions' frames), each started by RENDER_LEAD
+    before its time on `clock` at the latest, as the track draws it."""
 
-    def __init__(self, renderer: FaceRenderer, timeline: ParamsTimeline, renders: RenderService) -> None:
-        self.renderer, self.timeline, self.renders = renderer, timeline, renders
+    def __init__(
+        self, renderer: FaceRenderer, timeline: ParamsTimeline, renders: RenderService, clock: MediaClock
+    ) -> None:
+        self.renderer, self.timeline, self.renders, self.clock = renderer, timeline, renders, clock
         self.size = renderer.size
         self._joined = False  # counted among the renderer's sessions: from its first frame
         self._closed = False  # to its close
@@ -51,7 +54,8 @@ class SessionFrames:
             self.renders.join(self.renderer)
             self._joined = True
         window = self.timeline.params(range(index - self.renderer.past, index + 1))
-        return await self.renders.render(self.renderer, index, window)
+        start_by = self.clock.time_of(frame_pts(index) - RENDER_LEAD)
+        return await self.renders.render(self.renderer, index, window, start_by)
 
     def close(self) -> None:
         """No more frames: the service stops counting on this session's."""
@@ -101,7 +105,7 @@ class Session:
             if avatar.speech
             else None
         )
-        self.frames = SessionFrames(avatar.renderer, self.timeline, renders)
+        self.frames = SessionFrames(avatar.renderer, self.timeline, renders, self.clock)
         self.video = AvatarVideoTrack(self.frames, self.clock, self.stats, on_error)
         self.audio_track = SpeechAudioTrack(self.audio, self.clock, self.stats)
         self.tasks: set[asyncio.Task] = set()  # its own background work, cancelled when it closes

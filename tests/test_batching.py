@@ -105,6 +105,22 @@ async def test_a_batch_waits_for_the_others_max_wait_s_at_most(max_wait_s: float
     assert renderer.calls == [("one", 7)] and frame[0, 0, 0] == 7
 
 
+async def test_a_batch_goes_when_one_of_its_frames_must_start() -> None:
+    renderer = LevelRenderer()
+    service = RenderService(BatchConfig(max_wait_s=LONG_S))
+    sessions_of(service, renderer, 3)
+    start = time.monotonic()
+    await service.render(renderer, 1, level(1), start_by=start - 0.01)  # late already: no wait
+    assert time.monotonic() - start < LONG_S / 2
+    start = time.monotonic()
+    first = asyncio.ensure_future(service.render(renderer, 2, level(2)))
+    await asyncio.sleep(0)
+    await service.render(renderer, 3, level(3), start_by=start + 0.1)  # the earliest start sets the wait
+    waited = time.monotonic() - start
+    assert 0.1 <= waited + 0.002 and waited < 0.1 + SLACK_S
+    assert (await first)[0, 0, 0] == 2 and renderer.calls == [("one", 1), ("batch", 2)]
+
+
 async def test_a_lone_session_and_max_batch_1_never_wait() -> None:
     renderer = LevelRenderer()
     for service, sessions in ((RenderService(BatchConfig(max_wait_s=LONG_S)), 1),
@@ -261,7 +277,8 @@ async def test_four_speaking_viewers_get_batched_frames_in_order_and_on_time(
     batches = float(metrics["avatar_render_batches_total"])
     frames = float(metrics["avatar_render_batch_frames_total"])
     print(f"{frames:.0f} frames in {batches:.0f} batches; fps {[len(v) / RECORD_S for v in received]}")
-    assert batches > 0 and frames / batches > 1.2, (batches, frames)  # most frames drawn with others
+    # frames drawn with others (on a busy machine late frames go alone: they never wait)
+    assert frames - batches >= 10, (batches, frames)
     for video in received:
         pts = [p for p, _ in video]
         assert all(a < b for a, b in zip(pts, pts[1:], strict=False)), pts  # in order
