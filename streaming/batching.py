@@ -124,7 +124,7 @@ class RenderService:
             for request in batch.requests:
                 request.drawn.cancel()
         self._open.clear()
-        for task in self._drawing:
+        for task in list(self._drawing):
             task.cancel()
 
     def _full(self, batch: _Batch) -> bool:
