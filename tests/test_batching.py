@@ -248,16 +248,16 @@ async def test_sessions_opened_at_different_times_have_their_frames_on_one_grid(
 
 VIEWERS = 4
 RECORD_S = 3.0
-MIN_FPS = 20  # loose: the 2-core test machine is shared; this checks correctness, not speed
+MIN_FPS = 0.6 * FPS  # loose: the 2-core test machine is shared; this checks correctness, not speed
 
 
 @pytest.mark.usefixtures("loopback_ice")
 async def test_four_speaking_viewers_get_batched_frames_in_order_and_on_time(
     http: aiohttp.ClientSession,
 ) -> None:
-    # Two worker threads, as on the 2-core machine the defaults are made for: a batch of four
-    # frames is drawn as two calls of two.
-    config = ServerConfig(port=0, size=SIZE * 2, workers=2, max_sessions=VIEWERS)
+    # One worker thread: a batch is drawn as one call, so the calls show every batch (with two,
+    # a batch of two frames would be drawn as two calls of one, side by side).
+    config = ServerConfig(port=0, size=SIZE * 2, workers=1, max_sessions=VIEWERS)
     async with live_app(config) as (url, app):
         viewers = [Viewer() for _ in range(VIEWERS)]
         try:
