@@ -116,6 +116,19 @@ def parse_args(argv: list[str] | None = None) -> tuple[ServerConfig, int]:
         help="threads for the sessions' rendering, models and codecs; 0: one per CPU core "
         "(default: %(default)s)",
     )
+    parser.add_argument(
+        "--batch-max",
+        type=int,
+        default=default.batch_max,
+        help="frames the renderer service draws together at most, across sessions; 1: no batching "
+        "(default: %(default)s)",
+    )
+    parser.add_argument(
+        "--batch-wait-ms",
+        type=float,
+        default=default.batch_wait_ms,
+        help="how long a batch waits for the frames due with its first at most (default: %(default)s)",
+    )
     access = parser.add_argument_group("access and limits (docs/SECURITY.md)")
     access.add_argument(
         "--allowed-origin",
@@ -165,6 +178,8 @@ def parse_args(argv: list[str] | None = None) -> tuple[ServerConfig, int]:
             stride=args.stride,
             margin_ms=args.margin_ms,
             workers=args.workers,
+            batch_max=args.batch_max,
+            batch_wait_ms=args.batch_wait_ms,
             stun_server=args.stun_server,
             allowed_origins=tuple(args.allowed_origins),
             allowed_hosts=tuple(args.allowed_hosts),

@@ -27,6 +27,7 @@ from aiortc.mediastreams import VIDEO_CLOCK_RATE, MediaStreamError
 from engine.pipeline.idle import IdleMotion
 from engine.types import SAMPLE_RATE
 from streaming.avatars import EngineOptions, LiveAvatar, engine_avatar_factory
+from streaming.batching import RenderService
 from streaming.clock import MediaClock
 from streaming.metrics import TrackStats
 from streaming.pipeline import Pipeline, PipelineConfig, SpeechInput
@@ -73,8 +74,9 @@ class LocalAvatar:
         self.error: BaseException | None = None
         config = config or PipelineConfig()
         self.pipeline = Pipeline(avatar.speech, self.clock, self.timeline, self.scheduled, config, self._fail)
-        frames = SessionFrames(avatar.renderer, self.timeline)
-        self._video = AvatarVideoTrack(frames, self.clock, self.stats, self._fail)
+        self._renders = RenderService()  # its one session's frames: each drawn at once
+        self._frames = SessionFrames(avatar.renderer, self.timeline, self._renders, self.clock)
+        self._video = AvatarVideoTrack(self._frames, self.clock, self.stats, self._fail)
         self._audio = SpeechAudioTrack(self.scheduled, self.clock, self.stats)
         self.size = avatar.renderer.size
 
@@ -123,6 +125,8 @@ class LocalAvatar:
     async def close(self) -> None:
         await self.pipeline.close()
         self._video.stop()
+        self._frames.close()
+        self._renders.close()
         self._audio.stop()
 
     def _fail(self, error: BaseException) -> None:

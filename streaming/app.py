@@ -41,6 +41,8 @@ from streaming.access import (
     read_json,
 )
 from streaming.avatars import AvatarCache, AvatarFactory, LiveAvatar, bundle_names, engine_avatar_factory
+from streaming.batching import RenderService
+from streaming.clock import FrameGrid
 from streaming.config import ServerConfig, cpu_cores
 from streaming.ice import loopback_address, loopback_only, rtc_configuration
 from streaming.limits import PerClientWindow
@@ -57,6 +59,8 @@ PAGE_TYPES = {".html": "text/html", ".js": "text/javascript", ".css": "text/css"
 CLOSED_STATES = ("failed", "closed")
 RTC = web.AppKey("rtc", RTCConfiguration)  # the peer connections' configuration, made at startup
 PAGE = web.AppKey("page", dict)  # web/ file name -> (bytes, content type), read at startup
+GRID = web.AppKey("grid", FrameGrid)  # the frame grid every session's clock starts on
+RENDERS = web.AppKey("renders", RenderService)  # draws every session's frames, batched
 
 
 def create_app(config: ServerConfig, avatar_factory: AvatarFactory | None = None) -> web.Application:
@@ -127,7 +131,10 @@ async def avatars(request: web.Request) -> web.Response:
 
 async def metrics(request: web.Request) -> web.Response:
     sessions = request.app[SESSIONS]
-    rows = server_metrics(sessions, sessions.totals(), sessions.opened, sessions.rejected, sessions.errors)
+    rows = server_metrics(
+        sessions, sessions.totals(), sessions.opened, sessions.rejected, sessions.errors,
+        request.app[RENDERS].stats,
+    )
     return web.Response(text=exposition(rows), headers={"Content-Type": CONTENT_TYPE})
 
 
@@ -157,6 +164,8 @@ async def offer(request: web.Request) -> web.Response:
     session = Session(
         pc,
         avatar,
+        request.app[GRID],
+        request.app[RENDERS],
         offer.input,
         offer.echo,
         config.pipeline,
@@ -282,9 +291,11 @@ async def close_at_end_of_life(sessions: SessionRegistry, session: Session, life
 
 def threads_and_ice(avatar_factory: AvatarFactory | None):  # noqa: ANN201 (an aiohttp cleanup context)
     async def setup(app: web.Application) -> AsyncIterator[None]:
-        """The app's threads, made here and shut down with it, and ICE:
-        - the loop's default executor, where sessions render, run their models and encode (aiortc
-          encodes there too), gets config.workers threads (0: one per core);
+        """The app's threads, made here and shut down with it, its frame grid and renderer service,
+        and ICE:
+        - the loop's default executor, where sessions render (the renderer service's batches), run
+          their models and encode (aiortc encodes there too), gets config.workers threads (0: one
+          per core);
         - avatars are made in a thread of their own, and text-to-speech runs in another (espeak-ng
           keeps global state: one synthesis at a time);
         - a loopback server gathers ICE candidates on its address only; others use the STUN
@@ -294,6 +305,8 @@ def threads_and_ice(avatar_factory: AvatarFactory | None):  # noqa: ANN201 (an a
         loop.set_default_executor(
             ThreadPoolExecutor(config.workers or cpu_cores(), thread_name_prefix="session")
         )
+        app[GRID] = FrameGrid()  # its epoch: now
+        app[RENDERS] = RenderService(config.batching)
         setup_thread = ThreadPoolExecutor(1, thread_name_prefix="avatar-setup")
         app[TTS] = ThreadPoolExecutor(1, thread_name_prefix="tts")
         factory = avatar_factory or engine_avatar_factory(config.engine)
@@ -309,6 +322,7 @@ def threads_and_ice(avatar_factory: AvatarFactory | None):  # noqa: ANN201 (an a
             else:
                 yield
         finally:
+            app[RENDERS].close()
             setup_thread.shutdown(wait=False, cancel_futures=True)
             app[TTS].shutdown(wait=False, cancel_futures=True)
 

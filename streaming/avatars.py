@@ -35,13 +35,17 @@ LIVE_R2V_MIN_CORES = 4
 
 class FaceRenderer(Protocol):
     """Face parameters -> video frames; shared by the avatar's sessions, called from several
-    worker threads at once."""
+    worker threads at once (by the renderer service, streaming/batching.py)."""
 
     size: int  # frames are size x size pixels
     past: int  # frames before the current one that its input window holds
 
     def render(self, index: int, window: FaceParams) -> np.ndarray:
         """window: params of frames index - past .. index -> [size, size, 3] uint8 RGB of frame `index`."""
+        ...
+
+    def render_batch(self, windows: FaceParams) -> np.ndarray:
+        """windows: B windows of past + 1 frames each, concatenated -> [B, size, size, 3] uint8."""
         ...
 
 
@@ -85,6 +89,9 @@ class EngineRenderer:
 
     def render(self, index: int, window: FaceParams) -> np.ndarray:
         return self.source.windows(window)[0]
+
+    def render_batch(self, windows: FaceParams) -> np.ndarray:
+        return self.source.windows(windows)
 
 
 def engine_avatar_factory(options: EngineOptions, cores: int | None = None) -> AvatarFactory:

@@ -9,6 +9,7 @@ from dataclasses import dataclass, fields
 from engine.pipeline.animator import StreamConfig
 from engine.pipeline.frames import DEFAULT_SIZE
 from streaming.avatars import EngineOptions
+from streaming.batching import BatchConfig
 from streaming.pipeline import PipelineConfig
 
 
@@ -40,6 +41,10 @@ class ServerConfig:
     # with 2 threads, 26 with 4, 12-14 with Python's default of 6 (bench sessions' measurement,
     # the thread count varied).
     workers: int = 0
+    # The renderer service (streaming/batching.py) draws the frames due together as one batch of
+    # at most batch_max (1: no batching), waiting at most batch_wait_ms for them.
+    batch_max: int = 8
+    batch_wait_ms: float = 10.0
 
     # ---- limits against hostile or broken clients (docs/SECURITY.md) ----
     max_body_bytes: int = 64 * 1024  # an HTTP request body (offers and says)
@@ -79,12 +84,13 @@ class ServerConfig:
             raise ValueError(
                 f"lookahead must be >= 0 and stride >= 1, got {self.lookahead} and {self.stride}"
             )
-        if self.max_message_bytes < 2 or self.workers < 0:
-            raise ValueError("max_message_bytes must be at least 2 and workers >= 0")
+        if self.max_message_bytes < 2 or self.workers < 0 or self.batch_wait_ms < 0:
+            raise ValueError("max_message_bytes must be at least 2, workers and batch_wait_ms >= 0")
         positive = [
             f.name
             for f in fields(self)
-            if f.type in ("int", "float") and f.name not in ("port", "workers", "lookahead", "margin_ms")
+            if f.type in ("int", "float")
+            and f.name not in ("port", "workers", "lookahead", "margin_ms", "batch_wait_ms")
         ]
         if bad := [name for name in positive if getattr(self, name) <= 0]:
             raise ValueError(f"{', '.join(bad)} must be positive")
@@ -96,6 +102,12 @@ class ServerConfig:
             size=self.size, device=self.device, renderer=self.renderer, backend=self.backend,
             lookahead=self.lookahead, stride=self.stride,
         )
+
+    @property
+    def batching(self) -> BatchConfig:
+        """On a CPU a batch is drawn as one call per worker thread, so it uses every core."""
+        calls = (self.workers or cpu_cores()) if self.device == "cpu" else 1
+        return BatchConfig(self.batch_max, self.batch_wait_ms / 1000, calls)
 
     @property
     def pipeline(self) -> PipelineConfig:

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 from engine.types import SAMPLE_RATE
 
 if TYPE_CHECKING:  # the sessions count with TrackStats: no import at run time, no cycle
+    from streaming.batching import BatchStats
     from streaming.session import Session
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -23,7 +24,7 @@ class TrackStats:
 
     frames_sent: int = 0
     frames_dropped: int = 0  # frames skipped because rendering fell behind the clock
-    render_seconds: float = 0.0  # summed over the frames sent
+    render_seconds: float = 0.0  # from asking for a frame to having it (its batch's wait included), summed
     audio_packets_sent: int = 0
 
 
@@ -36,10 +37,16 @@ class Metric:
 
 
 def server_metrics(
-    live: Iterable[Session], totals: Counter[str], opened: int, rejected: int, errors: int
+    live: Iterable[Session],
+    totals: Counter[str],
+    opened: int,
+    rejected: int,
+    errors: int,
+    batches: BatchStats,
 ) -> list[Metric]:
     """The server's figures: gauges over its live sessions, counters summed over every session
-    (`totals`, as SessionRegistry.totals makes them) and the registry's own counts."""
+    (`totals`, as SessionRegistry.totals makes them), the registry's own counts and what the
+    renderer service drew (`batches`)."""
     live = list(live)
     latencies = [s.pipeline.latency / s.clock.sample_rate for s in live if s.pipeline]
     ahead = sum(s.audio.ahead(s.clock.now_samples()) for s in live) / SAMPLE_RATE
@@ -87,8 +94,26 @@ def server_metrics(
         Metric(
             "render_seconds_total",
             "counter",
-            "Time spent rendering the video frames sent.",
+            "Time from asking for each video frame sent to having it drawn (its batch's wait included).",
             totals["render_seconds"],
+        ),
+        Metric(
+            "render_batches_total",
+            "counter",
+            "Renderer calls made by the renderer service, each drawing a batch of frames of one avatar.",
+            batches.batches,
+        ),
+        Metric(
+            "render_batch_frames_total",
+            "counter",
+            "Frames drawn in those calls (per call: the mean batch size).",
+            batches.frames,
+        ),
+        Metric(
+            "render_batch_seconds_total",
+            "counter",
+            "Time spent in the renderer service's calls.",
+            batches.seconds,
         ),
         Metric(
             "audio_packets_sent_total", "counter", "20 ms audio packets sent.", totals["audio_packets_sent"]

@@ -16,15 +16,16 @@ from aiohttp import WSCloseCode, web
 from aiortc import RTCPeerConnection
 
 from engine.pipeline.idle import IdleMotion
-from engine.types import SAMPLE_RATE
+from engine.types import SAMPLE_RATE, frame_pts
 from streaming.avatars import FaceRenderer, LiveAvatar
-from streaming.clock import MediaClock
+from streaming.batching import RenderService
+from streaming.clock import FrameGrid, MediaClock
 from streaming.limits import TokenBucket
 from streaming.metrics import TrackStats
 from streaming.pipeline import Pipeline, PipelineConfig
 from streaming.speech_audio import ScheduledAudio
 from streaming.timeline import ParamsTimeline
-from streaming.tracks import AvatarVideoTrack, SpeechAudioTrack, frame_at
+from streaming.tracks import RENDER_LEAD, AvatarVideoTrack, SpeechAudioTrack, frame_at
 
 log = logging.getLogger(__name__)
 
@@ -33,22 +34,39 @@ BURST_S = 5  # rate limits allow bursts of this many seconds' worth
 
 
 class SessionFrames:
-    """A session's video frames: the timeline's parameters, drawn by the avatar's renderer."""
+    """A session's video frames: the timeline's parameters, drawn by the avatar's renderer through
+    the server's renderer service (with other sessions' frames), each started by RENDER_LEAD
+    before its time on `clock` at the latest, as the track draws it."""
 
-    def __init__(self, renderer: FaceRenderer, timeline: ParamsTimeline) -> None:
-        self.renderer, self.timeline = renderer, timeline
+    def __init__(
+        self, renderer: FaceRenderer, timeline: ParamsTimeline, renders: RenderService, clock: MediaClock
+    ) -> None:
+        self.renderer, self.timeline, self.renders, self.clock = renderer, timeline, renders, clock
         self.size = renderer.size
+        self._joined = False  # counted among the renderer's sessions: from its first frame
+        self._closed = False  # to its close
 
     def final(self, index: int) -> bool:
         return self.timeline.final(index)
 
-    def frame(self, index: int) -> np.ndarray:
+    async def frame(self, index: int) -> np.ndarray:
+        if not (self._joined or self._closed):
+            self.renders.join(self.renderer)
+            self._joined = True
         window = self.timeline.params(range(index - self.renderer.past, index + 1))
-        return self.renderer.render(index, window)
+        start_by = self.clock.time_of(frame_pts(index) - RENDER_LEAD)
+        return await self.renders.render(self.renderer, index, window, start_by)
+
+    def close(self) -> None:
+        """No more frames: the service stops counting on this session's."""
+        if self._joined and not self._closed:
+            self.renders.leave(self.renderer)
+        self._closed = True
 
 
 class Session:
-    """`on_error` is called when the session's media fails; the server then closes it.
+    """Its clock starts on the server's frame `grid`, and `renders` draws its frames.
+    `on_error` is called when the session's media fails; the server then closes it.
     `controls_per_s` limits its speech controls (start, end, interrupt, say); `close_timeout_s`
     bounds each step of closing it."""
 
@@ -56,6 +74,8 @@ class Session:
         self,
         pc: RTCPeerConnection,
         avatar: LiveAvatar,
+        grid: FrameGrid,
+        renders: RenderService,
         input: str = "websocket",
         echo: bool = False,
         pipeline: PipelineConfig | None = None,
@@ -74,7 +94,7 @@ class Session:
         self.echo = echo  # microphone input is played back to the viewer
         self.client = client  # the address that opened it
         self.created = time.time()  # wall-clock seconds
-        self.clock = MediaClock()
+        self.clock = MediaClock(grid.next_start())  # its frames fall due with every other session's
         self.timeline = ParamsTimeline(IdleMotion(avatar.rest, avatar.motion, seed=secrets.randbits(32)))
         self.audio = ScheduledAudio()
         self.stats = TrackStats()
@@ -85,9 +105,8 @@ class Session:
             if avatar.speech
             else None
         )
-        self.video = AvatarVideoTrack(
-            SessionFrames(avatar.renderer, self.timeline), self.clock, self.stats, on_error
-        )
+        self.frames = SessionFrames(avatar.renderer, self.timeline, renders, self.clock)
+        self.video = AvatarVideoTrack(self.frames, self.clock, self.stats, on_error)
         self.audio_track = SpeechAudioTrack(self.audio, self.clock, self.stats)
         self.tasks: set[asyncio.Task] = set()  # its own background work, cancelled when it closes
         self.websocket: web.WebSocketResponse | None = None  # its websocket input: one at a time
@@ -152,6 +171,7 @@ class Session:
             if task is not current:  # a task closing its own session must not cancel itself
                 task.cancel()
         self.video.stop()
+        self.frames.close()
         self.audio_track.stop()
         await self._bounded(self.pc.close(), "its peer connection")
         if self.pipeline:

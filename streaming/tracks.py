@@ -36,9 +36,8 @@ FINAL_POLL_S = 0.002  # how often a frame waiting for its speech looks again
 
 
 class FrameSource(Protocol):
-    """Renders a session's video frames (streaming.session.SessionFrames is the real one).
-
-    frame() is called from worker threads, possibly several at once."""
+    """Renders a session's video frames (streaming.session.SessionFrames is the real one: it
+    asks the renderer service, whose worker threads draw)."""
 
     size: int  # frames are size x size pixels
 
@@ -46,8 +45,9 @@ class FrameSource(Protocol):
         """Frame `index` will look the same whenever it is drawn from now on (its speech is in)."""
         ...
 
-    def frame(self, index: int) -> np.ndarray:
-        """[size, size, 3] uint8 RGB of video frame `index`, shown from sample frame_pts(index)."""
+    async def frame(self, index: int) -> np.ndarray:
+        """[size, size, 3] uint8 RGB of video frame `index`, shown from sample frame_pts(index);
+        its drawing must not hold up the event loop."""
         ...
 
 
@@ -92,29 +92,31 @@ class AvatarVideoTrack(VideoStreamTrack):
         self._next_index = index + 1
         pts_samples = frame_pts(index)
 
-        # Render in a worker thread (blocking numpy/torch work) while waiting for the frame's time;
-        # the sleeps are to absolute times on the clock, so their errors never accumulate.
+        # Render (in worker threads) while waiting for the frame's time; the sleeps are to absolute
+        # times on the clock, so their errors never accumulate.
         # (a poll: the timeline is written from the speech chain, with no event to wait on)
         while not self.source.final(index) and self.clock.delay_until(pts_samples - RENDER_LEAD) > 0:  # noqa: ASYNC110
             await asyncio.sleep(min(FINAL_POLL_S, self.clock.delay_until(pts_samples - RENDER_LEAD)))
-        rendering = asyncio.get_running_loop().run_in_executor(None, self._render, index)
-        await self.clock.sleep_until(pts_samples)
+        rendering = asyncio.ensure_future(self._render(index))
         try:
+            await self.clock.sleep_until(pts_samples)
             rgb = await rendering
         except Exception as error:  # the session's problem, not aiortc's: end this track cleanly
             log.exception("rendering frame %d failed", index)
             self.stop()
             self._on_error(error)
             raise MediaStreamError from error
+        finally:
+            rendering.cancel()  # a no-op once drawn; a track stopped meanwhile wants it no more
         frame = VideoFrame.from_ndarray(rgb, format="rgb24")
         frame.pts = pts_samples * VIDEO_CLOCK_RATE // SAMPLE_RATE
         frame.time_base = VIDEO_TIME_BASE
         self.stats.frames_sent += 1
         return frame
 
-    def _render(self, index: int) -> np.ndarray:
+    async def _render(self, index: int) -> np.ndarray:
         start = time.perf_counter()
-        rgb = self.source.frame(index)
+        rgb = await self.source.frame(index)
         self.stats.render_seconds += time.perf_counter() - start
         return rgb
 

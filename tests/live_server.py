@@ -3,7 +3,9 @@ the real app on a free port.
 
 - GradientRenderer: a FaceRenderer that draws a colour gradient moving with the frame index, the
   index as a bar code along the top, and the frame's jawOpen as the grey level of a patch at the
-  bottom; so a received frame says which frame it is and what mouth it was drawn with.
+  bottom; so a received frame says which frame it is and what mouth it was drawn with. Frames
+  drawn in a batch (several sessions' frames at once) are not told their index: their bar code
+  reads BATCHED.
 - Speaking avatars use streaming.probe's speech model: loudness opens the jaw, frame for frame.
 """
 from __future__ import annotations
@@ -24,6 +26,7 @@ from streaming.speech import SpeechModel
 
 INDEX_BITS = 12  # the frame index is drawn as this many black/white blocks along the top
 WHITE = 255
+BATCHED = (1 << INDEX_BITS) - 1  # the index drawn on frames drawn in a batch
 
 
 class GradientRenderer:
@@ -43,6 +46,9 @@ class GradientRenderer:
             rgb[: self._block, bit * self._block : (bit + 1) * self._block] = WHITE * ((index >> bit) & 1)
         rgb[self._jaw_patch()] = round(WHITE * float(np.clip(window.array[-1, probe.JAW], 0, 1)))
         return rgb
+
+    def render_batch(self, windows: FaceParams) -> np.ndarray:
+        return np.stack([self.render(BATCHED, windows[k]) for k in range(len(windows))])
 
     def _jaw_patch(self) -> tuple[slice, slice]:
         b = 2 * self._block

@@ -2,6 +2,7 @@
 late) and SpeechAudioTrack (20 ms packets of the scheduled audio on the same clock)."""
 from __future__ import annotations
 
+import asyncio
 import time
 
 import numpy as np
@@ -39,9 +40,9 @@ class RecordingSource:
     def final(self, index: int) -> bool:
         return True
 
-    def frame(self, index: int) -> np.ndarray:
+    async def frame(self, index: int) -> np.ndarray:
         self.indices.append(index)
-        time.sleep(self.render_s)
+        await asyncio.sleep(self.render_s)
         return np.zeros((SIZE, SIZE, 3), np.uint8)
 
 
@@ -102,9 +103,9 @@ class SpeechSource(RecordingSource):
     def final(self, index: int) -> bool:
         return time.monotonic() >= self.final_at
 
-    def frame(self, index: int) -> np.ndarray:
+    async def frame(self, index: int) -> np.ndarray:
         self.started.append(time.monotonic())
-        return super().frame(index)
+        return await super().frame(index)
 
 
 async def test_a_frame_is_drawn_once_its_face_is_final() -> None:
@@ -130,7 +131,7 @@ async def test_a_stopped_track_ends() -> None:
 
 
 class BrokenSource(RecordingSource):
-    def frame(self, index: int) -> np.ndarray:
+    async def frame(self, index: int) -> np.ndarray:
         raise RuntimeError("renderer broke")
 
 
