@@ -52,9 +52,11 @@ def test_compositor_without_weights(avatar, params):
     plain = dataclasses.replace(avatar, extra_files={})
     source = FrameSource(plain, size=SIZE)
     assert not source.uses_r2v and source.size == SIZE
-    # By hand: the face regions drawn at the avatar's resolution, pasted into the background.
+    # By hand: the face regions drawn at the avatar's resolution, or smaller when they are shown
+    # smaller, pasted into the background.
+    assert source.framing.work == min(plain.resolution, source.framing.box)
     boxes = source.boxes(params)
-    regions = AvatarRenderer(plain, plain.resolution).composite(params, source.framing.windows(boxes)).frames
+    regions = AvatarRenderer(plain, source.framing.work).composite(params, source.framing.windows(boxes)).frames
     expected = PasteBack(source.framing, plain.reference)((regions * 255 + 0.5).byte(), boxes)
     assert np.array_equal(source.render(params), expected)
     with pytest.raises(FramesError, match="no r2v_lite weights"):

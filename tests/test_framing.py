@@ -100,6 +100,8 @@ def test_explicit_sizes_are_honoured(avatar):
         assert frames.shape == (1, size, size, 3) and source.size == size
         default_box = FrameSource(avatar, renderer="composite").framing.box
         assert source.framing.box == pytest.approx(size / DEFAULT_SIZE * default_box, abs=2)
+        # drawn at the avatar's resolution, never at more pixels than the region shows
+        assert source.framing.work == min(avatar.resolution, source.framing.box)
     whole = FrameSource(avatar, renderer="composite", size=256, view="reference")
     assert np.abs(whole.render(avatar.reference_params)[0].astype(float) - avatar.reference).mean() < 1
     for bad in (0, 255, -2):

@@ -39,7 +39,8 @@ class Framing:
 
     @classmethod
     def for_avatar(cls, avatar: Avatar, size: int, view: str = "portrait") -> Framing:
-        """The face region is drawn at the avatar's resolution: the compositor's cost of a frame."""
+        """The face region is drawn at the avatar's resolution (the compositor's cost of a frame),
+        or at the size it is shown when that is smaller: pixels nobody sees are not drawn."""
         if view not in VIEWS:
             raise ValueError(f"unknown view '{view}', expected one of {VIEWS}")
         if size <= 0 or size % 2:
@@ -54,7 +55,8 @@ class Framing:
             y0 = float(np.clip(centre[1] - PORTRAIT_FACE_HEIGHT * side, 0, 1 - side))
         region = BOX_SCALE * float((high - low).max())  # reference units
         box = min(2 * round(region / side * size / 2), 2 * size)
-        return cls(size, avatar.resolution, (x0, y0, side), box, (float(centre[0]), float(centre[1])))
+        work = min(avatar.resolution, box)
+        return cls(size, work, (x0, y0, side), box, (float(centre[0]), float(centre[1])))
 
     def boxes(self, moves: np.ndarray) -> np.ndarray:
         """[N, 2] how far the head has moved from rest (reference units) -> [N, 2] int: each face
