@@ -44,6 +44,10 @@ class FaceRenderer(Protocol):
         """window: params of frames index - past .. index -> [size, size, 3] uint8 RGB of frame `index`."""
         ...
 
+    def render_batch(self, windows: FaceParams) -> np.ndarray:
+        """B windows of past + 1 frames each, concatenated -> [B, size, size, 3] uint8."""
+        ...
+
 
 @dataclass(frozen=True)
 class LiveAvatar:
@@ -85,6 +89,9 @@ class EngineRenderer:
 
     def render(self, index: int, window: FaceParams) -> np.ndarray:
         return self.source.windows(window)[0]
+
+    def render_batch(self, windows: FaceParams) -> np.ndarray:
+        return self.source.windows(windows)
 
 
 def engine_avatar_factory(options: EngineOptions, cores: int | None = None) -> AvatarFactory:

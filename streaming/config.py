@@ -40,6 +40,10 @@ class ServerConfig:
     # with 2 threads, 26 with 4, 12-14 with Python's default of 6 (bench sessions' measurement,
     # the thread count varied).
     workers: int = 0
+    # The renderer service: at most batch_max frames drawn as one batch, waiting at most
+    # batch_wait_ms for the frames due in a tick (the cluster's batcher deployment takes the same).
+    batch_max: int = 8
+    batch_wait_ms: float = 10.0
 
     # ---- limits against hostile or broken clients (docs/SECURITY.md) ----
     max_body_bytes: int = 64 * 1024  # an HTTP request body (offers and says)
