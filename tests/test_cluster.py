@@ -83,6 +83,26 @@ async def test_front_keeps_the_servers_contract(cluster: str, http: aiohttp.Clie
     assert (await get(http, f"{cluster}/health"))["sessions"] == 0
 
 
+async def test_session_requests_and_websocket_are_forwarded(
+    cluster: str, http: aiohttp.ClientSession, loopback_ice: None
+) -> None:
+    async with await AvatarClient.connect(cluster, http=http) as client:
+        assert (await client.status())["session_id"] == client.session_id
+        await client.interrupt()
+        speech = await client.open_speech()
+        assert (await speech.start(16_000))["type"] == "ready"
+        with pytest.raises(aiohttp.WSServerHandshakeError) as second:
+            await http.ws_connect(client.ws_url)
+        assert second.value.status == 409
+        with pytest.raises(aiohttp.WSServerHandshakeError) as stranger:
+            await http.ws_connect(client.ws_url.replace(client.token, "not-the-token"))
+        assert stranger.value.status == 401
+        async with http.get(f"{cluster}/metrics") as response:
+            assert response.status == 200
+            assert "avatar_sessions 1\n" in await response.text()
+    assert await hosts_when(http, cluster, lambda hosts: not hosts) == {}
+
+
 async def frame_rate(client: AvatarClient, seconds: float) -> float:
     """Frames received a second over `seconds`, after the first frame."""
     frames = client.video()
@@ -103,6 +123,7 @@ async def test_sessions_spread_and_survive_a_replica(
         hosts = (await get(http, f"{cluster}/health"))["hosts"]
         assert len(hosts) == 2 and sum(hosts.values()) == VIEWERS, hosts
         rates = await asyncio.gather(*(frame_rate(client, WATCH_S) for client in clients))
+        print(f"frames a second received by {VIEWERS} viewers over 2 replicas: {rates}")
         assert min(rates) >= MIN_FPS, rates
 
         statuses = [await client.status() for client in clients]

@@ -34,8 +34,10 @@ from streaming.access import (
     read_json,
 )
 from streaming.cluster.config import ClusterConfig
+from streaming.cluster.metrics import merge
 from streaming.config import ServerConfig
 from streaming.limits import PerClientWindow
+from streaming.metrics import CONTENT_TYPE
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +68,7 @@ class FrontSessions:
 
     def __init__(self) -> None:
         self.sessions: dict[str, RemoteSession] = {}
+        self.hosts: dict[str, str] = {}  # replicas that answered an offer -> their server's URL
         self.pending: dict[str, int] = {}  # client -> offers being answered
         self.rejected = 0
 
@@ -106,6 +109,7 @@ def create_front(config: ServerConfig, hosts: DeploymentHandle) -> web.Applicati
     app.router.add_get("/static/{name}", server.static)
     app.router.add_get("/avatars", server.avatars)
     app.router.add_get("/health", health)
+    app.router.add_get("/metrics", metrics)
     app.router.add_post("/offer", offer)
     app.router.add_get("/ws/{session_id}", websocket)
     app.router.add_get("/sessions/{session_id}", forward)
@@ -136,6 +140,22 @@ async def health(request: web.Request) -> web.Response:
     return web.json_response({"status": "ok", "sessions": len(front.sessions), "hosts": front.per_host()})
 
 
+async def metrics(request: web.Request) -> web.Response:
+    """The replicas' figures merged; a replica that does not answer is left out (and forgotten)."""
+    front, http = request.app[FRONT], request.app[HTTP]
+
+    async def text(host: str, url: str) -> str:
+        try:
+            async with http.get(f"{url}/metrics") as reply:
+                return await reply.text()
+        except aiohttp.ClientError:
+            front.hosts.pop(host, None)
+            return ""
+
+    texts = await asyncio.gather(*(text(host, url) for host, url in list(front.hosts.items())))
+    return web.Response(text=merge(texts), headers={"Content-Type": CONTENT_TYPE})
+
+
 async def offer(request: web.Request) -> web.Response:
     config, front = request.app[CONFIG], request.app[FRONT]
     client = client_address(request)
@@ -164,6 +184,7 @@ async def offer(request: web.Request) -> web.Response:
         front.pending[client] -= 1
         if not front.pending[client]:
             del front.pending[client]
+    front.hosts[first["host"]] = first["url"]
     answer = first["body"]
     if first["status"] == 200:
         session = RemoteSession(
@@ -185,6 +206,7 @@ async def hold(front: FrontSessions, session: RemoteSession, call: DeploymentRes
         raise
     except Exception as e:
         log.warning("session %s: its host %s failed: %r", session.id, session.host, e)
+        front.hosts.pop(session.host, None)
     finally:
         front.sessions.pop(session.id, None)
 
