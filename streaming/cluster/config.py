@@ -12,6 +12,7 @@ class ClusterConfig:
     max_replicas: int = 0  # the most autoscaling makes; 0: `replicas` (no autoscaling)
     sessions_per_replica: int = 4  # a session host's max_ongoing_requests: one open call per session
     host_cpus: float = 1.0  # Ray CPUs each session host reserves (placement, not a thread count)
+    torch_threads: int = 1  # torch threads per render or model call in a session host (--threads)
     # Sessions render through the batcher deployment (`@serve.batch`): one batch per tick for
     # all the sessions of a node; meant for GPU nodes, where a batch costs about what one frame does.
     batcher: bool = False
@@ -23,8 +24,10 @@ class ClusterConfig:
     local_cpus: int = 0  # CPUs a locally started Ray may schedule on; 0: Ray counts them
 
     def __post_init__(self) -> None:
-        if self.replicas < 1 or self.sessions_per_replica < 1 or self.batcher_replicas < 1:
-            raise ValueError("replicas, sessions_per_replica and batcher_replicas must be at least 1")
+        if min(self.replicas, self.sessions_per_replica, self.batcher_replicas, self.torch_threads) < 1:
+            raise ValueError(
+                "replicas, sessions_per_replica, batcher_replicas and torch_threads must be at least 1"
+            )
         if self.max_replicas and self.max_replicas < self.replicas:
             raise ValueError(f"max_replicas must be 0 or at least replicas ({self.replicas})")
         if self.host_cpus < 0 or self.batcher_gpus < 0 or self.drain_s <= 0 or self.local_cpus < 0:

@@ -12,11 +12,14 @@ import logging
 from collections.abc import AsyncIterator
 
 import ray
+import torch
 from ray import serve
 from ray.serve.handle import DeploymentHandle
 
+from engine.runtime import tune_allocator
 from streaming.avatars import AvatarFactory
 from streaming.cluster.batcher import batched_factory
+from streaming.cluster.config import ClusterConfig
 from streaming.cluster.local import LocalServer
 from streaming.config import ServerConfig
 from streaming.ice import loopback_address
@@ -51,13 +54,15 @@ class SessionHost:
     def __init__(
         self,
         config: ServerConfig,
-        sessions: int,
+        cluster: ClusterConfig,
         factory: AvatarFactory | None = None,
         batcher: DeploymentHandle | None = None,
     ) -> None:
+        tune_allocator()  # as run_server.py does: this process is a server too
+        torch.set_num_threads(cluster.torch_threads)
         if batcher is not None:
             factory = batched_factory(config.engine, batcher, factory)
-        self.server = LocalServer(host_config(config, sessions), factory)
+        self.server = LocalServer(host_config(config, cluster.sessions_per_replica), factory)
         self.name = ray.get_runtime_context().get_actor_name()  # its Ray actor, in namespace "serve"
         log.info("session host %s serving at %s", self.name, self.server.url)
 

@@ -46,7 +46,7 @@ def application(
         graceful_shutdown_timeout_s=cluster.drain_s,
         ray_actor_options={"num_cpus": cluster.host_cpus},
         **scaling(cluster),
-    ).bind(config, cluster.sessions_per_replica, factory, batcher)
+    ).bind(config, cluster, factory, batcher)
     return SIGNALLING.bind(config, cluster, hosts)
 
 
