@@ -151,7 +151,9 @@ def held(rows: list[dict], setup: str) -> int:
 
 def run(args: argparse.Namespace) -> None:
     import ray
+    import torch
 
+    torch.set_num_threads(1)  # as the server's sessions render, and as Ray's workers run
     load = os.getloadavg()[0]
     loopback_client()
     count_frames_without_decoding()

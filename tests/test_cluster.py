@@ -18,6 +18,7 @@ import aiohttp
 import numpy as np
 import pytest
 import ray
+from json_schema import check
 from live_server import gradient_factory
 from ray import serve
 
@@ -54,9 +55,14 @@ def cluster() -> Iterator[str]:
 
 
 async def get(http: aiohttp.ClientSession, url: str) -> dict:
+    """The JSON reply of a GET; its schema (docs/protocol.schema.json) is checked for /health and
+    /avatars."""
     async with http.get(url) as response:
         assert response.status == 200, await response.text()
-        return await response.json()
+        body = await response.json()
+    if url.rsplit("/", 1)[1] in ("health", "avatars"):
+        check(body, url.rsplit("/", 1)[1])
+    return body
 
 
 async def test_front_keeps_the_servers_contract(cluster: str, http: aiohttp.ClientSession) -> None:
@@ -74,7 +80,7 @@ async def test_front_keeps_the_servers_contract(cluster: str, http: aiohttp.Clie
     for request, status in bad:
         async with http.post(f"{cluster}/offer", **request) as response:
             assert response.status == status, await response.text()
-            assert set(await response.json()) == {"error"}
+            check(await response.json(), "error")
     for method in ("GET", "DELETE"):
         async with http.request(
             method, f"{cluster}/sessions/nope", headers={"Authorization": "Bearer x"}

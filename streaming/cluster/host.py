@@ -61,6 +61,7 @@ class SessionHost:
         tune_allocator()  # as run_server.py does: this process is a server too
         torch.set_num_threads(cluster.torch_threads)
         if batcher is not None:
+            batcher._init(_prefer_local_routing=True)  # this node's batcher first (Serve's handle option)
             factory = batched_factory(config.engine, batcher, factory)
         self.server = LocalServer(host_config(config, cluster.sessions_per_replica), factory)
         self.name = ray.get_runtime_context().get_actor_name()  # its Ray actor, in namespace "serve"
