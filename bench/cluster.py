@@ -146,7 +146,9 @@ def capacity_rows(setup: str, server: object, window_s: float, speech: np.ndarra
 
 
 def held(rows: list[dict], setup: str) -> int:
-    return max((r["sessions"] for r in rows if r["setup"] == setup and r["min_fps"] >= TARGET_FPS), default=0)
+    return max(
+        (r["sessions"] for r in rows if r.get("setup") == setup and r["min_fps"] >= TARGET_FPS), default=0
+    )
 
 
 def run(args: argparse.Namespace) -> None:
@@ -183,7 +185,10 @@ def run(args: argparse.Namespace) -> None:
                     rows.append(fps_row("batching", setup, server, DELIVERY_SESSIONS, window_s, speech))
     finally:
         ray.shutdown()
+    report(rows, args, load)
 
+
+def report(rows: list[dict], args: argparse.Namespace, load: float) -> None:
     hop = {(r["case"], r["size"]): r for r in rows if r["part"] == "hop"}
     extra = [hop[("overhead of the hop", s)] for s in SIZES]
     overhead = "; ".join(f"{r['size']}x{r['size']}: {r['p50_ms']:.2f}/{r['p95_ms']:.2f}" for r in extra)

@@ -174,6 +174,9 @@ async def offer(request: web.Request) -> web.Response:
     )
     try:
         first = await asyncio.wait_for(anext(call), config.connect_timeout_s)
+    except asyncio.CancelledError:  # the front is stopping: no session is made for this offer
+        call.cancel()
+        raise
     except Exception as e:  # no replica took it in time, or its replica failed
         call.cancel()
         log.warning("an offer found no session host: %r", e)
