@@ -4,7 +4,8 @@ gradient avatars behind the signalling front, on loopback.
 - the front answers the page, /health, /avatars and bad offers as the single-process server does;
 - four aiortc viewers spread over both replicas and each receives video at >= 25 fps; killing
   one replica ends only its sessions, and a new offer lands on the survivor;
-- the batcher deployment renders two concurrent calls as one batch of two.
+- the batcher deployment renders two concurrent calls as one batch of two, and a session host
+  with the batcher on gets its frames from it.
 """
 
 from __future__ import annotations
@@ -175,18 +176,27 @@ async def status_or_none(client: AvatarClient) -> dict | None:
 class Recorder:
     """A renderer that paints each frame with its window's blink value."""
 
-    size, past = 8, 1
+    past = 1
+
+    def __init__(self, size: int = 8) -> None:
+        self.size = size
 
     def render(self, index: int, window: FaceParams) -> np.ndarray:
         return self.render_batch(window)[0]
 
     def render_batch(self, windows: FaceParams) -> np.ndarray:
-        current = windows.blink[self.past :: self.past + 1]
-        return np.broadcast_to((current * 100).astype(np.uint8)[:, None, None, None], (len(current), 8, 8, 3))
+        levels = (windows.blink[self.past :: self.past + 1] * 100).astype(np.uint8)
+        return np.ascontiguousarray(
+            np.broadcast_to(levels[:, None, None, None], (len(levels), self.size, self.size, 3))
+        )
 
 
 def recorder_avatar(name: str) -> LiveAvatar:
     return LiveAvatar(name, Recorder(), FaceParams.neutral(), MotionStats(), speech_error="no speech here")
+
+
+def flat_avatar(name: str) -> LiveAvatar:
+    return LiveAvatar(name, Recorder(64), FaceParams.neutral(), MotionStats(), speech_error="no speech here")
 
 
 def window(blink: float) -> np.ndarray:
@@ -210,3 +220,19 @@ async def test_batcher_renders_concurrent_calls_as_one_batch(cluster: str) -> No
         assert await batcher.batches.remote() == [2, 1, 1]
     finally:
         serve.delete("batcher-test")
+
+
+async def test_session_hosts_render_through_the_batcher(
+    cluster: str, http: aiohttp.ClientSession, loopback_ice: None
+) -> None:
+    """A second application with the batcher on: a viewer's frames are the batcher's."""
+    config = ServerConfig(port=0, size=64, connect_timeout_s=20)
+    app = launch.application(config, ClusterConfig(replicas=1, batcher=True), flat_avatar)
+    front = await serve.run(app, name="batched", route_prefix=None).url.remote()
+    try:
+        async with await AvatarClient.connect(front, http=http) as client:
+            rate = await frame_rate(client, 2.0)
+        batches = await serve.get_deployment_handle("Batcher", app_name="batched").batches.remote()
+        assert rate > 0 and sum(batches) >= 2 * rate, batches  # every frame received was batched
+    finally:
+        serve.delete("batched")
