@@ -13,12 +13,14 @@ import threading
 import uvloop
 from aiohttp import web
 
+from engine.avatar.bundle import load
 from engine.backends import BACKENDS
 from engine.errors import EngineError
 from engine.pipeline.frames import RENDERERS
 from engine.runtime import tune_allocator
 from streaming.access import AVATARS
 from streaming.app import ServerConfig, create_app
+from streaming.avatars import bundle_path
 from streaming.cluster.config import ClusterConfig
 
 # Limits against hostile or broken clients (docs/SECURITY.md): --NAME for each ServerConfig field.
@@ -266,9 +268,11 @@ async def serve(config: ServerConfig) -> None:
 
 
 def serve_cluster(config: ServerConfig, cluster: ClusterConfig) -> None:
-    """Cluster mode: the front's URL printed, then serving until Ctrl-C; the replicas drain."""
+    """Cluster mode: the front's URL printed, then serving until Ctrl-C; then the live sessions
+    have --drain-s seconds to finish (a second Ctrl-C ends them at once)."""
     from streaming.cluster import launch  # imports ray: only in cluster mode
 
+    load(bundle_path(config.avatar))  # a bad --avatar fails here, not in every replica
     try:
         url = launch.deploy(config, cluster)
         print(
@@ -276,7 +280,11 @@ def serve_cluster(config: ServerConfig, cluster: ClusterConfig) -> None:
             f"sessions live at {url}/ (open it in Chromium or Firefox)",
             flush=True,
         )
-        threading.Event().wait()  # until Ctrl-C
+        try:
+            threading.Event().wait()  # until Ctrl-C
+        except KeyboardInterrupt:
+            print(f"run_server: draining for at most {cluster.drain_s:.0f} s (Ctrl-C again: now)", flush=True)
+            launch.shutdown(cluster.drain_s)
     finally:
         launch.shutdown()
 
@@ -289,6 +297,9 @@ def main() -> None:
             serve_cluster(config, cluster)
         except KeyboardInterrupt:
             pass
+        except (EngineError, OSError, RuntimeError) as e:  # RuntimeError: Serve's failed deployment
+            print(f"run_server: error: {e}", file=sys.stderr)
+            sys.exit(2)
         return
     tune_allocator()
     import torch

@@ -26,7 +26,7 @@ from ray import serve
 from engine.avatar.bundle import MotionStats
 from engine.types import FaceParams
 from streaming.avatars import EngineOptions, LiveAvatar
-from streaming.client import AvatarClient
+from streaming.client import AvatarClient, ServerError
 from streaming.cluster import launch
 from streaming.cluster.batcher import BATCHER
 from streaming.cluster.config import ClusterConfig
@@ -236,3 +236,18 @@ async def test_session_hosts_render_through_the_batcher(
         assert rate > 0 and sum(batches) >= 2 * rate, batches  # every frame received was batched
     finally:
         serve.delete("batched")
+
+
+async def test_a_draining_front_lets_sessions_finish_and_takes_no_new_ones(
+    cluster: str, http: aiohttp.ClientSession, loopback_ice: None
+) -> None:
+    """Last in the module: the front drains, as run_server.py's Ctrl-C makes it."""
+    front = serve.get_app_handle(launch.APP_NAME)
+    async with await AvatarClient.connect(cluster, http=http) as client:
+        assert await front.drain.remote(0.5) == 1  # the live session is not cut short
+        assert (await client.status())["session_id"] == client.session_id
+        with pytest.raises(ServerError) as refused:
+            await AvatarClient.connect(cluster, http=http)
+        assert refused.value.status == 503
+    assert await hosts_when(http, cluster, lambda hosts: not hosts) == {}
+    assert await front.drain.remote(5.0) == 0

@@ -71,6 +71,7 @@ class FrontSessions:
         self.hosts: dict[str, str] = {}  # replicas that answered an offer -> their server's URL
         self.pending: dict[str, int] = {}  # client -> offers being answered
         self.rejected = 0
+        self.draining = False  # stopping: no new sessions, the live ones finish
 
     def __len__(self) -> int:
         return len(self.sessions) + sum(self.pending.values())
@@ -166,6 +167,8 @@ async def offer(request: web.Request) -> web.Response:
             web.HTTPTooManyRequests,
             f"at most {config.offers_per_minute} offers a minute per client; try again later",
         )
+    if front.draining:
+        raise json_error(web.HTTPServiceUnavailable, "the server is shutting down; try again later")
     server.check_capacity(front, config, client)
     front.pending[client] = front.pending.get(client, 0) + 1
     call = cast(
@@ -317,6 +320,16 @@ class Signalling:
     async def url(self) -> str:
         """Where the front listens (once it does)."""
         return await self.started
+
+    async def drain(self, timeout_s: float) -> int:
+        """Takes no new sessions and waits, at most `timeout_s`, for the live ones to end; returns
+        how many are still live."""
+        front = self.runner.app[FRONT]
+        front.draining = True
+        calls = [session.call for session in front.sessions.values() if session.call is not None]
+        if calls:
+            await asyncio.wait(calls, timeout=timeout_s)
+        return len(front.sessions)
 
     async def __del__(self) -> None:
         await self.runner.cleanup()

@@ -3,11 +3,13 @@ the signalling front deployed as one Serve application; `deploy` returns the fro
 
 from __future__ import annotations
 
+import contextlib
 import logging
 
 import ray
 from ray import serve
 from ray.serve.deployment import Application
+from ray.serve.exceptions import RayServeException
 
 from streaming.avatars import AvatarFactory
 from streaming.cluster.batcher import BATCHER
@@ -17,6 +19,8 @@ from streaming.cluster.host import SESSION_HOSTS
 from streaming.config import ServerConfig
 
 APP_NAME = "avatar"
+
+log = logging.getLogger(__name__)
 
 
 def start_ray(cluster: ClusterConfig) -> None:
@@ -73,7 +77,16 @@ def deploy(config: ServerConfig, cluster: ClusterConfig, factory: AvatarFactory 
     return front.url.remote().result()
 
 
-def shutdown() -> None:
-    """Serve's graceful shutdown (replicas drain), then Ray's, when this process started it."""
-    serve.shutdown()
+def shutdown(drain_s: float = 0.0) -> None:
+    """The front drains for at most `drain_s` (no new sessions, the live ones finish), then the
+    application is deleted (the sessions still live close) and this process leaves Ray (a Ray
+    instance it started stops). Again: nothing more happens."""
+    if not ray.is_initialized():
+        return
+    if drain_s > 0:
+        with contextlib.suppress(RayServeException):  # the application is not (or no longer) running
+            live = serve.get_app_handle(APP_NAME).drain.remote(drain_s).result()
+            if live:
+                log.warning("%d session(s) still live after %.0f s of draining: closing them", live, drain_s)
+    serve.delete(APP_NAME)  # this application only: a joined cluster may serve others
     ray.shutdown()
