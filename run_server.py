@@ -189,6 +189,12 @@ def parse_args(argv: list[str] | None = None) -> tuple[ServerConfig, int, Cluste
         help="GPUs each batcher replica takes (default: %(default)s)",
     )
     cluster.add_argument(
+        "--batcher-replicas",
+        type=int,
+        default=cluster_default.batcher_replicas,
+        help="batcher replicas: one per GPU (default: %(default)s)",
+    )
+    cluster.add_argument(
         "--drain-s",
         type=float,
         default=cluster_default.drain_s,
@@ -234,6 +240,7 @@ def parse_args(argv: list[str] | None = None) -> tuple[ServerConfig, int, Cluste
                 torch_threads=args.threads,
                 batcher=args.batcher,
                 batcher_gpus=args.batcher_gpus,
+                batcher_replicas=args.batcher_replicas,
                 drain_s=args.drain_s,
             )
             if args.cluster or args.ray_address

@@ -17,7 +17,7 @@ class ClusterConfig:
     # all the sessions of a node; meant for GPU nodes, where a batch costs about what one frame does.
     batcher: bool = False
     batcher_gpus: float = 0.0  # GPUs each batcher replica takes (1 on a GPU node)
-    batcher_replicas: int = 1  # one per GPU node
+    batcher_replicas: int = 1  # one per GPU
     # A replica told to stop (downscale, shutdown) takes no new sessions and lets its live ones
     # finish for at most this long, then closes them.
     drain_s: float = 300.0
