@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+from collections import Counter
 
 import numpy as np
 from ray import serve
@@ -29,7 +30,7 @@ class Batcher:
     ) -> None:
         self.factory = factory or engine_avatar_factory(options)
         self.renderers: dict[str, FaceRenderer] = {}
-        self.batch_sizes: list[int] = []  # every batch's size, in order
+        self.batch_sizes: Counter[int] = Counter()  # batch size -> batches of that size so far
         # serve.batch over a bound method: the batch size and wait are this replica's settings
         self._queue = serve.batch(max_batch_size=batch_max, batch_wait_timeout_s=batch_wait_ms / 1000)(
             self._render_batch
@@ -51,7 +52,7 @@ class Batcher:
         return await self._queue((avatar, window))
 
     async def _render_batch(self, requests: list[tuple[str, np.ndarray]]) -> list[np.ndarray]:
-        self.batch_sizes.append(len(requests))
+        self.batch_sizes[len(requests)] += 1
         frames: list[np.ndarray] = [np.empty(0, np.uint8)] * len(requests)
         for avatar in dict.fromkeys(name for name, _ in requests):
             mine = [i for i, (name, _) in enumerate(requests) if name == avatar]
@@ -61,8 +62,9 @@ class Batcher:
                 frames[i] = frame
         return frames
 
-    def batches(self) -> list[int]:
-        return list(self.batch_sizes)
+    def batches(self) -> dict[int, int]:
+        """Batch size -> how many batches of that size were rendered."""
+        return dict(self.batch_sizes)
 
 
 BATCHER = serve.deployment(ray_actor_options={"num_cpus": 0})(Batcher)
