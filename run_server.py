@@ -1,4 +1,5 @@
-"""Serve the live avatar: python run_server.py [--host --port --avatar --device --max-sessions ...]."""
+"""Serve the live avatar: python run_server.py [--host --port --avatar --device --max-sessions ...];
+with --cluster or --ray-address, on Ray Serve (streaming/cluster, docs/SCALING.md)."""
 
 from __future__ import annotations
 
@@ -7,16 +8,20 @@ import asyncio
 import dataclasses
 import logging
 import sys
+import threading
 
 import uvloop
 from aiohttp import web
 
+from engine.avatar.bundle import load
 from engine.backends import BACKENDS
 from engine.errors import EngineError
 from engine.pipeline.frames import RENDERERS
 from engine.runtime import tune_allocator
 from streaming.access import AVATARS
 from streaming.app import ServerConfig, create_app
+from streaming.avatars import bundle_path
+from streaming.cluster.config import ClusterConfig
 
 # Limits against hostile or broken clients (docs/SECURITY.md): --NAME for each ServerConfig field.
 LIMITS = {
@@ -39,8 +44,9 @@ LIMITS = {
 }
 
 
-def parse_args(argv: list[str] | None = None) -> tuple[ServerConfig, int]:
-    default = ServerConfig()
+def parse_args(argv: list[str] | None = None) -> tuple[ServerConfig, int, ClusterConfig | None]:
+    """The server's settings, torch threads per call, and the cluster's settings in cluster mode."""
+    default, cluster_default = ServerConfig(), ClusterConfig()
     parser = argparse.ArgumentParser(
         description="Serve the talking avatar live over WebRTC; open the printed URL in a browser."
     )
@@ -153,6 +159,60 @@ def parse_args(argv: list[str] | None = None) -> tuple[ServerConfig, int]:
         default=default.stun_server,
         help="STUN server host:port for public addresses, '' for none (default: %(default)s)",
     )
+    cluster = parser.add_argument_group("cluster mode on Ray Serve (docs/SCALING.md)")
+    cluster.add_argument(
+        "--cluster", action="store_true", help="serve from session hosts on a Ray instance started here"
+    )
+    cluster.add_argument(
+        "--ray-address", default="", metavar="ADDR", help="join this Ray cluster (e.g. auto, ray://head:10001)"
+    )
+    cluster.add_argument(
+        "--replicas",
+        type=int,
+        default=cluster_default.replicas,
+        help="session hosts at start, and the fewest kept (default: %(default)s)",
+    )
+    cluster.add_argument(
+        "--max-replicas",
+        type=int,
+        default=cluster_default.max_replicas,
+        help="the most session hosts autoscaling makes; 0: --replicas, no autoscaling (default: %(default)s)",
+    )
+    cluster.add_argument(
+        "--sessions-per-replica",
+        type=int,
+        default=0,
+        help="sessions each session host serves; 0: --max-sessions (default: %(default)s)",
+    )
+    cluster.add_argument(
+        "--host-cpus",
+        type=float,
+        default=cluster_default.host_cpus,
+        help="Ray CPUs each session host reserves (default: %(default)s)",
+    )
+    cluster.add_argument(
+        "--batcher",
+        action="store_true",
+        help="sessions render through the batcher deployment, one batch per node and tick (GPU nodes)",
+    )
+    cluster.add_argument(
+        "--batcher-gpus",
+        type=float,
+        default=cluster_default.batcher_gpus,
+        help="GPUs each batcher replica takes (default: %(default)s)",
+    )
+    cluster.add_argument(
+        "--batcher-replicas",
+        type=int,
+        default=cluster_default.batcher_replicas,
+        help="batcher replicas: one per GPU (default: %(default)s)",
+    )
+    cluster.add_argument(
+        "--drain-s",
+        type=float,
+        default=cluster_default.drain_s,
+        help="seconds a stopping session host lets its live sessions finish (default: %(default)s)",
+    )
     types = {field.name: field.type for field in dataclasses.fields(ServerConfig)}
     for name, text in LIMITS.items():
         access.add_argument(
@@ -185,9 +245,25 @@ def parse_args(argv: list[str] | None = None) -> tuple[ServerConfig, int]:
             allowed_hosts=tuple(args.allowed_hosts),
             **{name: getattr(args, name) for name in LIMITS},
         )
+        cluster_config = (
+            ClusterConfig(
+                address=args.ray_address,
+                replicas=args.replicas,
+                max_replicas=args.max_replicas,
+                sessions_per_replica=args.sessions_per_replica or args.max_sessions,
+                host_cpus=args.host_cpus,
+                torch_threads=args.threads,
+                batcher=args.batcher,
+                batcher_gpus=args.batcher_gpus,
+                batcher_replicas=args.batcher_replicas,
+                drain_s=args.drain_s,
+            )
+            if args.cluster or args.ray_address
+            else None
+        )
     except ValueError as e:
         parser.error(str(e))  # exits with status 2
-    return config, args.threads
+    return config, args.threads, cluster_config
 
 
 async def serve(config: ServerConfig) -> None:
@@ -213,13 +289,44 @@ async def serve(config: ServerConfig) -> None:
         await runner.cleanup()
 
 
+def serve_cluster(config: ServerConfig, cluster: ClusterConfig) -> None:
+    """Cluster mode: the front's URL printed, then serving until Ctrl-C; then the live sessions
+    have --drain-s seconds to finish (a second Ctrl-C ends them at once)."""
+    from streaming.cluster import launch  # imports ray: only in cluster mode
+
+    load(bundle_path(config.avatar))  # a bad --avatar fails here, not in every replica
+    try:
+        url = launch.deploy(config, cluster)
+        print(
+            f"run_server: cluster of {cluster.replicas} session host(s) x {cluster.sessions_per_replica} "
+            f"sessions live at {url}/ (open it in Chromium or Firefox)",
+            flush=True,
+        )
+        try:
+            threading.Event().wait()  # until Ctrl-C
+        except KeyboardInterrupt:
+            print(f"run_server: draining for at most {cluster.drain_s:.0f} s (Ctrl-C again: now)", flush=True)
+            launch.shutdown(cluster.drain_s)
+    finally:
+        launch.shutdown()
+
+
 def main() -> None:
-    config, threads = parse_args()
+    config, threads, cluster = parse_args()
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    if cluster is not None:
+        try:
+            serve_cluster(config, cluster)
+        except KeyboardInterrupt:
+            pass
+        except (EngineError, OSError, RuntimeError) as e:  # RuntimeError: Serve's failed deployment
+            print(f"run_server: error: {e}", file=sys.stderr)
+            sys.exit(2)
+        return
     tune_allocator()
     import torch
 
     torch.set_num_threads(threads)
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("streaming").setLevel(logging.INFO)
     try:
         with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:

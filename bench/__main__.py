@@ -24,6 +24,7 @@ BENCHMARKS = {
     "fit": "bench.fit",
     "lipsync": "bench.lipsync",
     "reliability": "bench.reliability",
+    "cluster": "bench.cluster",
 }
 # Longer than 10 minutes in full: `all` runs their --quick version unless given --full.
 LONG = {"soak", "avatar-build"}

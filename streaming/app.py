@@ -22,6 +22,7 @@ import time
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Protocol
 
 from aiohttp import web
 from aiortc import MediaStreamTrack, RTCConfiguration, RTCPeerConnection, RTCSessionDescription
@@ -61,6 +62,7 @@ RTC = web.AppKey("rtc", RTCConfiguration)  # the peer connections' configuration
 PAGE = web.AppKey("page", dict)  # web/ file name -> (bytes, content type), read at startup
 GRID = web.AppKey("grid", FrameGrid)  # the frame grid every session's clock starts on
 RENDERS = web.AppKey("renders", RenderService)  # draws every session's frames, batched
+OFFER_EXAMPLE = '{"sdp": "...", "type": "offer"}'
 
 
 def create_app(config: ServerConfig, avatar_factory: AvatarFactory | None = None) -> web.Application:
@@ -142,12 +144,7 @@ async def offer(request: web.Request) -> web.Response:
     config = request.app[CONFIG]
     sessions = request.app[SESSIONS]
     client = client_address(request)
-    body = await read_json(request, '{"sdp": "...", "type": "offer"}')
-    try:
-        offer = Offer.from_json(body, default_avatar=config.avatar)
-        check_sdp(offer.sdp, config.max_sdp_bytes, config.max_candidates)
-    except OfferError as e:
-        raise json_error(web.HTTPBadRequest, str(e)) from None
+    offer = parse_offer(await read_json(request, OFFER_EXAMPLE), config)
     if not request.app[OFFERS].take(client):  # every offer counts, refused ones too
         raise json_error(
             web.HTTPTooManyRequests,
@@ -220,7 +217,27 @@ async def delete_session(request: web.Request) -> web.Response:
 # ---- offers -----------------------------------------------------------------------------------
 
 
-def check_capacity(sessions: SessionRegistry, config: ServerConfig, client: str) -> None:
+class Occupancy(Protocol):
+    """Live sessions counted for the capacity checks (a server's registry, or a cluster's front)."""
+
+    rejected: int  # offers refused because the server, or the client's share of it, was full
+
+    def __len__(self) -> int: ...
+
+    def of_client(self, client: str) -> int: ...
+
+
+def parse_offer(body: object, config: ServerConfig) -> Offer:
+    """A POST /offer body checked (its SDP's bounds included) before any peer connection; else a 400."""
+    try:
+        offer = Offer.from_json(body, default_avatar=config.avatar)
+        check_sdp(offer.sdp, config.max_sdp_bytes, config.max_candidates)
+    except OfferError as e:
+        raise json_error(web.HTTPBadRequest, str(e)) from None
+    return offer
+
+
+def check_capacity(sessions: Occupancy, config: ServerConfig, client: str) -> None:
     if len(sessions) >= config.max_sessions:
         sessions.rejected += 1
         raise json_error(

@@ -42,7 +42,8 @@ class ServerConfig:
     # the thread count varied).
     workers: int = 0
     # The renderer service (streaming/batching.py) draws the frames due together as one batch of
-    # at most batch_max (1: no batching), waiting at most batch_wait_ms for them.
+    # at most batch_max (1: no batching), waiting at most batch_wait_ms for them; the cluster's
+    # batcher deployment takes the same.
     batch_max: int = 8
     batch_wait_ms: float = 10.0
 
