@@ -9,8 +9,8 @@ of the held-out split (5 languages, force-aligned by the shipped phonetic aligne
 utterances are joined with pauses. The lip gap of a frame is MediaPipe's inner-lip distance
 (landmarks 13-14) over the face height (10-152), tracked frame by frame from the decoded MP4.
 Figures per source (synthetic, real) and mode:
-- lip gap vs the audio's loudness envelope (frame RMS): Pearson r at the best lag within
-  +-MAX_LAG frames (lag > 0: the lips trail the sound), r >= 0.6 with |lag| <= 2;
+- lip gap vs the audio's loudness envelope (frame RMS): Pearson r of each clip, their mean at the
+  best lag within +-MAX_LAG frames (lag > 0: the lips trail the sound), r >= 0.6 with |lag| <= 2;
 - lips closed at p/b/m centres: gap < 10% of the clip's speech p90 at the centre frame or one
   either side (>= 90%);
 - vowel nuclei between two bilabials open: gap >= 40% of the p90 at the centre or one either side
@@ -160,15 +160,19 @@ def speech_p90(m: Measured) -> float:
     return float(np.nanpercentile(m.gap[speech[: len(m.gap)]], 90))
 
 
-def correlation(gap: np.ndarray, env: np.ndarray) -> tuple[float, int]:
-    """(r, lag) at the best lag within +-MAX_LAG frames; lag > 0: the lips trail the sound."""
+def correlation(group: list[Measured]) -> tuple[float, int]:
+    """(r, lag): the clips' mean Pearson r at the lag within +-MAX_LAG frames where it is best
+    (lag > 0: the lips trail the sound). Each clip is correlated on its own: recordings differ in
+    level, which says nothing about how wide a mouth opens."""
     best = (-np.inf, 0)
-    n = len(gap)
     for lag in range(-MAX_LAG, MAX_LAG + 1):
-        g, e = gap[max(0, lag) : n + min(0, lag)], env[max(0, -lag) : n - max(0, lag)]
-        ok = np.isfinite(g)
-        r = float(np.corrcoef(g[ok], e[ok])[0, 1])
-        best = max(best, (r, lag))
+        rs = []
+        for m in group:
+            n = len(m.gap)
+            g, e = m.gap[max(0, lag) : n + min(0, lag)], m.envelope[max(0, -lag) : n - max(0, lag)]
+            ok = np.isfinite(g)
+            rs.append(float(np.corrcoef(g[ok], e[ok])[0, 1]))
+        best = max(best, (float(np.mean(rs)), lag))
     return best
 
 
@@ -195,8 +199,7 @@ def silence_ratio(m: Measured) -> float:
 
 def score(group: list[Measured]) -> dict:
     gap = np.concatenate([m.gap for m in group])
-    env = np.concatenate([m.envelope for m in group])
-    r, lag = correlation(gap, env)
+    r, lag = correlation(group)
     found = [events(m) for m in group]
     closures = np.concatenate([f["closures"] for f in found])
     nuclei = np.concatenate([f["nuclei"] for f in found])
