@@ -56,7 +56,8 @@ def test_compositor_without_weights(avatar, params):
     # smaller, pasted into the background.
     assert source.framing.work == min(plain.resolution, source.framing.box)
     boxes = source.boxes(params)
-    regions = AvatarRenderer(plain, source.framing.work).composite(params, source.framing.windows(boxes)).frames
+    renderer = AvatarRenderer(plain, source.framing.work)
+    regions = renderer.composite(params, source.framing.windows(boxes)).frames
     expected = PasteBack(source.framing, plain.reference)((regions * 255 + 0.5).byte(), boxes)
     assert np.array_equal(source.render(params), expected)
     with pytest.raises(FramesError, match="no r2v_lite weights"):
