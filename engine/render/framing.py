@@ -84,7 +84,9 @@ class PasteBack:
         pixel = (torch.arange(s, dtype=torch.float32, device=device) + 0.5) / s * side
         uv = torch.stack(torch.meshgrid(x0 + pixel, y0 + pixel, indexing="xy"), -1)[None]  # [1, S, S, 2]
         texture = torch.as_tensor(photo, dtype=torch.float32, device=device).permute(2, 0, 1)
-        self.background = (sample_texture(texture, uv)[0] + 0.5).clamp(0, 255).to(torch.uint8)  # [S, S, 3]
+        # [S, S, 3], contiguous: frames are clones of it, and a strided frame costs PyAV's
+        # from_ndarray (on the event loop) 25 times a contiguous one's time
+        self.background = (sample_texture(texture, uv)[0] + 0.5).clamp(0, 255).to(torch.uint8).contiguous()
         t = (torch.arange(framing.box, dtype=torch.float32, device=device) + 0.5) / framing.box
         ramp = (torch.minimum(t, 1 - t) / FEATHER).clamp(0, 1)
         ramp = ramp**2 * (3 - 2 * ramp)  # smoothstep: no visible edge where the blend starts
