@@ -61,17 +61,22 @@ class ProtocolError(Exception):
         self.code, self.reason = code, reason
 
 
-async def websocket_input(request: web.Request) -> web.WebSocketResponse:
-    config = request.app[CONFIG]
-    session = speaking_session(request, request.query.get("token", ""))
-    if session.websocket is not None:
-        raise json_error(web.HTTPConflict, "this session already has a websocket input")
-    ws = web.WebSocketResponse(
+def input_websocket(config: ServerConfig) -> web.WebSocketResponse:
+    """The response a session's websocket input is accepted with, in the server's limits."""
+    return web.WebSocketResponse(
         max_msg_size=config.max_message_bytes,
         compress=False,
         heartbeat=config.ws_heartbeat_s,
         timeout=config.close_timeout_s,
     )
+
+
+async def websocket_input(request: web.Request) -> web.WebSocketResponse:
+    config = request.app[CONFIG]
+    session = speaking_session(request, request.query.get("token", ""))
+    if session.websocket is not None:
+        raise json_error(web.HTTPConflict, "this session already has a websocket input")
+    ws = input_websocket(config)
     session.websocket = ws  # before the await: a second websocket cannot slip in
     try:
         await ws.prepare(request)

@@ -36,6 +36,7 @@ from streaming.access import (
 from streaming.cluster.config import ClusterConfig
 from streaming.cluster.metrics import merge
 from streaming.config import ServerConfig
+from streaming.inputs import input_websocket
 from streaming.limits import PerClientWindow
 from streaming.metrics import CONTENT_TYPE
 
@@ -247,12 +248,7 @@ async def websocket(request: web.Request) -> web.WebSocketResponse:
         raise json_error(web.HTTPServiceUnavailable, session.speech_error)
     if session.websocket is not None:
         raise json_error(web.HTTPConflict, "this session already has a websocket input")
-    ws = web.WebSocketResponse(
-        max_msg_size=config.max_message_bytes,
-        compress=False,
-        heartbeat=config.ws_heartbeat_s,
-        timeout=config.close_timeout_s,
-    )
+    ws = input_websocket(config)
     session.websocket = ws
     try:
         upstream = await request.app[HTTP].ws_connect(
