@@ -16,7 +16,6 @@ Viewers run in this process and count encoded frames (no decoding), as `bench se
 from __future__ import annotations
 
 import argparse
-import asyncio
 import contextlib
 import dataclasses
 import functools
@@ -30,14 +29,21 @@ from matplotlib.figure import Figure
 
 from bench.live import loopback_client, server_process
 from bench.report import write_report
-from bench.sessions import TARGET_FPS, count_frames_without_decoding, looped_speech, session_fps
+from bench.sessions import (
+    MAX_SESSIONS,
+    TARGET_FPS,
+    capacity_rows,
+    count_frames_without_decoding,
+    fps_row,
+    held,
+    looped_speech,
+)
 from engine.runtime import usable_cores
 from streaming.config import ServerConfig
 
 SIZES = (128, 512)  # frame sizes for the hop
 LIVE_SIZE = 256  # the live parts' frames: speaking sessions at 512 do not hold 30 fps on 2 CPU cores
 DELIVERY_SESSIONS = 2  # speaking sessions compared in the delivery and batching parts
-MAX_SESSIONS = 8  # the most the capacity part tries
 # every viewer is in this process: one client address may take every session
 LIMITS = {"size": LIVE_SIZE, "max_sessions": MAX_SESSIONS, "max_sessions_per_client": MAX_SESSIONS}
 
@@ -124,33 +130,6 @@ def hop_rows(repeats: int) -> list[dict]:
     return rows
 
 
-def fps_row(
-    part: str, setup: str, server: object, sessions: int, window_s: float, speech: np.ndarray
-) -> dict:
-    row = {"part": part, "setup": setup, **asyncio.run(session_fps(server, sessions, window_s, speech))}
-    print(
-        "  " + "  ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()),
-        flush=True,
-    )
-    return row
-
-
-def capacity_rows(setup: str, server: object, window_s: float, speech: np.ndarray) -> list[dict]:
-    """Sessions added one by one until one receives fewer than TARGET_FPS."""
-    rows = []
-    for n in range(1, MAX_SESSIONS + 1):
-        rows.append(fps_row("capacity", setup, server, n, window_s, speech))
-        if rows[-1]["min_fps"] < TARGET_FPS:
-            break
-    return rows
-
-
-def held(rows: list[dict], setup: str) -> int:
-    return max(
-        (r["sessions"] for r in rows if r.get("setup") == setup and r["min_fps"] >= TARGET_FPS), default=0
-    )
-
-
 def run(args: argparse.Namespace) -> None:
     import ray
     import torch
@@ -163,26 +142,33 @@ def run(args: argparse.Namespace) -> None:
     speech = looped_speech()
     ray.init(num_cpus=4, include_dashboard=False, logging_level="WARNING")
     rows: list[dict] = []
+
+    def delivery(part: str, setup: str, server: object) -> dict:
+        return fps_row({"part": part, "setup": setup}, server, DELIVERY_SESSIONS, window_s, speech)
+
+    def capacity(setup: str, server: object) -> list[dict]:
+        return capacity_rows({"part": "capacity", "setup": setup}, server, window_s, speech)
+
     try:
         from ray import serve
 
         serve.start(proxy_location="Disabled")
         rows += hop_rows(10 if args.quick else 100)
         with server_process(speech="auto", **LIMITS) as server:
-            rows.append(fps_row("delivery", "single process", server, DELIVERY_SESSIONS, window_s, speech))
+            rows.append(delivery("delivery", "single process", server))
             if not args.quick:
-                rows += capacity_rows("single process", server, window_s, speech)
+                rows += capacity("single process", server)
         for replicas in (1, 2):
             with cluster(replicas, MAX_SESSIONS) as front:
                 setup = f"cluster, {replicas} replica(s)"
-                rows.append(fps_row("delivery", setup, front, DELIVERY_SESSIONS, window_s, speech))
+                rows.append(delivery("delivery", setup, front))
                 if replicas == 1 and not args.quick:
-                    rows += capacity_rows("cluster, 1 replica", front, window_s, speech)
+                    rows += capacity("cluster, 1 replica", front)
         if not args.quick:
             for batch_max in (1, 8):
                 with server_process(speech="auto", batch_max=batch_max, **LIMITS) as server:
                     setup = f"single process, batch_max {batch_max}"
-                    rows.append(fps_row("batching", setup, server, DELIVERY_SESSIONS, window_s, speech))
+                    rows.append(delivery("batching", setup, server))
     finally:
         ray.shutdown()
     report(rows, args, load)
@@ -195,7 +181,10 @@ def report(rows: list[dict], args: argparse.Namespace, load: float) -> None:
     capacity = (
         "not measured (--quick)"
         if args.quick
-        else f"single process {held(rows, 'single process')}, one replica {held(rows, 'cluster, 1 replica')}"
+        else ", ".join(
+            f"{name} {held([r for r in rows if r.get('setup') == setup])}"
+            for name, setup in (("single process", "single process"), ("one replica", "cluster, 1 replica"))
+        )
     )
     notes = (
         f"Serve hop per frame, p50/p95 ms (the direct compositor; one caller, no batch wait; a batch "
