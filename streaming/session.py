@@ -33,6 +33,11 @@ INPUTS = ("websocket", "mic")
 BURST_S = 5  # rate limits allow bursts of this many seconds' worth
 
 
+def token_matches(given: str, token: str) -> bool:
+    """In constant time; a string that is not ASCII never matches (compare_digest refuses it)."""
+    return given.isascii() and secrets.compare_digest(given, token)
+
+
 class SessionFrames:
     """A session's video frames: the timeline's parameters, drawn by the avatar's renderer through
     the server's renderer service (with other sessions' frames), each started by RENDER_LEAD
@@ -116,7 +121,7 @@ class Session:
         self.failed = False
 
     def authorizes(self, token: str) -> bool:
-        return token.isascii() and secrets.compare_digest(token, self.token)
+        return token_matches(token, self.token)
 
     def run(self, work: Coroutine[object, object, None]) -> None:
         """Runs a coroutine as the session's background work."""

@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
-import secrets
+from collections import Counter
 from collections.abc import AsyncIterator
 from contextlib import suppress
 from typing import cast
@@ -39,6 +39,7 @@ from streaming.config import ServerConfig
 from streaming.inputs import input_websocket
 from streaming.limits import PerClientWindow
 from streaming.metrics import CONTENT_TYPE
+from streaming.session import token_matches
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +61,7 @@ class RemoteSession:
     websocket: web.WebSocketResponse | None = None  # its forwarded websocket input: one at a time
 
     def authorizes(self, token: str) -> bool:
-        return token.isascii() and secrets.compare_digest(token, self.token)
+        return token_matches(token, self.token)
 
 
 class FrontSessions:
@@ -81,10 +82,7 @@ class FrontSessions:
         return self.pending.get(client, 0) + sum(s.client == client for s in self.sessions.values())
 
     def per_host(self) -> dict[str, int]:
-        hosts: dict[str, int] = {}
-        for session in self.sessions.values():
-            hosts[session.host] = hosts.get(session.host, 0) + 1
-        return hosts
+        return dict(Counter(session.host for session in self.sessions.values()))
 
     def known(self, request: web.Request) -> RemoteSession:
         session = self.sessions.get(request.match_info["session_id"])
