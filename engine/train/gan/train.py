@@ -27,6 +27,7 @@ from tqdm import tqdm
 
 from engine.audio.features import FeatureExtractor
 from engine.errors import EngineError
+from engine.train.gan.targets import LIP_PRESS
 from engine.types import FPS, PARAM_NAMES, RIG_VERSION, SAMPLE_RATE
 from models.facial_gan import (
     FacialGAN,
@@ -63,7 +64,7 @@ class TrainConfig:
 # times as much as in the expression term (2.0 over all frames).
 CLOSURE_WEIGHT = 1.0
 PRESS = [PARAM_NAMES.index(f"mouthPress_{side}") for side in ("L", "R")]
-CLOSED_PRESS = 0.5  # targets press the lips by LIP_PRESS * closure: past half way = closed
+CLOSED_PRESS = LIP_PRESS / 2  # targets press the lips by LIP_PRESS * closure: past half way = closed
 
 
 def lips_closed(params: torch.Tensor) -> torch.Tensor:
@@ -209,8 +210,9 @@ def train(
             loss_d.backward()
             opt_d.step()
             discriminator.requires_grad_(False)
+            closed = lips_closed(real) if config.weights.closure else None
             loss_g, terms = generator_loss(
-                fake_n, real_n, discriminator(fake_n), config.weights, config.first_frame, lips_closed(real)
+                fake_n, real_n, discriminator(fake_n), config.weights, config.first_frame, closed
             )
             discriminator.requires_grad_(True)
             opt_g.zero_grad()
