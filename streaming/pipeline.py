@@ -4,10 +4,10 @@ audio to play, both stamped on the session's one media clock.
     SpeechInput.push(pcm) -> [chunker] -AudioChunk-> [features] -FeatureFrame-> [animator] -> ParamsTimeline
                                  '--> ScheduledAudio (what the audio track plays)
 
-Each stage is a Processor with one job: a task taking typed frames from a bounded inbox, doing its
-CPU work in a worker thread (one job in flight per stage, even across interruptions), pushing
-results to the next inbox (so a full stage slows the one
-before it, back to the input: the websocket stops reading). Control frames travel in order with
+Each stage is a Processor (streaming/stages.py) with one job: a task taking typed frames from a
+bounded inbox, doing its CPU work in a worker thread (one job in flight per stage, even across
+interruptions), pushing results to the next inbox (so a full stage slows the one before it, back
+to the input: the websocket stops reading). Control frames travel in order with
 the data: `InputStart` (a new utterance and its sample rate), `SpeechEnd` (the utterance is over:
 every stage flushes). Interruption is not a frame in the queues but one call, `interrupt()`,
 that cancels every stage's task, empties every inbox, drops the scheduled audio and the
@@ -32,19 +32,26 @@ import asyncio
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Generic, TypeVar
+from typing import Any
 
 import numpy as np
 
-from engine.audio.features import FeatureStream
-from engine.audio.live import LiveChunker
-from engine.types import SAMPLE_RATE, AudioChunk, FaceParams, FeatureFrame, frame_pts
+from engine.types import SAMPLE_RATE, frame_pts
 from streaming.clock import MediaClock
 from streaming.jitter import JitterMargin
-from streaming.speech import Animator, SpeechModel
+from streaming.speech import SpeechModel
 from streaming.speech_audio import ScheduledAudio
+from streaming.stages import (
+    AnimatorStage,
+    ChunkStage,
+    FeatureStage,
+    FromInput,
+    InputBlock,
+    InputStart,
+    Processor,
+    SpeechEnd,
+)
 from streaming.timeline import ParamsTimeline
-from streaming.tracks import frame_at
 
 log = logging.getLogger(__name__)
 
@@ -69,189 +76,6 @@ class PipelineConfig:
                 "pipeline margin must be between 0 ms and max_margin_ms, relax_after_s >= 0, "
                 "max_ahead_s > 0 and inbox_frames >= 1"
             )
-
-
-# ---- frames -----------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class InputStart:
-    """Control: a new utterance; its blocks come at `sample_rate`."""
-
-    sample_rate: int
-    audible: bool  # its audio is played to the viewer (not for a microphone without echo)
-
-
-@dataclass(frozen=True)
-class InputBlock:
-    """Data: PCM as it arrived, [S] or [S, channels], int16 or float (engine.audio.live)."""
-
-    pcm: np.ndarray
-
-
-@dataclass(frozen=True)
-class SpeechEnd:
-    """Control: the utterance is over; every stage flushes what it holds."""
-
-
-@dataclass(frozen=True)
-class FromInput:
-    """What an input queued, and the epoch it was opened in (stale once the epoch moves on)."""
-
-    epoch: int
-    frame: InputStart | InputBlock | SpeechEnd
-
-
-@dataclass(frozen=True)
-class Features:
-    """Data: feature frames as the stream made them final, in order."""
-
-    frames: list[FeatureFrame]
-
-
-In = TypeVar("In")
-Result = TypeVar("Result")
-
-
-# ---- stages -----------------------------------------------------------------------------------
-
-
-class Processor(Generic[In]):
-    """One job of the chain: frames from a bounded inbox, results pushed to the next stage."""
-
-    def __init__(self, pipeline: Pipeline) -> None:
-        self.pipeline = pipeline
-        self.inbox: asyncio.Queue[In] = asyncio.Queue(pipeline.config.inbox_frames)
-        self.next: Processor[Any] | None = None
-        self._job: asyncio.Future[Any] | None = None  # its worker-thread job, until done
-
-    async def run(self) -> None:
-        while True:
-            await self.process(await self.inbox.get())
-
-    async def process(self, frame: In) -> None:
-        raise NotImplementedError
-
-    async def push(self, frame: object) -> None:
-        assert self.next is not None, "the last stage pushes nowhere"
-        await self.next.inbox.put(frame)
-
-    async def in_thread(self, work: Callable[..., Result], *args: object) -> Result:
-        """work(*args) in a worker thread. One job at a time per stage: an interruption cancels
-        the stage's task but not a thread already running its job, so the next job waits for it
-        (interrupt loops cannot pile work up on the sessions' shared threads)."""
-        if self._job is not None and not self._job.done():
-            await asyncio.wait([self._job])
-        self._job = job = asyncio.get_running_loop().run_in_executor(None, work, *args)
-        job.add_done_callback(_retrieve)  # an abandoned job's error is not an unhandled one
-        return await asyncio.shield(job)
-
-    def reset(self) -> None:
-        """Drops the queued frames and the current utterance's state."""
-        while not self.inbox.empty():
-            self.inbox.get_nowait()
-
-
-def _retrieve(job: asyncio.Future[Any]) -> None:
-    if not job.cancelled():
-        job.exception()
-
-
-class ChunkStage(Processor[FromInput]):
-    """Input blocks -> AudioChunks at SAMPLE_RATE stamped on the session clock; audible ones are
-    scheduled for the audio track."""
-
-    def reset(self) -> None:
-        super().reset()
-        self.chunker: LiveChunker | None = None
-        self.start: InputStart | None = None
-        self.next_pts = 0
-
-    async def process(self, item: FromInput) -> None:
-        if item.epoch != self.pipeline.epoch:
-            return  # from an input superseded since it queued this
-        frame = item.frame
-        if isinstance(frame, InputStart):
-            await self._end()
-            self.start = frame
-        elif isinstance(frame, InputBlock):
-            p = self.pipeline
-            late = p.clock.now_samples() + p.latency - self.next_pts  # behind its time of arrival
-            if self.chunker is not None and p.jitter.is_late(late):
-                p.widen_margin(late)
-                await self._end()  # the input fell behind real time: start over at now + latency
-            if self.chunker is None:
-                assert self.start is not None, "the input's InputStart comes first"
-                self.next_pts = p.clock.now_samples() + p.latency
-                self.chunker = LiveChunker(self.start.sample_rate, p.config.chunk_ms, self.next_pts)
-            for chunk in await self.in_thread(self.chunker.push, frame.pcm):
-                await self._emit(chunk)
-        elif isinstance(frame, SpeechEnd):
-            await self._end()
-
-    async def _emit(self, chunk: AudioChunk) -> None:
-        p = self.pipeline
-        await p.clock.sleep_until(chunk.pts - p.latency - p.max_ahead)
-        p.timeline.expect(range(frame_at(chunk.pts), frame_at(chunk.pts + len(chunk.pcm) - 1) + 1))
-        if self.start is not None and self.start.audible:
-            p.audio.forget_before(p.clock.now_samples())  # in case no audio track reads it
-            p.audio.write(chunk)
-        self.next_pts = chunk.pts + len(chunk.pcm)
-        await self.push(chunk)
-
-    async def _end(self) -> None:
-        if self.chunker is None:
-            return
-        for chunk in self.chunker.flush():
-            await self._emit(chunk)
-        self.chunker = None
-        await self.push(SpeechEnd())
-
-
-class FeatureStage(Processor[AudioChunk | SpeechEnd]):
-    """AudioChunks -> FeatureFrames (lists, as the stream makes them final)."""
-
-    def reset(self) -> None:
-        super().reset()
-        self.stream: FeatureStream | None = None
-
-    async def process(self, frame: AudioChunk | SpeechEnd) -> None:
-        if isinstance(frame, AudioChunk):
-            if self.stream is None:
-                self.stream = self.pipeline.speech.extractor.stream()
-            features = await self.in_thread(self.stream.push, frame)
-        else:
-            features = await self.in_thread(self.stream.flush) if self.stream else []
-            self.stream = None
-        if features:
-            await self.push(Features(features))
-        if isinstance(frame, SpeechEnd):
-            await self.push(frame)
-
-
-class AnimatorStage(Processor[Features | SpeechEnd]):
-    """FeatureFrames -> FaceParams written to the timeline at their session frame indices."""
-
-    def reset(self) -> None:
-        super().reset()
-        self.animator: Animator | None = None
-        self.next_frame = 0  # session frame of the animator's next output row
-
-    async def process(self, frame: Features | SpeechEnd) -> None:
-        p = self.pipeline
-        if isinstance(frame, Features):
-            if self.animator is None:
-                # A feature stream's frames lie on the session's frame grid: pts = frame_pts(index).
-                self.next_frame = frame_at(frame.frames[0].pts)
-                self.animator = p.speech.new_animator(self.next_frame, p.timeline.idle)
-            params = await self.in_thread(self.animator.push, np.stack([f.values for f in frame.frames]))
-        else:
-            params = await self.in_thread(self.animator.flush) if self.animator else FaceParams.neutral(0)
-            self.animator = None
-        if len(params):
-            p.timeline.forget_before(frame_at(p.clock.now_samples()))  # in case no video track reads it
-            p.timeline.put(self.next_frame, params)
-            self.next_frame += len(params)
 
 
 # ---- the chain --------------------------------------------------------------------------------
