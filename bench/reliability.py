@@ -1,9 +1,10 @@
 """`python -m bench reliability`: the live server against hostile clients, churn and faults.
 
-Runs the test suites that attack a real server on loopback (tests/test_server_hostile.py, _fuzz,
-_churn, _faults) in a child pytest, with more fuzzing cases than CI runs, and reports per suite:
-cases tried, failures, the server process's memory before and after, and the frame rate of the
-viewer watching another session meanwhile. `--quick`: CI's sizes (a smoke run, not figures).
+Runs the test suites that attack a real server on loopback (tests/test_server_hostile.py with
+test_server_boundary.py, _fuzz, _churn, _faults) in a child pytest, with more fuzzing cases than
+CI runs, and reports per suite: cases tried, failures, the server process's memory before and
+after, and the frame rate of the viewer watching another session meanwhile. `--quick`: CI's
+sizes (a smoke run, not figures).
 """
 
 from __future__ import annotations
@@ -23,10 +24,10 @@ from matplotlib.figure import Figure
 from bench.report import REPO_ROOT, write_report
 
 SUITES = {
-    "hostile": "tests/test_server_hostile.py",
-    "fuzz": "tests/test_server_fuzz.py",
-    "churn": "tests/test_server_churn.py",
-    "faults": "tests/test_server_faults.py",
+    "hostile": ["tests/test_server_hostile.py", "tests/test_server_boundary.py"],
+    "fuzz": ["tests/test_server_fuzz.py"],
+    "churn": ["tests/test_server_churn.py"],
+    "faults": ["tests/test_server_faults.py"],
 }
 TARGET_FPS = 30
 FUZZ_LINE = re.compile(r"cases by outcome: (\{.*?\}), memory (\d+)->(\d+) MiB, viewer ([\d.]+) fps")
@@ -42,7 +43,7 @@ def run(args: argparse.Namespace) -> None:
         "PYTHONPATH": str(REPO_ROOT),
     }
     rows = []
-    for suite, path in SUITES.items():
+    for suite, paths in SUITES.items():
         with tempfile.TemporaryDirectory() as tmp:
             junit = Path(tmp) / "junit.xml"
             command = [
@@ -54,7 +55,7 @@ def run(args: argparse.Namespace) -> None:
                 "-p",
                 "no:cacheprovider",
                 f"--junitxml={junit}",
-                path,
+                *paths,
             ]
             output = subprocess.run(command, cwd=REPO_ROOT, env=env, capture_output=True, text=True).stdout
             cases = ElementTree.parse(junit).getroot().iter("testcase")

@@ -19,6 +19,7 @@ from collections.abc import Awaitable, Callable
 
 import aiohttp
 import pytest
+from hostile_clients import offer_sdp
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from live_server import live_server
@@ -143,14 +144,8 @@ async def fuzz(
     return fuzzer.outcomes
 
 
-async def real_offer() -> str:
-    from test_server_hostile import offer_sdp
-
-    return await offer_sdp()
-
-
 async def test_fuzzed_offers(http: aiohttp.ClientSession) -> None:
-    sdp = await real_offer()
+    sdp = await offer_sdp()
 
     def body(fuzzer: Fuzzer) -> None:
         @FUZZ
