@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import dataclasses
 import logging
 import sys
 import threading
+from dataclasses import fields
+from typing import TYPE_CHECKING
 
 import uvloop
 from aiohttp import web
@@ -23,8 +24,31 @@ from streaming.app import ServerConfig, create_app
 from streaming.avatars import bundle_path
 from streaming.cluster.config import ClusterConfig
 
-# Limits against hostile or broken clients (docs/SECURITY.md): --NAME for each ServerConfig field.
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
+
+# --NAME for each of these ServerConfig fields, its type and default from the dataclass.
+SERVING = {
+    "host": "address to listen on; 127.0.0.1: this machine only",
+    "port": "TCP port; 0 picks a free one",
+    "avatar": "avatar name under avatars/ or a bundle directory",
+    "device": "torch device for the models and rendering",
+    "backend": "R2V inference backend",
+    "renderer": "auto: R2V when the avatar has weights, else the direct compositor",
+    "max_sessions": "viewers served at once",
+    "size": "video frame size in pixels",
+    "lookahead": "FACIAL-GAN look-ahead in frames: smoother lips, 33 ms more latency each",
+    "stride": "FACIAL-GAN update stride in frames: less compute, 33 ms more latency each",
+    "margin_ms": "margin for compute and late input in the pipeline latency; late input widens a "
+    "session's margin",
+    "workers": "threads for the sessions' rendering, models and codecs; 0: one per CPU core",
+    "batch_max": "frames the renderer service draws together at most, across sessions; 1: no batching",
+    "batch_wait_ms": "how long a batch waits for the frames due with its first at most",
+}
+CHOICES = {"device": ("cpu", "cuda"), "backend": tuple(BACKENDS), "renderer": tuple(RENDERERS)}
+# Limits against hostile or broken clients (docs/SECURITY.md).
 LIMITS = {
+    "stun_server": "STUN server host:port for public addresses, '' for none",
     "max_sessions_per_client": "live sessions one client address may hold",
     "offers_per_minute": "offers one client address may make in a minute",
     "max_session_s": "a session's longest life in seconds",
@@ -42,98 +66,42 @@ LIMITS = {
     "close_timeout_s": "seconds each step of closing a session may take",
     "avatar_retry_s": "seconds before an avatar that failed to load is tried again",
 }
+# ClusterConfig fields (cluster mode on Ray Serve, docs/SCALING.md).
+CLUSTER = {
+    "replicas": "session hosts at start, and the fewest kept",
+    "max_replicas": "the most session hosts autoscaling makes; 0: --replicas, no autoscaling",
+    "host_cpus": "Ray CPUs each session host reserves",
+    "batcher_gpus": "GPUs each batcher replica takes",
+    "batcher_replicas": "batcher replicas: one per GPU",
+    "drain_s": "seconds a stopping session host lets its live sessions finish",
+}
+
+
+def add_fields(group: argparse._ActionsContainer, defaults: DataclassInstance, helps: dict[str, str]) -> None:
+    """--NAME for each field of the dataclass `defaults` named in `helps`, typed as it is declared."""
+    types = {field.name: {"int": int, "float": float}.get(str(field.type), str) for field in fields(defaults)}
+    for name, text in helps.items():
+        group.add_argument(
+            "--" + name.replace("_", "-"),
+            type=types[name],
+            default=getattr(defaults, name),
+            choices=CHOICES.get(name),
+            help=f"{text} (default: %(default)s)",
+        )
 
 
 def parse_args(argv: list[str] | None = None) -> tuple[ServerConfig, int, ClusterConfig | None]:
     """The server's settings, torch threads per call, and the cluster's settings in cluster mode."""
-    default, cluster_default = ServerConfig(), ClusterConfig()
     parser = argparse.ArgumentParser(
         description="Serve the talking avatar live over WebRTC; open the printed URL in a browser."
     )
-    parser.add_argument(
-        "--host", default=default.host, help="address to listen on (default: %(default)s, this machine only)"
-    )
-    parser.add_argument(
-        "--port", type=int, default=default.port, help="TCP port (default: %(default)s; 0 picks a free one)"
-    )
-    parser.add_argument(
-        "--avatar",
-        default=default.avatar,
-        help="avatar name under avatars/ or a bundle directory (default: %(default)s)",
-    )
-    parser.add_argument(
-        "--device",
-        choices=("cpu", "cuda"),
-        default=default.device,
-        help="torch device for the models and rendering (default: %(default)s)",
-    )
-    parser.add_argument(
-        "--backend",
-        choices=list(BACKENDS),
-        default=default.backend,
-        help="R2V inference backend (default: %(default)s)",
-    )
-    parser.add_argument(
-        "--renderer",
-        choices=RENDERERS,
-        default=default.renderer,
-        help="auto: R2V when the avatar has weights, else the direct compositor (default: %(default)s)",
-    )
-    parser.add_argument(
-        "--max-sessions",
-        type=int,
-        default=default.max_sessions,
-        help="viewers served at once (default: %(default)s)",
-    )
-    parser.add_argument(
-        "--size", type=int, default=default.size, help="video frame size in pixels (default: %(default)s)"
-    )
-    parser.add_argument(
-        "--lookahead",
-        type=int,
-        default=default.lookahead,
-        help="FACIAL-GAN look-ahead in frames: smoother lips, 33 ms more latency each (default: %(default)s)",
-    )
-    parser.add_argument(
-        "--stride",
-        type=int,
-        default=default.stride,
-        help="FACIAL-GAN update stride in frames: less compute, 33 ms more latency each "
-        "(default: %(default)s)",
-    )
-    parser.add_argument(
-        "--margin-ms",
-        type=int,
-        default=default.margin_ms,
-        help="margin for compute and late input in the pipeline latency; late input widens a session's "
-        "margin (default: %(default)s)",
-    )
+    add_fields(parser, ServerConfig(), SERVING)
     parser.add_argument(
         "--threads",
         type=int,
         default=1,
         help="torch threads per render or model call; sessions run in parallel threads "
         "(default: %(default)s)",
-    )
-    parser.add_argument(
-        "--workers",
-        type=int,
-        default=default.workers,
-        help="threads for the sessions' rendering, models and codecs; 0: one per CPU core "
-        "(default: %(default)s)",
-    )
-    parser.add_argument(
-        "--batch-max",
-        type=int,
-        default=default.batch_max,
-        help="frames the renderer service draws together at most, across sessions; 1: no batching "
-        "(default: %(default)s)",
-    )
-    parser.add_argument(
-        "--batch-wait-ms",
-        type=float,
-        default=default.batch_wait_ms,
-        help="how long a batch waits for the frames due with its first at most (default: %(default)s)",
     )
     access = parser.add_argument_group("access and limits (docs/SECURITY.md)")
     access.add_argument(
@@ -154,29 +122,16 @@ def parse_args(argv: list[str] | None = None) -> tuple[ServerConfig, int, Cluste
         help="a Host name the server answers to (repeat for more; default: loopback names on a "
         "loopback address, else any)",
     )
-    access.add_argument(
-        "--stun-server",
-        default=default.stun_server,
-        help="STUN server host:port for public addresses, '' for none (default: %(default)s)",
-    )
+    add_fields(access, ServerConfig(), LIMITS)
     cluster = parser.add_argument_group("cluster mode on Ray Serve (docs/SCALING.md)")
     cluster.add_argument(
         "--cluster", action="store_true", help="serve from session hosts on a Ray instance started here"
     )
     cluster.add_argument(
-        "--ray-address", default="", metavar="ADDR", help="join this Ray cluster (e.g. auto, ray://head:10001)"
-    )
-    cluster.add_argument(
-        "--replicas",
-        type=int,
-        default=cluster_default.replicas,
-        help="session hosts at start, and the fewest kept (default: %(default)s)",
-    )
-    cluster.add_argument(
-        "--max-replicas",
-        type=int,
-        default=cluster_default.max_replicas,
-        help="the most session hosts autoscaling makes; 0: --replicas, no autoscaling (default: %(default)s)",
+        "--ray-address",
+        default="",
+        metavar="ADDR",
+        help="join this Ray cluster (e.g. auto, ray://head:10001)",
     )
     cluster.add_argument(
         "--sessions-per-replica",
@@ -185,78 +140,27 @@ def parse_args(argv: list[str] | None = None) -> tuple[ServerConfig, int, Cluste
         help="sessions each session host serves; 0: --max-sessions (default: %(default)s)",
     )
     cluster.add_argument(
-        "--host-cpus",
-        type=float,
-        default=cluster_default.host_cpus,
-        help="Ray CPUs each session host reserves (default: %(default)s)",
-    )
-    cluster.add_argument(
         "--batcher",
         action="store_true",
         help="sessions render through the batcher deployment, one batch per node and tick (GPU nodes)",
     )
-    cluster.add_argument(
-        "--batcher-gpus",
-        type=float,
-        default=cluster_default.batcher_gpus,
-        help="GPUs each batcher replica takes (default: %(default)s)",
-    )
-    cluster.add_argument(
-        "--batcher-replicas",
-        type=int,
-        default=cluster_default.batcher_replicas,
-        help="batcher replicas: one per GPU (default: %(default)s)",
-    )
-    cluster.add_argument(
-        "--drain-s",
-        type=float,
-        default=cluster_default.drain_s,
-        help="seconds a stopping session host lets its live sessions finish (default: %(default)s)",
-    )
-    types = {field.name: field.type for field in dataclasses.fields(ServerConfig)}
-    for name, text in LIMITS.items():
-        access.add_argument(
-            "--" + name.replace("_", "-"),
-            type=float if types[name] == "float" else int,
-            default=getattr(default, name),
-            help=f"{text} (default: %(default)s)",
-        )
+    add_fields(cluster, ClusterConfig(), CLUSTER)
     args = parser.parse_args(argv)
     if args.threads < 1:
         parser.error("--threads must be at least 1")
     try:
         config = ServerConfig(
-            host=args.host,
-            port=args.port,
-            avatar=args.avatar,
-            device=args.device,
-            size=args.size,
-            max_sessions=args.max_sessions,
-            backend=args.backend,
-            renderer=args.renderer,
-            lookahead=args.lookahead,
-            stride=args.stride,
-            margin_ms=args.margin_ms,
-            workers=args.workers,
-            batch_max=args.batch_max,
-            batch_wait_ms=args.batch_wait_ms,
-            stun_server=args.stun_server,
             allowed_origins=tuple(args.allowed_origins),
             allowed_hosts=tuple(args.allowed_hosts),
-            **{name: getattr(args, name) for name in LIMITS},
+            **{name: getattr(args, name) for name in (*SERVING, *LIMITS)},
         )
         cluster_config = (
             ClusterConfig(
                 address=args.ray_address,
-                replicas=args.replicas,
-                max_replicas=args.max_replicas,
                 sessions_per_replica=args.sessions_per_replica or args.max_sessions,
-                host_cpus=args.host_cpus,
                 torch_threads=args.threads,
                 batcher=args.batcher,
-                batcher_gpus=args.batcher_gpus,
-                batcher_replicas=args.batcher_replicas,
-                drain_s=args.drain_s,
+                **{name: getattr(args, name) for name in CLUSTER},
             )
             if args.cluster or args.ray_address
             else None
