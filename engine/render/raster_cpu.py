@@ -1,0 +1,239 @@
+"""The rasterizer's CPU kernels, compiled with numba: raster.py's rules and arithmetic in loops.
+
+`_rasterize_torch` (raster.py) is the reference; these kernels follow it step by step, so they
+draw the same faces and give bit-identical barycentrics and depths:
+- vertices snap to the 1/2**subpixel_bits grid (round half to even), edge functions are exact
+  int64 with the top-left fill rule, and each triangle's rows are scanned over the exact span of
+  pixel centres its three edge functions admit;
+- each covered pixel centre's (depth bits, face index) key competes in a z-buffer, the nearest
+  winning, with depth from the same float32 operations in the same order as the reference;
+- each covered pixel's perspective-correct barycentrics are computed for its winning face only.
+Work scales with the covered area, as in the reference, without its tensors of fragments.
+The kernels take numpy arrays, release the GIL (frames are drawn in worker threads) and are
+cached on disk when the package's directory (or numba's cache directory) is writable.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+from numba import njit
+
+_EMPTY = np.iinfo(np.int64).max  # z-buffer key of a pixel that nothing covers
+_TINY = np.float32(np.finfo(np.float32).tiny)  # 1 / depth is clamped to this, as in the reference
+_F0, _HALF_PX, _ONE_F = np.float32(0), np.float32(0.5), np.float32(1)  # float32 constants
+
+
+def _compile(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Compiled without the GIL; division as IEEE floats (inf, nan), as torch divides."""
+    try:
+        return njit(nogil=True, cache=True, error_model="numpy")(fn)
+    except RuntimeError:  # numba found no writable cache directory: compile in each process
+        return njit(nogil=True, error_model="numpy")(fn)
+
+
+@_compile
+def _ceil_div(a: int, b: int) -> int:
+    return -((-a) // b)
+
+
+@_compile
+def _row_span(a: int, e_row: int, half: int, one: int, first: int, last: int) -> tuple[int, int]:
+    """Narrow the columns [first, last] of a row to those where the edge function
+    E = a * px + e_row is >= 0 at the pixel centres px = j * one + half."""
+    if a > 0:
+        first = max(first, _ceil_div(_ceil_div(-e_row, a) - half, one))
+    elif a < 0:
+        last = min(last, (e_row // -a - half) // one)
+    elif e_row < 0:  # an edge along the row, with the row outside
+        last = first - 1
+    return first, last
+
+
+@_compile
+def _draw_triangle(
+    verts: np.ndarray,
+    corner: np.ndarray,
+    f: int,
+    cull_backfaces: bool,
+    subpixel_bits: int,
+    guard_px: int,
+    face_bits: int,
+    plane: np.ndarray,
+    zbuffer: np.ndarray,
+    height: int,
+    width: int,
+    depth_f32: np.ndarray,
+    depth_bits: np.ndarray,
+) -> None:
+    """Face f (its corners [3] index verts [V, 3]) into the z-buffer [H * W]; its planes into `plane`."""
+    x0, y0, z0 = verts[corner[0], 0], verts[corner[0], 1], verts[corner[0], 2]
+    x1, y1, z1 = verts[corner[1], 0], verts[corner[1], 1], verts[corner[1], 2]
+    x2, y2, z2 = verts[corner[2], 0], verts[corner[2], 1], verts[corner[2], 2]
+    # _PerspectivePlanes.of: screen-space barycentric slopes, then q = bary / z.
+    e1x, e1y, e2x, e2y = x1 - x0, y1 - y0, x2 - x0, y2 - y0
+    det = e1x * e2y - e1y * e2x
+    dbx0, dbx1, dbx2 = (e1y - e2y) / det, e2y / det, -e1y / det
+    dby0, dby1, dby2 = (e2x - e1x) / det, -e2x / det, e1x / det
+    plane[0], plane[1], plane[2] = x0, y0, _ONE_F / z0
+    plane[3], plane[4], plane[5] = dbx0 / z0, dbx1 / z1, dbx2 / z2
+    plane[6], plane[7], plane[8] = dby0 / z0, dby1 / z1, dby2 / z2
+    solvable = (
+        np.isfinite(dbx0) and np.isfinite(dbx1) and np.isfinite(dbx2)
+        and np.isfinite(dby0) and np.isfinite(dby1) and np.isfinite(dby2)
+    )
+    in_guard = (
+        abs(x0) <= guard_px and abs(y0) <= guard_px and abs(x1) <= guard_px
+        and abs(y1) <= guard_px and abs(x2) <= guard_px and abs(y2) <= guard_px
+    )
+    if not (z0 > 0 and z1 > 0 and z2 > 0 and in_guard and solvable):
+        return
+    one = 1 << subpixel_bits
+    half = one // 2
+    fx0, fx1, fx2 = int(np.rint(x0 * one)), int(np.rint(x1 * one)), int(np.rint(x2 * one))
+    fy0, fy1, fy2 = int(np.rint(y0 * one)), int(np.rint(y1 * one)), int(np.rint(y2 * one))
+    # Edge k runs from corner k+1 to corner k+2; E_k(p) = ea * px + eb * py + ec, exact in int64.
+    ea0, eb0 = fy2 - fy1, fx1 - fx2
+    ea1, eb1 = fy0 - fy2, fx2 - fx0
+    ea2, eb2 = fy1 - fy0, fx0 - fx1
+    ec0 = -(ea0 * fx1 + eb0 * fy1)
+    ec1 = -(ea1 * fx2 + eb1 * fy2)
+    ec2 = -(ea2 * fx0 + eb2 * fy0)
+    area = ea0 * fx0 + eb0 * fy0 + ec0
+    if area < 0 and not cull_backfaces:  # clockwise: flip, so that every E_k >= 0 inside
+        ea0, eb0, ec0, ea1, eb1, ec1 = -ea0, -eb0, -ec0, -ea1, -eb1, -ec1
+        ea2, eb2, ec2 = -ea2, -eb2, -ec2
+    elif area <= 0:
+        return
+    # Top-left fill rule: a pixel centre on an edge is drawn only by a top or left edge's triangle.
+    if not (ea0 > 0 or (ea0 == 0 and eb0 > 0)):
+        ec0 -= 1
+    if not (ea1 > 0 or (ea1 == 0 and eb1 > 0)):
+        ec1 -= 1
+    if not (ea2 > 0 or (ea2 == 0 and eb2 > 0)):
+        ec2 -= 1
+
+    first_row = max(_ceil_div(min(fy0, fy1, fy2) - half, one), 0)
+    last_row = min((max(fy0, fy1, fy2) - half) // one, height - 1)
+    slope = (plane[3] + plane[4]) + plane[5]  # d(1 / depth) / dx along a row
+    dx = _HALF_PX - plane[0]  # column 0's centre, relative to corner 0
+    for row in range(first_row, last_row + 1):
+        centre_y = (row << subpixel_bits) + half
+        first, last = _row_span(ea0, eb0 * centre_y + ec0, half, one, 0, width - 1)
+        first, last = _row_span(ea1, eb1 * centre_y + ec1, half, one, first, last)
+        first, last = _row_span(ea2, eb2 * centre_y + ec2, half, one, first, last)
+        if first > last:
+            continue
+        # 1 / depth at the row's column 0, then stepped along the row, as the reference does.
+        dy = (np.float32(row) + _HALF_PX) - plane[1]
+        q0 = (plane[2] + plane[3] * dx) + plane[6] * dy
+        q1 = (_F0 + plane[4] * dx) + plane[7] * dy
+        q2 = (_F0 + plane[5] * dx) + plane[8] * dy
+        row_inv_depth = (q0 + q1) + q2
+        pixel = row * width
+        for col in range(first, last + 1):
+            inv_depth = row_inv_depth + slope * np.float32(col)
+            if inv_depth < _TINY:
+                inv_depth = _TINY
+            depth_f32[0] = _ONE_F / inv_depth
+            key = (np.int64(depth_bits[0]) << face_bits) | f  # positive floats order like their bits
+            if key < zbuffer[pixel + col]:
+                zbuffer[pixel + col] = key
+
+
+@_compile
+def _resolve(
+    zbuffer: np.ndarray,
+    planes: np.ndarray,
+    face_bits: int,
+    face: np.ndarray,
+    bary: np.ndarray,
+    depth: np.ndarray,
+) -> None:
+    """One image's z-buffer [H * W] -> its face [H, W], bary [H, W, 3] and depth [H, W]."""
+    height, width = face.shape
+    face_mask = (1 << face_bits) - 1
+    for i in range(height):
+        y = np.float32(i) + _HALF_PX
+        for j in range(width):
+            key = zbuffer[i * width + j]
+            if key == _EMPTY:
+                face[i, j] = -1
+                bary[i, j, 0] = bary[i, j, 1] = bary[i, j, 2] = _F0
+                depth[i, j] = np.inf
+                continue
+            f = key & face_mask
+            plane = planes[f]
+            dx, dy = (np.float32(j) + _HALF_PX) - plane[0], y - plane[1]
+            q0 = (plane[2] + plane[3] * dx) + plane[6] * dy
+            q1 = (_F0 + plane[4] * dx) + plane[7] * dy
+            q2 = (_F0 + plane[5] * dx) + plane[8] * dy
+            inv_depth = (q0 + q1) + q2
+            face[i, j] = f
+            bary[i, j, 0], bary[i, j, 1], bary[i, j, 2] = q0 / inv_depth, q1 / inv_depth, q2 / inv_depth
+            depth[i, j] = _ONE_F / inv_depth
+
+
+@_compile
+def rasterize_into(
+    verts: np.ndarray,
+    faces: np.ndarray,
+    cull_backfaces: bool,
+    subpixel_bits: int,
+    guard_px: int,
+    face_bits: int,
+    face: np.ndarray,
+    bary: np.ndarray,
+    depth: np.ndarray,
+) -> bool:
+    """verts [B, V, 3] float32 (x, y pixels, camera depth), faces [F, 3] int64 -> fills face [B, H, W]
+    int64 (-1 where empty), bary [B, H, W, 3] float32 (0 where empty), depth [B, H, W] float32
+    (+inf where empty). False, with nothing drawn, when a face indexes a vertex that is not there."""
+    n_batch, height, width = face.shape
+    n_faces = faces.shape[0]
+    for f in range(n_faces):
+        for k in range(3):
+            if faces[f, k] < 0 or faces[f, k] >= verts.shape[1]:
+                return False
+    zbuffer = np.empty(height * width, np.int64)
+    planes = np.empty((n_faces, 9), np.float32)  # per face: corner 0, q there, dq/dx [3], dq/dy [3]
+    depth_f32 = np.empty(1, np.float32)
+    depth_bits = depth_f32.view(np.int32)  # the float's bit pattern, which the keys hold
+    for b in range(n_batch):
+        zbuffer[:] = _EMPTY
+        for f in range(n_faces):
+            _draw_triangle(
+                verts[b], faces[f], f, cull_backfaces, subpixel_bits, guard_px, face_bits, planes[f],
+                zbuffer, height, width, depth_f32, depth_bits,
+            )
+        _resolve(zbuffer, planes, face_bits, face[b], bary[b], depth[b])
+    return True
+
+
+@_compile
+def interpolate_into(
+    attrs: np.ndarray, face: np.ndarray, bary: np.ndarray, faces: np.ndarray, out: np.ndarray
+) -> bool:
+    """attrs [1 | B, V, C] float32 (one table for the whole batch, or one per item), face [B, H, W],
+    bary [B, H, W, 3], faces [F, 3] -> out [B, H, W, C]: the corners' attributes blended, 0 where
+    empty. False, with `out` unfilled, when a face or a vertex index is out of range."""
+    n_batch, height, width = face.shape
+    channels = attrs.shape[2]
+    if faces.size and (faces.min() < 0 or faces.max() >= attrs.shape[1]):
+        return False
+    for b in range(n_batch):
+        table = attrs[0] if attrs.shape[0] == 1 else attrs[b]
+        for i in range(height):
+            for j in range(width):
+                f = face[b, i, j]
+                if f < 0:
+                    out[b, i, j, :] = _F0
+                    continue
+                if f >= faces.shape[0]:
+                    return False
+                w0, w1, w2 = bary[b, i, j, 0], bary[b, i, j, 1], bary[b, i, j, 2]
+                v0, v1, v2 = table[faces[f, 0]], table[faces[f, 1]], table[faces[f, 2]]
+                for c in range(channels):  # the reference's order: ((0 + w0 v0) + w1 v1) + w2 v2
+                    out[b, i, j, c] = ((_F0 + w0 * v0[c]) + w1 * v1[c]) + w2 * v2[c]
+    return True
