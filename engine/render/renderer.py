@@ -74,6 +74,10 @@ class AvatarRenderer:
         self.grid = torch.stack(torch.meshgrid(grid, grid, indexing="xy"), -1).reshape(
             -1, 2
         )  # [G*G, 2] (u, v)
+        # [S, G] bilinear resizing's weights (align_corners=False), from resizing the identity:
+        # the coarse field is upsampled by two small matrix products.
+        eye = torch.eye(WARP_GRID, device=self.device)[None]
+        self._upsample = resize(eye, size=size, mode="linear", align_corners=False)[0].T.contiguous()
         pixel = (torch.arange(size, device=self.device) + 0.5) / size
         self.pixels = torch.stack(torch.meshgrid(pixel, pixel, indexing="xy"), -1)  # [S, S, 2]
         self._eye_regions = _eye_regions(self.mesh)
@@ -153,7 +157,8 @@ class AvatarRenderer:
         grid = self.grid[None]  # [1 | N, G*G, 2] in uv
         if windows is not None:
             grid = windows[:, None, :2] + self.grid * windows[:, None, 2:]
-        d2 = ((grid[:, :, None] - now[:, None]) ** 2).sum(-1)  # [N, G*G, B]
+        offset = grid[:, :, None] - now[:, None]  # [N, G*G, B, 2]
+        d2 = offset[..., 0] ** 2 + offset[..., 1] ** 2  # [N, G*G, B]
         nearest = d2.min(-1, keepdim=True).values
         k = torch.exp(-0.5 * (d2 - nearest) / WARP_BLEND**2)  # shifted by the nearest: no underflow
         fade = torch.exp(-0.5 * nearest / WARP_REACH**2)
@@ -162,10 +167,12 @@ class AvatarRenderer:
             ramp = edge.clamp(0, 1) ** 2 * (3 - 2 * edge.clamp(0, 1))  # smoothstep
             fade = fade * ramp.prod(-1)[None, :, None]
         field = fade * (k @ motion) / k.sum(-1, keepdim=True)  # [N, G*G, 2]
-        field = field.reshape(-1, WARP_GRID, WARP_GRID, 2).permute(0, 3, 1, 2)
-        return resize(field, size=(self.size, self.size), mode="bilinear", align_corners=False).permute(
-            0, 2, 3, 1
-        )
+        # Bilinear upsampling as two matrix products, along x then along y:
+        # [N, G (y), G (x), 2] -> [N, S (x), G (y), 2] -> [N, S (y), S (x), 2].
+        g, s = WARP_GRID, self.size
+        along_x = self._upsample @ field.view(-1, g, g, 2).transpose(1, 2).reshape(-1, g, g * 2)
+        along_y = self._upsample @ along_x.view(-1, s, g, 2).transpose(1, 2).reshape(-1, g, s * 2)
+        return along_y.view(-1, s, s, 2)
 
 
 def _eye_regions(mesh: RenderMesh) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
