@@ -12,7 +12,7 @@ How the tensor code works, in tensor ops only (no Python loop over triangles or 
 3. One scatter_reduce('amin') over keys packing (depth bits, face index) resolves visibility.
 4. Perspective-correct barycentrics are computed for each covered pixel's winning face only.
 
-On CPU, `rasterize` and `interpolate` run raster_cpu.py's numba kernels: the same rules and the
+On CPU, `rasterize` and `interpolate` run kernels.py's numba kernels: the same rules and the
 same float32 operations in loops (each triangle's rows scanned, one z-buffer test per covered
 pixel centre), so the result is bit-identical to this module's tensor code at a fraction of its
 cost. The tensor code remains the reference, and runs where the kernels do not apply: on CUDA,
@@ -113,7 +113,7 @@ def prepare(device: str | torch.device) -> None:
     interpolate(verts, rasterize(verts, faces, 4, 4), faces)
 
 
-# ---- the compiled CPU rasterizer (raster_cpu.py) -----------------------------------------------
+# ---- the compiled CPU rasterizer (kernels.py) -----------------------------------------------
 
 
 def _compiled_fits(*tensors: Tensor) -> bool:
@@ -130,13 +130,13 @@ def _rasterize_compiled(
 ) -> Fragments | None:
     """`_rasterize_torch`'s result from the compiled kernel; None when a face indexes a vertex that
     is not there (the reference then reports it)."""
-    from engine.render import raster_cpu  # here: numba takes half a second to import
+    from engine.render import kernels  # here: numba takes half a second to import
 
     n_batch = verts.shape[0]
     face = torch.empty(n_batch, height, width, dtype=torch.long)
     bary = torch.empty(n_batch, height, width, 3)
     depth = torch.empty(n_batch, height, width)
-    drawn = raster_cpu.rasterize_into(
+    drawn = kernels.rasterize_into(
         verts.detach().contiguous().numpy(),
         faces.contiguous().numpy(),
         cull_backfaces,
@@ -153,14 +153,14 @@ def _rasterize_compiled(
 def _interpolate_compiled(attrs: Tensor, frags: Fragments, faces: Tensor) -> Tensor | None:
     """`interpolate` by the compiled kernel; None when the inputs do not fit together (the tensor
     code then reports it)."""
-    from engine.render import raster_cpu
+    from engine.render import kernels
 
     n_batch, height, width = frags.face.shape
     table = attrs if attrs.dim() == 3 else attrs[None]
     if table.shape[0] != n_batch and attrs.dim() == 3:
         return None
     out = torch.empty(n_batch, height, width, attrs.shape[-1])
-    fits = raster_cpu.interpolate_into(
+    fits = kernels.interpolate_into(
         table.detach().contiguous().numpy(),
         frags.face.contiguous().numpy(),
         frags.bary.detach().contiguous().numpy(),

@@ -1,7 +1,9 @@
-"""The rasterizer's CPU kernels, compiled with numba: raster.py's rules and arithmetic in loops.
+"""The renderer's CPU kernels, compiled with numba: loops that replace frame-sized tensor code,
+with the same arithmetic, so their results are the same.
 
-`_rasterize_torch` (raster.py) is the reference; these kernels follow it step by step, so they
-draw the same faces and give bit-identical barycentrics and depths:
+Rasterizer (raster.py): `_rasterize_torch` is the reference; `rasterize_into` and
+`interpolate_into` follow it step by step, so they draw the same faces and give bit-identical
+barycentrics, depths and attributes:
 - vertices snap to the 1/2**subpixel_bits grid (round half to even), edge functions are exact
   int64 with the top-left fill rule, and each triangle's rows are scanned over the exact span of
   pixel centres its three edge functions admit;
@@ -9,6 +11,10 @@ draw the same faces and give bit-identical barycentrics and depths:
   winning, with depth from the same float32 operations in the same order as the reference;
 - each covered pixel's perspective-correct barycentrics are computed for its winning face only.
 Work scales with the covered area, as in the reference, without its tensors of fragments.
+
+Paste-back (framing.py): `paste_into` blends face regions into frames only where the feathered
+edge is partly transparent, and copies the opaque interior.
+
 The kernels take numpy arrays, release the GIL (frames are drawn in worker threads) and are
 cached on disk when the package's directory (or numba's cache directory) is writable.
 """
@@ -237,3 +243,23 @@ def interpolate_into(
                 for c in range(channels):  # the reference's order: ((0 + w0 v0) + w1 v1) + w2 v2
                     out[b, i, j, c] = ((_F0 + w0 * v0[c]) + w1 * v1[c]) + w2 * v2[c]
     return True
+
+
+@_compile
+def paste_into(frames: np.ndarray, regions: np.ndarray, alpha: np.ndarray, boxes: np.ndarray) -> None:
+    """Regions [N, B, B, 3] uint8 over frames [N, S, S, 3] uint8, their top-left corners at boxes
+    [N, 2] (x, y; parts outside the frame dropped), with opacity alpha [B, B] float32: each value
+    under + alpha * (region - under), rounded, as float32 arithmetic gives it."""
+    side, size = regions.shape[1], frames.shape[1]
+    for n in range(frames.shape[0]):
+        x, y = boxes[n, 0], boxes[n, 1]
+        for i in range(max(0, -y), min(side, size - y)):
+            out, region, opacity = frames[n, y + i], regions[n, i], alpha[i]  # rows: [S, 3], [B, 3], [B]
+            for j in range(max(0, -x), min(side, size - x)):
+                a = opacity[j]
+                if a == _ONE_F:
+                    out[x + j, 0], out[x + j, 1], out[x + j, 2] = region[j, 0], region[j, 1], region[j, 2]
+                elif a != _F0:
+                    for c in range(3):
+                        under = np.float32(out[x + j, c])
+                        out[x + j, c] = np.uint8(under + a * (np.float32(region[j, c]) - under) + _HALF_PX)
