@@ -40,18 +40,14 @@ def _compile(fn: Callable[..., Any]) -> Callable[..., Any]:
 
 
 @_compile
-def _ceil_div(a: int, b: int) -> int:
-    return -((-a) // b)
-
-
-@_compile
-def _row_span(a: int, e_row: int, half: int, one: int, first: int, last: int) -> tuple[int, int]:
+def _row_span(a: int, e_row: int, half: int, bits: int, first: int, last: int) -> tuple[int, int]:
     """Narrow the columns [first, last] of a row to those where the edge function
-    E = a * px + e_row is >= 0 at the pixel centres px = j * one + half."""
-    if a > 0:
-        first = max(first, _ceil_div(_ceil_div(-e_row, a) - half, one))
-    elif a < 0:
-        last = min(last, (e_row // -a - half) // one)
+    E = a * px + e_row is >= 0 at the pixel centres px = (j << bits) + half. The reference's
+    ceiling and floor divisions; by the pixel's size as shifts (floor division by a power of 2)."""
+    if a > 0:  # px >= ceil(-e_row / a), so j >= ceil((that - half) / one)
+        first = max(first, -((half + e_row // a) >> bits))
+    elif a < 0:  # px <= floor(e_row / -a)
+        last = min(last, (e_row // -a - half) >> bits)
     elif e_row < 0:  # an edge along the row, with the row outside
         last = first - 1
     return first, last
@@ -120,15 +116,15 @@ def _draw_triangle(
     if not (ea2 > 0 or (ea2 == 0 and eb2 > 0)):
         ec2 -= 1
 
-    first_row = max(_ceil_div(min(fy0, fy1, fy2) - half, one), 0)
-    last_row = min((max(fy0, fy1, fy2) - half) // one, height - 1)
+    first_row = max(-((half - min(fy0, fy1, fy2)) >> subpixel_bits), 0)  # ceil((y - half) / one)
+    last_row = min((max(fy0, fy1, fy2) - half) >> subpixel_bits, height - 1)
     slope = (plane[3] + plane[4]) + plane[5]  # d(1 / depth) / dx along a row
     dx = _HALF_PX - plane[0]  # column 0's centre, relative to corner 0
     for row in range(first_row, last_row + 1):
         centre_y = (row << subpixel_bits) + half
-        first, last = _row_span(ea0, eb0 * centre_y + ec0, half, one, 0, width - 1)
-        first, last = _row_span(ea1, eb1 * centre_y + ec1, half, one, first, last)
-        first, last = _row_span(ea2, eb2 * centre_y + ec2, half, one, first, last)
+        first, last = _row_span(ea0, eb0 * centre_y + ec0, half, subpixel_bits, 0, width - 1)
+        first, last = _row_span(ea1, eb1 * centre_y + ec1, half, subpixel_bits, first, last)
+        first, last = _row_span(ea2, eb2 * centre_y + ec2, half, subpixel_bits, first, last)
         if first > last:
             continue
         # 1 / depth at the row's column 0, then stepped along the row, as the reference does.
