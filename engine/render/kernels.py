@@ -225,19 +225,21 @@ def interpolate_into(
     if faces.size and (faces.min() < 0 or faces.max() >= attrs.shape[1]):
         return False
     for b in range(n_batch):
-        table = attrs[0] if attrs.shape[0] == 1 else attrs[b]
+        t = 0 if attrs.shape[0] == 1 else b
         for i in range(height):
             for j in range(width):
                 f = face[b, i, j]
                 if f < 0:
-                    out[b, i, j, :] = _F0
+                    for c in range(channels):
+                        out[b, i, j, c] = _F0
                     continue
                 if f >= faces.shape[0]:
                     return False
                 w0, w1, w2 = bary[b, i, j, 0], bary[b, i, j, 1], bary[b, i, j, 2]
-                v0, v1, v2 = table[faces[f, 0]], table[faces[f, 1]], table[faces[f, 2]]
-                for c in range(channels):  # the reference's order: ((0 + w0 v0) + w1 v1) + w2 v2
-                    out[b, i, j, c] = ((_F0 + w0 * v0[c]) + w1 * v1[c]) + w2 * v2[c]
+                v0, v1, v2 = faces[f, 0], faces[f, 1], faces[f, 2]
+                for c in range(channels):  # the reference's order: ((0 + w0 a0) + w1 a1) + w2 a2
+                    a0, a1, a2 = attrs[t, v0, c], attrs[t, v1, c], attrs[t, v2, c]
+                    out[b, i, j, c] = ((_F0 + w0 * a0) + w1 * a1) + w2 * a2
     return True
 
 
@@ -259,3 +261,55 @@ def paste_into(frames: np.ndarray, regions: np.ndarray, alpha: np.ndarray, boxes
                     for c in range(3):
                         under = np.float32(out[x + j, c])
                         out[x + j, c] = np.uint8(under + a * (np.float32(region[j, c]) - under) + _HALF_PX)
+
+
+@_compile
+def composite_lookup_into(
+    face: np.ndarray,
+    bary: np.ndarray,
+    faces: np.ndarray,
+    attrs: np.ndarray,
+    outside: np.ndarray,
+    uv: np.ndarray,
+    weight: np.ndarray,
+    colour: np.ndarray,
+) -> None:
+    """The compositor's per-pixel lookups (renderer.py's `composite`, with its float32 operations):
+    face [N, S, S], bary [N, S, S, 3], faces [F, 3], attrs [V, 7] per vertex (uv in the photo,
+    the photo's weight, own colour [3], inner), outside [N, S, S, 2] where pixels off the face
+    come from -> uv [N, S, S, 2] where each pixel samples the photo (the face's uv blended into
+    `outside` by inner), weight [N, S, S] of the photo (1 off the face) and colour [N, S, S, 3]
+    (0 off the face). face and bary come from rasterizing `faces`."""
+    corner = np.empty(7, np.float32)
+    for n in range(face.shape[0]):
+        for i in range(face.shape[1]):
+            for j in range(face.shape[2]):
+                f = face[n, i, j]
+                if f < 0:
+                    for c in range(7):
+                        corner[c] = _F0
+                else:
+                    w0, w1, w2 = bary[n, i, j, 0], bary[n, i, j, 1], bary[n, i, j, 2]
+                    k0, k1, k2 = faces[f, 0], faces[f, 1], faces[f, 2]
+                    for c in range(7):  # as interpolate_into
+                        corner[c] = ((_F0 + w0 * attrs[k0, c]) + w1 * attrs[k1, c]) + w2 * attrs[k2, c]
+                inner = corner[6]
+                uv[n, i, j, 0] = inner * corner[0] + (_ONE_F - inner) * outside[n, i, j, 0]
+                uv[n, i, j, 1] = inner * corner[1] + (_ONE_F - inner) * outside[n, i, j, 1]
+                weight[n, i, j] = corner[2] if f >= 0 else _ONE_F
+                colour[n, i, j, 0], colour[n, i, j, 1], colour[n, i, j, 2] = corner[3], corner[4], corner[5]
+
+
+@_compile
+def composite_blend_into(
+    photo: np.ndarray, weight: np.ndarray, colour: np.ndarray, frames: np.ndarray
+) -> None:
+    """photo [N, S, S, 3] sampled, weight [N, S, S], colour [N, S, S, 3] -> frames [N, S, S, 3]:
+    weight * photo + (1 - weight) * colour, clamped to 0..1."""
+    for n in range(frames.shape[0]):
+        for i in range(frames.shape[1]):
+            for j in range(frames.shape[2]):
+                w = weight[n, i, j]
+                for c in range(3):
+                    value = w * photo[n, i, j, c] + (_ONE_F - w) * colour[n, i, j, c]
+                    frames[n, i, j, c] = min(max(value, _F0), _ONE_F)

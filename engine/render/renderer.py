@@ -82,7 +82,8 @@ class AvatarRenderer:
         self.pixels = torch.stack(torch.meshgrid(pixel, pixel, indexing="xy"), -1)  # [S, S, 2]
         self._eye_regions = _eye_regions(self.mesh)
         self._centre = self.mesh.model.identity.vertices.mean(0)
-        prepare(self.device)  # compiled CPU kernels ready before the first frame
+        prepare(self.device)  # the compiled CPU kernels ready before the first frame:
+        self.composite(avatar.reference_params)  # the compositor's too
 
     def screen(self, params: FaceParams) -> Tensor:
         """[N, V, 3]: pixel x, y and camera depth of every mesh vertex (the whole frame)."""
@@ -109,16 +110,45 @@ class AvatarRenderer:
         """Frames of the person from the reference photo: [N, S, S, 3]."""
         whole = self.screen(params)
         frags = rasterize(self._in_windows(whole, windows), self.faces, self.size, self.size)
-        inside = interpolate(self.attrs, frags, self.faces)  # [N, S, S, 7], zero outside the mesh
         pixels = self.pixels  # [S, S, 2] or, in windows, [N, S, S, 2]
         if windows is not None:
             pixels = windows[:, None, None, :2] + self.pixels * windows[:, None, None, 2:]
-        outside = pixels + self._outside_motion(whole, windows)
+        outside = pixels + self._outside_motion(whole, windows)  # [N, S, S, 2]
+        if self.device.type == "cpu":
+            return Drawn(self._composite_compiled(frags, outside), frags)
+        return Drawn(self._composite_tensors(frags, outside), frags)
+
+    def _composite_tensors(self, frags: Fragments, outside: Tensor) -> Tensor:
+        """The photo sampled at the face's uv inside the mesh and at `outside` [N, S, S, 2] beyond
+        it, blended with the mesh's own colours where the photo has nothing: frames [N, S, S, 3]."""
+        inside = interpolate(self.attrs, frags, self.faces)  # [N, S, S, 7], zero outside the mesh
         alpha = inside[..., INNER]
         photo = sample_texture(self.photo, alpha * inside[..., UV] + (1 - alpha) * outside)
         weight = torch.where(frags.mask[..., None], inside[..., PHOTO], 1.0)
         frames = weight * photo + (1 - weight) * inside[..., COLOR]
-        return Drawn(frames.clamp(0, 1), frags)
+        return frames.clamp(0, 1)
+
+    def _composite_compiled(self, frags: Fragments, outside: Tensor) -> Tensor:
+        """`_composite_tensors` on CPU, the same operations in kernels.py's loops around the
+        texture lookup: fewer passes over frame-sized tensors, the same frames."""
+        from engine.render import kernels  # here: numba takes a while to import
+
+        n, s = len(outside), self.size
+        uv, weight, colour = torch.empty(n, s, s, 2), torch.empty(n, s, s), torch.empty(n, s, s, 3)
+        kernels.composite_lookup_into(
+            frags.face.numpy(),
+            frags.bary.numpy(),
+            self.faces.numpy(),
+            self.attrs.numpy(),
+            outside.contiguous().numpy(),
+            uv.numpy(),
+            weight.numpy(),
+            colour.numpy(),
+        )
+        photo = sample_texture(self.photo, uv).contiguous()
+        frames = torch.empty(n, s, s, 3)
+        kernels.composite_blend_into(photo.numpy(), weight.numpy(), colour.numpy(), frames.numpy())
+        return frames
 
     @torch.no_grad()
     def face(self, params: FaceParams) -> Drawn:
