@@ -12,6 +12,9 @@ barycentrics, depths and attributes:
 - each covered pixel's perspective-correct barycentrics are computed for its winning face only.
 Work scales with the covered area, as in the reference, without its tensors of fragments.
 
+Compositor (renderer.py): `composite_lookup_into` and `composite_blend_into` are its tensor
+code's per-pixel operations before and after the texture lookup, in the same float32 order.
+
 Paste-back (framing.py): `paste_into` blends face regions into frames only where the feathered
 edge is partly transparent, and copies the opaque interior.
 

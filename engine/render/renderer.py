@@ -10,6 +10,7 @@ Three outputs from one rasterization of the avatar's mesh (engine/render/mesh.py
 Each draws the whole reference frame; `composite` can also draw, per frame, a square window of
 it (`windows`: the face region that engine/render/framing.py pastes into a larger frame). A
 window's edges stay still, so what is pasted meets the still background around it without a seam.
+On CPU the compositor's per-pixel work runs in compiled kernels (kernels.py), with the same result.
 """
 from __future__ import annotations
 
