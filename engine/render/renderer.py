@@ -75,6 +75,8 @@ class AvatarRenderer:
         self.grid = torch.stack(torch.meshgrid(grid, grid, indexing="xy"), -1).reshape(
             -1, 2
         )  # [G*G, 2] (u, v)
+        edge = (torch.minimum(self.grid, 1 - self.grid) / WINDOW_STILL).clamp(0, 1)  # 0 at the edge
+        self._window_still = (edge**2 * (3 - 2 * edge)).prod(-1)[:, None]  # [G*G, 1] smoothstep
         # [S, G] bilinear resizing's weights (align_corners=False), from resizing the identity:
         # the coarse field is upsampled by two small matrix products.
         eye = torch.eye(WARP_GRID, device=self.device)[None]
@@ -188,15 +190,14 @@ class AvatarRenderer:
         grid = self.grid[None]  # [1 | N, G*G, 2] in uv
         if windows is not None:
             grid = windows[:, None, :2] + self.grid * windows[:, None, 2:]
-        offset = grid[:, :, None] - now[:, None]  # [N, G*G, B, 2]
-        d2 = offset[..., 0] ** 2 + offset[..., 1] ** 2  # [N, G*G, B]
+        dx = grid[:, :, None, 0] - now[:, None, :, 0]  # [N, G*G, B]
+        dy = grid[:, :, None, 1] - now[:, None, :, 1]
+        d2 = dx * dx + dy * dy
         nearest = d2.min(-1, keepdim=True).values
         k = torch.exp(-0.5 * (d2 - nearest) / WARP_BLEND**2)  # shifted by the nearest: no underflow
         fade = torch.exp(-0.5 * nearest / WARP_REACH**2)
         if windows is not None:
-            edge = torch.minimum(self.grid, 1 - self.grid) / WINDOW_STILL  # [G*G, 2] 0 at the edge
-            ramp = edge.clamp(0, 1) ** 2 * (3 - 2 * edge.clamp(0, 1))  # smoothstep
-            fade = fade * ramp.prod(-1)[None, :, None]
+            fade = fade * self._window_still
         field = fade * (k @ motion) / k.sum(-1, keepdim=True)  # [N, G*G, 2]
         # Bilinear upsampling as two matrix products, along x then along y:
         # [N, G (y), G (x), 2] -> [N, S (x), G (y), 2] -> [N, S (y), S (x), 2].
