@@ -4,12 +4,13 @@ from dataclasses import replace
 import numpy as np
 import pytest
 import torch
+from torch.nn.functional import interpolate as resize
 
 from engine.face import topology
 from engine.pipeline.demo import demo_sequence
 from engine.pipeline.idle import BREATH_RISE, IdleAvatar, IdleMotion, blink_curve
 from engine.render.raster import rasterize
-from engine.render.renderer import AvatarRenderer
+from engine.render.renderer import WARP_GRID, AvatarRenderer
 from engine.types import FPS, PARAM_NAMES, POSE_NAMES, FaceParams
 
 
@@ -96,6 +97,12 @@ def test_compiled_composite_equals_the_tensor_code(avatar, renderer):
         compiled = renderer._composite_compiled(frags, outside)
         assert torch.equal(compiled, renderer._composite_tensors(frags, outside))
         assert frags.mask.float().mean() > 0.1 and compiled.std() > 0.1
+
+
+def test_outside_motion_is_upsampled_bilinearly(renderer):
+    field = torch.randn(2, WARP_GRID, WARP_GRID, 2, generator=torch.Generator().manual_seed(1))
+    expected = resize(field.permute(0, 3, 1, 2), size=(256, 256), mode="bilinear", align_corners=False)
+    assert torch.allclose(renderer._upsampled(field), expected.permute(0, 2, 3, 1), atol=1e-6)
 
 
 def test_demo_shows_every_shape_blinks_and_pose(avatar):

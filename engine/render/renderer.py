@@ -199,10 +199,13 @@ class AvatarRenderer:
         if windows is not None:
             fade = fade * self._window_still
         field = fade * (k @ motion) / k.sum(-1, keepdim=True)  # [N, G*G, 2]
-        # Bilinear upsampling as two matrix products, along x then along y:
-        # [N, G (y), G (x), 2] -> [N, S (x), G (y), 2] -> [N, S (y), S (x), 2].
+        return self._upsampled(field.view(-1, WARP_GRID, WARP_GRID, 2))
+
+    def _upsampled(self, field: Tensor) -> Tensor:
+        """[N, G, G, 2] -> [N, S, S, 2]: bilinear resizing as two matrix products, along x then along
+        y: [N, G (y), G (x), 2] -> [N, S (x), G (y), 2] -> [N, S (y), S (x), 2]."""
         g, s = WARP_GRID, self.size
-        along_x = self._upsample @ field.view(-1, g, g, 2).transpose(1, 2).reshape(-1, g, g * 2)
+        along_x = self._upsample @ field.transpose(1, 2).reshape(-1, g, g * 2)
         along_y = self._upsample @ along_x.view(-1, s, g, 2).transpose(1, 2).reshape(-1, g, s * 2)
         return along_y.view(-1, s, s, 2)
 
