@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 
 from engine.face.track import track_frames
 from engine.pipeline.frames import DEFAULT_SIZE, FramesError, FrameSource
 from engine.pipeline.idle import IdleMotion
+from engine.render.framing import FEATHER
 from engine.types import EXP_START, EXPRESSION_NAMES, POSE_NAMES, FaceParams
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -108,3 +110,29 @@ def test_explicit_sizes_are_honoured(avatar):
     for bad in (0, 255, -2):
         with pytest.raises(FramesError, match="even number"):
             FrameSource(avatar, renderer="composite", size=bad)
+
+
+def test_the_paste_blends_the_feathered_edge_and_copies_the_interior(avatar, composite):
+    """Every pixel is background + alpha * (region - background) in float32, rounded, with the
+    feather's smoothstep alpha: the interior is the region itself; regions overhanging any side
+    of the frame, or off it, are cut."""
+    paste, b = composite._paste, composite.framing.box
+    gen = torch.Generator().manual_seed(0)
+    regions = torch.randint(0, 256, (6, b, b, 3), generator=gen, dtype=torch.uint8)
+    boxes = np.array([[60, 40], [-100, 300], [400, -50], [-b, 0], [512 - b, 512 - b], [300, 510]])
+    frames = paste(regions, boxes)
+    t = (np.arange(b, dtype=np.float32) + 0.5) / b
+    ramp = np.clip(np.minimum(t, 1 - t) / np.float32(FEATHER), 0, 1)
+    ramp = ramp**2 * (3 - 2 * ramp)
+    alpha = (ramp[:, None] * ramp[None, :])[..., None]
+    for frame, region, (x, y) in zip(frames, regions.numpy(), boxes, strict=True):
+        expected = paste.background.numpy().copy()
+        top, left, bottom, right = max(y, 0), max(x, 0), min(y + b, 512), min(x + b, 512)
+        if top < bottom and left < right:
+            under = expected[top:bottom, left:right].astype(np.float32)
+            inside = (slice(top - y, bottom - y), slice(left - x, right - x))
+            blended = under + alpha[inside] * (region[inside].astype(np.float32) - under)
+            expected[top:bottom, left:right] = (blended + np.float32(0.5)).astype(np.uint8)
+        assert np.array_equal(frame, expected)
+    interior = slice(round(FEATHER * b) + 1, b - round(FEATHER * b) - 1)
+    assert np.array_equal(frames[0][40:][interior, 60:][:, interior], regions[0].numpy()[interior, interior])

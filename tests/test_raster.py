@@ -1,10 +1,14 @@
-"""Analytic checks of the rasterizer: coverage, fill rule, visibility, interpolation, textures."""
+"""Analytic checks of the rasterizer: coverage, fill rule, visibility, interpolation, textures; and
+the compiled CPU rasterizer (what `rasterize` runs on CPU) against the PyTorch reference."""
 import math
 
 import pytest
 import torch
 
-from engine.render.raster import Fragments, interpolate, rasterize, sample_texture
+from engine.pipeline.idle import IdleMotion
+from engine.render import raster
+from engine.render.raster import Fragments, _rasterize_torch, interpolate, rasterize, sample_texture
+from engine.render.renderer import AvatarRenderer
 
 H, W = 48, 64
 
@@ -186,6 +190,111 @@ def test_batch_items_are_rasterized_independently():
         assert torch.equal(both.depth[k], single.depth[0])
     assert not torch.equal(both.face[0], both.face[1])
     assert isinstance(both, Fragments) and both.mask.dtype == torch.bool
+
+
+def reference_interpolate(attrs: torch.Tensor, frags: Fragments, faces: torch.Tensor) -> torch.Tensor:
+    """`interpolate` by its tensor code: attributes that need a gradient keep it off the kernels."""
+    with torch.enable_grad():
+        return interpolate(attrs.clone().requires_grad_(True), frags, faces).detach()
+
+
+def assert_same_as_reference(verts: torch.Tensor, faces: torch.Tensor, height: int, width: int) -> None:
+    """The compiled rasterizer and interpolation equal the PyTorch reference bit for bit."""
+    attrs = torch.rand(verts.shape[0], verts.shape[1], 4, generator=torch.Generator().manual_seed(5))
+    for cull in (False, True):
+        got = raster._rasterize_compiled(verts, faces, height, width, cull)
+        expected = _rasterize_torch(verts, faces, height, width, cull)
+        assert got is not None
+        assert torch.equal(got.face, expected.face), cull
+        assert torch.equal(got.bary, expected.bary), cull
+        assert torch.equal(got.depth, expected.depth), cull
+        for table in (attrs, attrs[0]):  # one table per batch item, or one for all
+            compiled = raster._interpolate_compiled(table, got, faces)
+            assert compiled is not None
+            assert torch.equal(compiled, reference_interpolate(table, expected, faces))
+    assert expected.mask.any()
+
+
+def test_compiled_rasterizer_equals_the_reference_on_random_meshes():
+    gen = torch.Generator().manual_seed(3)
+    for trial in range(40):
+        # Corners spread past every side of the image and behind the camera (z from -0.5).
+        verts = torch.rand(2, 40, 3, generator=gen) * torch.tensor([1.6 * W, 1.6 * H, 4.0])
+        verts -= torch.tensor([0.3 * W, 0.3 * H, 0.5])
+        if trial % 2:  # on a quarter-pixel grid: many pixel centres on edges, many depth ties
+            verts[..., :2] = (verts[..., :2] * 4).round() / 4
+            verts[..., 2] = (verts[..., 2] * 2).round() / 2 + 1
+        faces = torch.randint(0, 40, (60, 3), generator=gen)  # both windings, and some degenerate
+        faces[:4, 1] = faces[:4, 0]  # corners repeated: no area
+        assert_same_as_reference(verts, faces, H, W)
+
+
+def test_compiled_rasterizer_equals_the_reference_on_shared_edges_and_odd_triangles():
+    # A jittered grid of quads (edges shared, pixel centres on them), a sliver, a huge triangle
+    # and one far off screen, in a batch of two with different depths.
+    gen = torch.Generator().manual_seed(4)
+    gy, gx = torch.meshgrid(torch.arange(6.0), torch.arange(7.0), indexing="ij")
+    x = 4 + gx * 8 + torch.randint(-8, 9, gx.shape, generator=gen) / 4
+    y = 4 + gy * 8 + torch.randint(-8, 9, gy.shape, generator=gen) / 4
+    grid = torch.stack([x, y, 1 + (gx + gy) / 10], -1).view(-1, 3)
+    extra = torch.tensor(
+        [[2.0, 2.0, 0.5], [60.0, 2.0, 0.5], [31.0, 2.001, 0.5], [-1e4, -1e4, 3.0], [1e4, 10.0, 3.0],
+         [10.0, 1e4, 3.0], [500.0, 500.0, 1.0], [520.0, 500.0, 1.0], [500.0, 530.0, 1.0]]
+    )
+    verts = torch.cat([grid, extra])
+    verts = torch.stack([verts, verts * torch.tensor([1.0, 1.0, 2.0]) + torch.tensor([3.5, -2.25, 0.0])])
+    idx = torch.arange(42).view(6, 7)
+    a, b, c, d = idx[:-1, :-1], idx[:-1, 1:], idx[1:, :-1], idx[1:, 1:]
+    faces = torch.cat(
+        [
+            torch.stack([a, b, d], -1).view(-1, 3),
+            torch.stack([a, c, d], -1).view(-1, 3),  # clockwise: culled when asked
+            torch.tensor([[42, 43, 44], [45, 46, 47], [48, 49, 50]]),
+        ]
+    )
+    assert_same_as_reference(verts, faces, H, W)
+    count = coverage_count(verts, faces[:60], H, W)
+    assert count.max() == 1 and count[0, 8:40, 8:48].min() == 1  # drawn exactly once
+
+
+def test_compiled_rasterizer_equals_the_reference_on_the_avatar(avatar):
+    renderer = AvatarRenderer(avatar, 128)
+    params = IdleMotion(avatar.reference_params, avatar.motion, seed=0).params([0, 37])
+    screen = renderer.screen(params)  # [2, V, 3]
+    assert_same_as_reference(screen, renderer.faces, 128, 128)
+    half = screen * torch.tensor([0.5, 0.5, 1.0]) + torch.tensor([40.0, -20.0, 0.0])  # partly off screen
+    assert_same_as_reference(half, renderer.faces, 128, 96)
+
+
+def test_rasterize_on_cpu_runs_the_compiled_kernels(monkeypatch):
+    def unexpected(*args):
+        raise AssertionError("the tensor code ran")
+
+    monkeypatch.setattr(raster, "_rasterize_torch", unexpected)
+    verts = screen([(3.0, 4.0), (50.0, 6.0), (45.0, 40.0)])
+    faces = torch.tensor([[0, 1, 2]])
+    values = interpolate(torch.ones(3, 2), rasterize(verts, faces, H, W), faces)
+    assert values.sum() > 0
+
+
+def test_inputs_the_kernels_do_not_take_go_to_the_reference():
+    verts = screen([(3.0, 4.0), (50.0, 6.0), (45.0, 40.0)], [2.0, 3.0, 4.0])
+    faces = torch.tensor([[0, 1, 2]])
+    expected = _rasterize_torch(verts, faces, H, W, False)
+    for other in (verts.double(), verts.clone().requires_grad_(True)):
+        with torch.enable_grad():
+            frags = rasterize(other, faces, H, W)
+        assert torch.equal(frags.face, expected.face)
+        assert torch.allclose(frags.bary.float(), expected.bary, atol=1e-6)
+    # A gradient flows to the vertices through the reference.
+    with torch.enable_grad():
+        grad_verts = verts.clone().requires_grad_(True)
+        interpolate(grad_verts[0], rasterize(grad_verts, faces, H, W), faces).sum().backward()
+    assert grad_verts.grad is not None and grad_verts.grad.abs().sum() > 0
+    with pytest.raises(IndexError):
+        rasterize(verts, torch.tensor([[0, 1, 3]]), H, W)
+    with pytest.raises(IndexError):
+        interpolate(torch.ones(2, 4), rasterize(verts, faces, H, W), faces)
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")

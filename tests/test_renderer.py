@@ -4,11 +4,13 @@ from dataclasses import replace
 import numpy as np
 import pytest
 import torch
+from torch.nn.functional import interpolate as resize
 
 from engine.face import topology
 from engine.pipeline.demo import demo_sequence
 from engine.pipeline.idle import BREATH_RISE, IdleAvatar, IdleMotion, blink_curve
-from engine.render.renderer import AvatarRenderer
+from engine.render.raster import rasterize
+from engine.render.renderer import WARP_GRID, AvatarRenderer
 from engine.types import FPS, PARAM_NAMES, POSE_NAMES, FaceParams
 
 
@@ -80,6 +82,27 @@ def test_batch_matches_single_frames(avatar, renderer):
     batch = renderer.composite(params).frames
     single = torch.cat([renderer.composite(params[i]).frames for i in range(len(params))])
     assert torch.allclose(batch, single, atol=1e-5)
+
+
+def test_compiled_composite_equals_the_tensor_code(avatar, renderer):
+    """On CPU the compositor's per-pixel work runs in compiled kernels: the same frames, bit for
+    bit, as its tensor code (which runs on CUDA), over whole frames and windows."""
+    turned, moved = with_(avatar, yaw=0.3, jawOpen=0.8), with_(avatar, tx=2.0)
+    params = FaceParams(np.concatenate([turned.array, moved.array]))
+    whole = renderer.screen(params)
+    windows = torch.tensor([[0.2, 0.15, 0.6], [0.1, 0.3, 0.5]])
+    for window in (None, windows):
+        frags = rasterize(renderer._in_windows(whole, window), renderer.faces, 256, 256)
+        outside = torch.rand(2, 256, 256, 2, generator=torch.Generator().manual_seed(0)) * 1.2 - 0.1
+        compiled = renderer._composite_compiled(frags, outside)
+        assert torch.equal(compiled, renderer._composite_tensors(frags, outside))
+        assert frags.mask.float().mean() > 0.1 and compiled.std() > 0.1
+
+
+def test_outside_motion_is_upsampled_bilinearly(renderer):
+    field = torch.randn(2, WARP_GRID, WARP_GRID, 2, generator=torch.Generator().manual_seed(1))
+    expected = resize(field.permute(0, 3, 1, 2), size=(256, 256), mode="bilinear", align_corners=False)
+    assert torch.allclose(renderer._upsampled(field), expected.permute(0, 2, 3, 1), atol=1e-6)
 
 
 def test_demo_shows_every_shape_blinks_and_pose(avatar):

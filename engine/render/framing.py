@@ -84,14 +84,17 @@ class PasteBack:
         pixel = (torch.arange(s, dtype=torch.float32, device=device) + 0.5) / s * side
         uv = torch.stack(torch.meshgrid(x0 + pixel, y0 + pixel, indexing="xy"), -1)[None]  # [1, S, S, 2]
         texture = torch.as_tensor(photo, dtype=torch.float32, device=device).permute(2, 0, 1)
-        # [S, S, 3], contiguous: frames are clones of it, and a strided frame costs PyAV's
-        # from_ndarray (on the event loop) 25 times a contiguous one's time
-        self.background = (sample_texture(texture, uv)[0] + 0.5).clamp(0, 255).to(torch.uint8).contiguous()
+        # [S, S, 3] on CPU, where frames are pasted; contiguous, as are the frames copied from it:
+        # a strided frame costs PyAV's from_ndarray (on the event loop) 25 times a contiguous one's
+        background = (sample_texture(texture, uv)[0] + 0.5).clamp(0, 255).to(torch.uint8)
+        self.background = background.cpu().contiguous()
         t = (torch.arange(framing.box, dtype=torch.float32, device=device) + 0.5) / framing.box
         ramp = (torch.minimum(t, 1 - t) / FEATHER).clamp(0, 1)
         ramp = ramp**2 * (3 - 2 * ramp)  # smoothstep: no visible edge where the blend starts
-        self.alpha = (ramp[:, None] * ramp[None, :])[..., None]  # [B, B, 1]
+        self.alpha = (ramp[:, None] * ramp[None, :]).cpu().numpy()  # [B, B] opacity of a region
         self._box_pixels = torch.stack(torch.meshgrid(t, t, indexing="xy"), -1)  # [B, B, 2] (x, y) 0..1
+        box = framing.box
+        self(torch.zeros(0, box, box, 3, dtype=torch.uint8), np.zeros((0, 2), np.int64))  # compiled now
 
     def cut(self, frames: Tensor, boxes: np.ndarray) -> Tensor:
         """Whole reference frames [N, W, W, 3] float 0..1 (R2V's: it works on the frame it was
@@ -102,7 +105,7 @@ class PasteBack:
 
     def __call__(self, regions: Tensor, boxes: np.ndarray) -> np.ndarray:
         """Face regions [N, W, W, 3] uint8 at `boxes` [N, 2] -> frames [N, S, S, 3] uint8."""
-        b, s = self.framing.box, self.framing.size
+        b = self.framing.box
         resized = regions
         if regions.shape[1] != b:
             resized = interpolate(
@@ -111,13 +114,9 @@ class PasteBack:
                 mode="bilinear",
                 antialias=b < regions.shape[1],
             ).permute(0, 2, 3, 1)  # [N, B, B, 3] uint8
-        frames = self.background.expand(len(regions), -1, -1, -1).clone()
-        for frame, region, (x, y) in zip(frames, resized, boxes.tolist(), strict=True):
-            left, top, right, bottom = max(x, 0), max(y, 0), min(x + b, s), min(y + b, s)
-            if left >= right or top >= bottom:
-                continue  # the face is out of the frame
-            under = frame[top:bottom, left:right].float()
-            inside = (slice(top - y, bottom - y), slice(left - x, right - x))
-            blended = under + self.alpha[inside] * (region[inside].float() - under)
-            frame[top:bottom, left:right] = (blended + 0.5).to(torch.uint8)
-        return frames.cpu().numpy()
+        from engine.render import kernels  # here: numba takes a while to import
+
+        frames = np.repeat(self.background.numpy()[None], len(regions), 0)
+        # Blended on CPU, where the frames go: the feathered edge only; the interior is copied.
+        kernels.paste_into(frames, resized.cpu().contiguous().numpy(), self.alpha, boxes.astype(np.int64))
+        return frames

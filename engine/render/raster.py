@@ -1,9 +1,9 @@
-"""A vectorised triangle rasterizer in PyTorch; the same code runs on CPU and CUDA.
+"""The triangle rasterizer: compiled loops on CPU, a vectorised PyTorch reference (CUDA, gradients).
 
 Screen space: x right and y down, in pixels; pixel (i, j) has its centre at (j + 0.5, i + 0.5).
 z is a vertex's camera-space depth (> 0, larger is farther).
 
-How it works, in tensor ops only (no Python loop over triangles or pixels):
+How the tensor code works, in tensor ops only (no Python loop over triangles or pixels):
 1. Vertices snap to a 1/256-pixel grid and edge functions are evaluated exactly in int64 with the
    top-left fill rule, so triangles that share an edge cover each pixel centre exactly once.
 2. Every triangle's rows are enumerated, each row's exact span of covered pixel centres is solved
@@ -12,7 +12,12 @@ How it works, in tensor ops only (no Python loop over triangles or pixels):
 3. One scatter_reduce('amin') over keys packing (depth bits, face index) resolves visibility.
 4. Perspective-correct barycentrics are computed for each covered pixel's winning face only.
 
-With nvdiffrast installed and the inputs on CUDA, `rasterize` hands the work to it instead.
+On CPU, `rasterize` and `interpolate` run kernels.py's numba kernels: the same rules and the
+same float32 operations in loops (each triangle's rows scanned, one z-buffer test per covered
+pixel centre), so the result is bit-identical to this module's tensor code at a fraction of its
+cost. The tensor code remains the reference, and runs where the kernels do not apply: on CUDA,
+for float64 inputs, and where a gradient is needed. `prepare` compiles the kernels ahead of the
+first frame. With nvdiffrast installed and the inputs on CUDA, `rasterize` hands the work to it.
 """
 from __future__ import annotations
 
@@ -59,12 +64,20 @@ def rasterize(
     faces = faces.to(device=verts.device, dtype=torch.long)
     if verts.is_cuda and _nvdiffrast_available():
         return _rasterize_nvdiffrast(verts, faces, height, width, cull_backfaces)
+    if _compiled_fits(verts):
+        frags = _rasterize_compiled(verts, faces, height, width, cull_backfaces)
+        if frags is not None:
+            return frags
     return _rasterize_torch(verts, faces, height, width, cull_backfaces)
 
 
 def interpolate(attrs: Tensor, frags: Fragments, faces: Tensor) -> Tensor:
     """Per-vertex attributes at each pixel: attrs [B, V, C] or [V, C] -> [B, H, W, C], 0 where empty."""
     n_batch, height, width = frags.face.shape
+    if _compiled_fits(attrs, frags.bary):
+        out = _interpolate_compiled(attrs, frags, faces)
+        if out is not None:
+            return out
     channels = attrs.shape[-1]
     pixel = frags.mask.flatten().nonzero().squeeze(1)  # [P] covered only: faces rarely fill images
     corners = faces.to(attrs.device)[_gather(frags.face.flatten(), pixel)]  # [P, 3]
@@ -88,6 +101,73 @@ def sample_texture(texture: Tensor, uv: Tensor) -> Tensor:
     grid = uv.to(texture.dtype) * 2 - 1  # align_corners=False: -1 and 1 are the image's outer edges
     sampled = grid_sample(texture, grid, mode="bilinear", padding_mode="border", align_corners=False)
     return sampled.permute(0, 2, 3, 1)
+
+
+def prepare(device: str | torch.device) -> None:
+    """Compile (or load from numba's disk cache) the CPU kernels now, so that the first frame drawn
+    on `device` does not wait for them; nothing to do elsewhere."""
+    if torch.device(device).type != "cpu":
+        return
+    verts = torch.tensor([[[0.5, 0.5, 1.0], [3.5, 0.5, 1.0], [0.5, 3.5, 1.0]]])
+    faces = torch.tensor([[0, 1, 2]])
+    interpolate(verts, rasterize(verts, faces, 4, 4), faces)
+
+
+# ---- the compiled CPU rasterizer (kernels.py) -----------------------------------------------
+
+
+def _compiled_fits(*tensors: Tensor) -> bool:
+    """True when the compiled kernels can take these tensors: float32 on CPU, no gradient needed."""
+    grad = torch.is_grad_enabled()
+    return all(
+        t.device.type == "cpu" and t.dtype == torch.float32 and not (grad and t.requires_grad)
+        for t in tensors
+    )
+
+
+def _rasterize_compiled(
+    verts: Tensor, faces: Tensor, height: int, width: int, cull_backfaces: bool
+) -> Fragments | None:
+    """`_rasterize_torch`'s result from the compiled kernel; None when a face indexes a vertex that
+    is not there (the reference then reports it)."""
+    from engine.render import kernels  # here: numba takes half a second to import
+
+    n_batch = verts.shape[0]
+    face = torch.empty(n_batch, height, width, dtype=torch.long)
+    bary = torch.empty(n_batch, height, width, 3)
+    depth = torch.empty(n_batch, height, width)
+    drawn = kernels.rasterize_into(
+        verts.detach().contiguous().numpy(),
+        faces.contiguous().numpy(),
+        cull_backfaces,
+        SUBPIXEL_BITS,
+        GUARD_PX,
+        _FACE_BITS,
+        face.numpy(),
+        bary.numpy(),
+        depth.numpy(),
+    )
+    return Fragments(face=face, bary=bary, depth=depth) if drawn else None
+
+
+def _interpolate_compiled(attrs: Tensor, frags: Fragments, faces: Tensor) -> Tensor | None:
+    """`interpolate` by the compiled kernel; None when the inputs do not fit together (the tensor
+    code then reports it)."""
+    from engine.render import kernels
+
+    n_batch, height, width = frags.face.shape
+    table = attrs if attrs.dim() == 3 else attrs[None]
+    if table.shape[0] != n_batch and attrs.dim() == 3:
+        return None
+    out = torch.empty(n_batch, height, width, attrs.shape[-1])
+    fits = kernels.interpolate_into(
+        table.detach().contiguous().numpy(),
+        frags.face.contiguous().numpy(),
+        frags.bary.detach().contiguous().numpy(),
+        faces.to(dtype=torch.long, device="cpu").contiguous().numpy(),
+        out.numpy(),
+    )
+    return out if fits else None
 
 
 # ---- the PyTorch rasterizer --------------------------------------------------------------------

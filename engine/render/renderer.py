@@ -10,6 +10,7 @@ Three outputs from one rasterization of the avatar's mesh (engine/render/mesh.py
 Each draws the whole reference frame; `composite` can also draw, per frame, a square window of
 it (`windows`: the face region that engine/render/framing.py pastes into a larger frame). A
 window's edges stay still, so what is pasted meets the still background around it without a seam.
+On CPU the compositor's per-pixel work runs in compiled kernels (kernels.py), with the same result.
 """
 from __future__ import annotations
 
@@ -23,7 +24,7 @@ from torch.nn.functional import interpolate as resize
 from engine.avatar.bundle import Avatar
 from engine.face import topology
 from engine.render.mesh import RenderMesh
-from engine.render.raster import Fragments, interpolate, rasterize, sample_texture
+from engine.render.raster import Fragments, interpolate, prepare, rasterize, sample_texture
 from engine.types import FaceParams
 
 WARP_GRID = 32  # the smooth outside displacement is solved on a coarse grid, then upsampled
@@ -74,10 +75,18 @@ class AvatarRenderer:
         self.grid = torch.stack(torch.meshgrid(grid, grid, indexing="xy"), -1).reshape(
             -1, 2
         )  # [G*G, 2] (u, v)
+        edge = (torch.minimum(self.grid, 1 - self.grid) / WINDOW_STILL).clamp(0, 1)  # 0 at the edge
+        self._window_still = (edge**2 * (3 - 2 * edge)).prod(-1)[:, None]  # [G*G, 1] smoothstep
+        # [S, G] bilinear resizing's weights (align_corners=False), from resizing the identity:
+        # the coarse field is upsampled by two small matrix products.
+        eye = torch.eye(WARP_GRID, device=self.device)[None]
+        self._upsample = resize(eye, size=size, mode="linear", align_corners=False)[0].T.contiguous()
         pixel = (torch.arange(size, device=self.device) + 0.5) / size
         self.pixels = torch.stack(torch.meshgrid(pixel, pixel, indexing="xy"), -1)  # [S, S, 2]
         self._eye_regions = _eye_regions(self.mesh)
         self._centre = self.mesh.model.identity.vertices.mean(0)
+        prepare(self.device)  # the compiled CPU kernels ready before the first frame:
+        self.composite(avatar.reference_params)  # the compositor's too
 
     def screen(self, params: FaceParams) -> Tensor:
         """[N, V, 3]: pixel x, y and camera depth of every mesh vertex (the whole frame)."""
@@ -104,16 +113,45 @@ class AvatarRenderer:
         """Frames of the person from the reference photo: [N, S, S, 3]."""
         whole = self.screen(params)
         frags = rasterize(self._in_windows(whole, windows), self.faces, self.size, self.size)
-        inside = interpolate(self.attrs, frags, self.faces)  # [N, S, S, 7], zero outside the mesh
         pixels = self.pixels  # [S, S, 2] or, in windows, [N, S, S, 2]
         if windows is not None:
             pixels = windows[:, None, None, :2] + self.pixels * windows[:, None, None, 2:]
-        outside = pixels + self._outside_motion(whole, windows)
+        outside = pixels + self._outside_motion(whole, windows)  # [N, S, S, 2]
+        if self.device.type == "cpu":
+            return Drawn(self._composite_compiled(frags, outside), frags)
+        return Drawn(self._composite_tensors(frags, outside), frags)
+
+    def _composite_tensors(self, frags: Fragments, outside: Tensor) -> Tensor:
+        """The photo sampled at the face's uv inside the mesh and at `outside` [N, S, S, 2] beyond
+        it, blended with the mesh's own colours where the photo has nothing: frames [N, S, S, 3]."""
+        inside = interpolate(self.attrs, frags, self.faces)  # [N, S, S, 7], zero outside the mesh
         alpha = inside[..., INNER]
         photo = sample_texture(self.photo, alpha * inside[..., UV] + (1 - alpha) * outside)
         weight = torch.where(frags.mask[..., None], inside[..., PHOTO], 1.0)
         frames = weight * photo + (1 - weight) * inside[..., COLOR]
-        return Drawn(frames.clamp(0, 1), frags)
+        return frames.clamp(0, 1)
+
+    def _composite_compiled(self, frags: Fragments, outside: Tensor) -> Tensor:
+        """`_composite_tensors` on CPU, the same operations in kernels.py's loops around the
+        texture lookup: fewer passes over frame-sized tensors, the same frames."""
+        from engine.render import kernels  # here: numba takes a while to import
+
+        n, s = len(outside), self.size
+        uv, weight, colour = torch.empty(n, s, s, 2), torch.empty(n, s, s), torch.empty(n, s, s, 3)
+        kernels.composite_lookup_into(
+            frags.face.numpy(),
+            frags.bary.numpy(),
+            self.faces.numpy(),
+            self.attrs.numpy(),
+            outside.contiguous().numpy(),
+            uv.numpy(),
+            weight.numpy(),
+            colour.numpy(),
+        )
+        photo = sample_texture(self.photo, uv).contiguous()
+        frames = torch.empty(n, s, s, 3)
+        kernels.composite_blend_into(photo.numpy(), weight.numpy(), colour.numpy(), frames.numpy())
+        return frames
 
     @torch.no_grad()
     def face(self, params: FaceParams) -> Drawn:
@@ -152,19 +190,24 @@ class AvatarRenderer:
         grid = self.grid[None]  # [1 | N, G*G, 2] in uv
         if windows is not None:
             grid = windows[:, None, :2] + self.grid * windows[:, None, 2:]
-        d2 = ((grid[:, :, None] - now[:, None]) ** 2).sum(-1)  # [N, G*G, B]
+        dx = grid[:, :, None, 0] - now[:, None, :, 0]  # [N, G*G, B]
+        dy = grid[:, :, None, 1] - now[:, None, :, 1]
+        d2 = dx * dx + dy * dy
         nearest = d2.min(-1, keepdim=True).values
         k = torch.exp(-0.5 * (d2 - nearest) / WARP_BLEND**2)  # shifted by the nearest: no underflow
         fade = torch.exp(-0.5 * nearest / WARP_REACH**2)
         if windows is not None:
-            edge = torch.minimum(self.grid, 1 - self.grid) / WINDOW_STILL  # [G*G, 2] 0 at the edge
-            ramp = edge.clamp(0, 1) ** 2 * (3 - 2 * edge.clamp(0, 1))  # smoothstep
-            fade = fade * ramp.prod(-1)[None, :, None]
+            fade = fade * self._window_still
         field = fade * (k @ motion) / k.sum(-1, keepdim=True)  # [N, G*G, 2]
-        field = field.reshape(-1, WARP_GRID, WARP_GRID, 2).permute(0, 3, 1, 2)
-        return resize(field, size=(self.size, self.size), mode="bilinear", align_corners=False).permute(
-            0, 2, 3, 1
-        )
+        return self._upsampled(field.view(-1, WARP_GRID, WARP_GRID, 2))
+
+    def _upsampled(self, field: Tensor) -> Tensor:
+        """[N, G, G, 2] -> [N, S, S, 2]: bilinear resizing as two matrix products, along x then along
+        y: [N, G (y), G (x), 2] -> [N, S (x), G (y), 2] -> [N, S (y), S (x), 2]."""
+        g, s = WARP_GRID, self.size
+        along_x = self._upsample @ field.transpose(1, 2).reshape(-1, g, g * 2)
+        along_y = self._upsample @ along_x.view(-1, s, g, 2).transpose(1, 2).reshape(-1, g, s * 2)
+        return along_y.view(-1, s, s, 2)
 
 
 def _eye_regions(mesh: RenderMesh) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
