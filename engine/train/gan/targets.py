@@ -19,10 +19,7 @@ closures merged into one long press in "maybe baby". The lips press at closures;
 anticipates across consonants because unrounded consonants have weak rounding dominance
 (Benguerel & Cowan 1974: anticipatory lip rounding spans several consonants). Diphthongs are two
 targets (AY = AA -> IH ...). Jaw opening follows vowel height (low vowels open most: Lindblom &
-Sundberg 1971); bilabials and sibilants keep the jaw nearly closed. A vowel louder than the
-utterance's typical vowel opens the jaw further, a quieter one less (stressed and loud syllables
-are spoken with a lower jaw: Schulman 1989, "Articulatory dynamics of loud and normal speech";
-Erickson 2002 on jaw opening and stress): JAW_PER_10DB of its height-based opening per 10 dB.
+Sundberg 1971); bilabials and sibilants keep the jaw nearly closed.
 
 Channels -> rig (engine/types.py EXPRESSION_NAMES):
   jaw -> jawOpen;  closure -> mouthClose = jawOpen * closure (lips stay together while the jaw
@@ -59,8 +56,6 @@ CLOSURE_HOLD_S = (0.06, 0.12)  # a bilabial closure lasts 60-120 ms
 CLOSURE_RAMP_S = 0.04  # the lips take ~40 ms to close or part
 VOWEL_SHARE = 1 / 3  # a closure's hold and ramp each take at most this share of the way to a vowel centre
 STRETCH_SCALE = 0.6  # spread 1 -> mouthStretch 0.6 each side
-JAW_PER_10DB = 0.5  # a vowel's jaw opening grows by this share per 10 dB above the utterance's median vowel
-JAW_GAIN = (0.7, 1.5)  # ... within these bounds
 
 # Jaw opening by vowel height (0 closed ... 1 the rig's widest "ah"). Close vowels still part the lips
 # visibly (a third to a half of an open vowel's gap), also between two bilabials.
@@ -133,27 +128,8 @@ def _split_diphthongs(segments: list[Segment]) -> list[Segment]:
     return out
 
 
-def jaw_gains(parts: list[Segment], energy_db: np.ndarray) -> np.ndarray:
-    """[len(parts)] the factor on each part's jaw opening: vowels by their loudness (mean level of
-    their frames, energy_db [n] per frame) against the utterance's median vowel; others 1."""
-    gains = np.ones(len(parts))
-    vowels = [i for i, (p, _, _) in enumerate(parts) if p in gan_prosody.VOWELS]
-    levels = []
-    for i in vowels:
-        _, start, end = parts[i]
-        first = min(int(start * FPS), len(energy_db) - 1)
-        levels.append(energy_db[first : max(first + 1, int(np.ceil(end * FPS)))].mean())
-    if levels:
-        above = np.array(levels) - np.median(levels)
-        gains[vowels] = np.clip(1 + JAW_PER_10DB * above / 10, *JAW_GAIN)
-    return gains
-
-
-def viseme_channels(
-    segments: list[Segment], n: int, energy_db: np.ndarray | None = None
-) -> dict[str, np.ndarray]:
-    """channel -> [n] values at the frame times t = i / FPS, by dominance-weighted blending;
-    with the audio's level per frame (energy_db [n]), louder vowels open the jaw further."""
+def viseme_channels(segments: list[Segment], n: int) -> dict[str, np.ndarray]:
+    """channel -> [n] values at the frame times t = i / FPS, by dominance-weighted blending."""
     parts = _split_diphthongs(segments)
     if not parts:
         return {c: np.zeros(n) for c in CHANNELS}
@@ -169,8 +145,6 @@ def viseme_channels(
     out = {"closure": closures(parts, t)}
     for c in BLENDED:
         target = np.array([row[c][0] for row in table])
-        if c == "jaw" and energy_db is not None:
-            target = target * jaw_gains(parts, energy_db)
         alpha = np.array([row[c][1] for row in table])
         before, after = THETA[c]
         dominance = alpha[:, None] * np.exp(-np.where(offset < 0, before, after) * tau)
@@ -224,8 +198,8 @@ def targets(
             raise ValueError(f"bad phone segment ({phone!r}, {start}, {end})")
     n = num_frames(len(audio))
     rng = np.random.default_rng(config.seed)
+    out = mouth(viseme_channels(segments, n), config)
     prosody = gan_prosody.analyse(segments, audio, n)
-    out = mouth(viseme_channels(segments, n, prosody.energy_db), config)
     pose, brows = gan_prosody.head_motion(prosody, np.asarray(config.pose_std), rng)
     out[:, :6] = pose
     out[:, _col("browInnerUp")] = brows
