@@ -127,7 +127,7 @@ async def watch_mouth(page: CdpPage, box: tuple[int, int, int, int], mode: str) 
     return np.array(await page.evaluate("window.mouthSamples"))
 
 
-MIC_MIN_FPS = 17  # see test_the_real_avatar_lip_syncs_the_microphone
+MIC_MIN_FPS = 20  # below MIN_FPS for loaded 2-core CI; see test_the_real_avatar_lip_syncs_the_microphone
 
 
 def check_lip_sync(samples: np.ndarray, closed: float, opened: float, min_fps: float = MIN_FPS) -> None:
@@ -219,7 +219,6 @@ async def test_the_real_avatar_lip_syncs_the_microphone(tmp_path: Path, avatar) 
     # Openness: 0 = at rest, 1 = the jaw half open. Speech opens it past 0.6 (about jawOpen 0.3);
     # silence keeps it under 0.3 (idle head motion and the codec move the measure by ~0.15; the
     # lips close below rest on p/b/m: only opening counts).
-    # Known regression, open: the real avatar with a microphone reached ~20 fps in Chromium on 2
-    # quiet cores after the 512 paste-back and the server hardening (30 before them); since the
-    # compositor draws the face region at the size it is shown, 21.5 and 27.6 fps in two runs.
+    # Frame rate: ~20 fps in Chromium on 2 quiet cores after the 512 paste-back and the server
+    # hardening (30 before them); with the compiled CPU renderer 29.4, 29.7 and 23.8 fps in three runs.
     check_lip_sync(samples, closed=0.3, opened=0.6, min_fps=MIC_MIN_FPS)
