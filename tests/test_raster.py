@@ -155,6 +155,8 @@ def test_empty_pixels_and_offscreen_triangles():
     assert (frags.face == -1).all() and torch.isinf(frags.depth).all() and (frags.bary == 0).all()
     assert (interpolate(torch.ones(6, 4), frags, faces) == 0).all()
     assert rasterize(verts, torch.zeros(0, 3, dtype=torch.long), H, W).face.shape == (1, H, W)
+    for dtype in (torch.float32, torch.float64):  # an empty batch: the compiled kernels, the torch code
+        assert rasterize(torch.zeros(0, 3, 3, dtype=dtype), faces[:1], H, W).face.shape == (0, H, W)
 
 
 def test_triangles_behind_the_camera_are_skipped():

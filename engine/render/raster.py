@@ -217,7 +217,7 @@ def _rasterize_torch(
     x, y, z = verts[:, faces].permute(3, 2, 0, 1).reshape(3, 3, n_batch * n_faces)
     planes = _PerspectivePlanes.of(x, y, z)
     with torch.no_grad():
-        face = _visible_faces(x, y, z, planes, n_batch, height, width, cull_backfaces)
+        face = _visible_faces(x, y, z, planes, n_batch, n_faces, height, width, cull_backfaces)
     pixel = (face >= 0).nonzero().squeeze(1)  # [P] flat index b * H * W + i * W + j
     tri = pixel // (height * width) * n_faces + _gather(face, pixel)
     q = planes.at(tri, pixel % width + 0.5, pixel // width % height + 0.5)  # [3, P]
@@ -238,12 +238,12 @@ def _visible_faces(
     z: Tensor,
     planes: _PerspectivePlanes,
     n_batch: int,
+    n_faces: int,
     height: int,
     width: int,
     cull_backfaces: bool,
 ) -> Tensor:
     """Corners x, y, z [3, N] of N = B * F triangles -> [B * H * W] nearest face, -1 where none."""
-    n_faces = x.shape[1] // n_batch
     keep = (_min3(z) > 0) & (_max3(torch.maximum(x.abs(), y.abs())) <= GUARD_PX) & planes.solvable
     fx = torch.round(torch.where(keep, x, 0) * _ONE).long()  # [3, N] fixed point; NaN-free
     fy = torch.round(torch.where(keep, y, 0) * _ONE).long()
