@@ -57,6 +57,16 @@ def _row_span(a: int, e_row: int, half: int, bits: int, first: int, last: int) -
 
 
 @_compile
+def _plane_at(plane: np.ndarray, dx: np.float32, dy: np.float32) -> tuple[np.float32, np.float32, np.float32]:
+    """q = bary / z of a face's planes (corner 0, q there, dq/dx [3], dq/dy [3]) at dx, dy from its
+    corner 0: _PerspectivePlanes.at's float32 operations, in its order."""
+    q0 = (plane[2] + plane[3] * dx) + plane[6] * dy
+    q1 = (_F0 + plane[4] * dx) + plane[7] * dy
+    q2 = (_F0 + plane[5] * dx) + plane[8] * dy
+    return q0, q1, q2
+
+
+@_compile
 def _draw_triangle(
     verts: np.ndarray,
     corner: np.ndarray,
@@ -131,10 +141,7 @@ def _draw_triangle(
         if first > last:
             continue
         # 1 / depth at the row's column 0, then stepped along the row, as the reference does.
-        dy = (np.float32(row) + _HALF_PX) - plane[1]
-        q0 = (plane[2] + plane[3] * dx) + plane[6] * dy
-        q1 = (_F0 + plane[4] * dx) + plane[7] * dy
-        q2 = (_F0 + plane[5] * dx) + plane[8] * dy
+        q0, q1, q2 = _plane_at(plane, dx, (np.float32(row) + _HALF_PX) - plane[1])
         row_inv_depth = (q0 + q1) + q2
         pixel = row * width
         for col in range(first, last + 1):
@@ -170,10 +177,7 @@ def _resolve(
                 continue
             f = key & face_mask
             plane = planes[f]
-            dx, dy = (np.float32(j) + _HALF_PX) - plane[0], y - plane[1]
-            q0 = (plane[2] + plane[3] * dx) + plane[6] * dy
-            q1 = (_F0 + plane[4] * dx) + plane[7] * dy
-            q2 = (_F0 + plane[5] * dx) + plane[8] * dy
+            q0, q1, q2 = _plane_at(plane, (np.float32(j) + _HALF_PX) - plane[0], y - plane[1])
             inv_depth = (q0 + q1) + q2
             face[i, j] = f
             bary[i, j, 0], bary[i, j, 1], bary[i, j, 2] = q0 / inv_depth, q1 / inv_depth, q2 / inv_depth
