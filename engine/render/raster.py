@@ -16,8 +16,8 @@ On CPU, `rasterize` and `interpolate` run kernels.py's numba kernels: the same r
 same float32 operations in loops (each triangle's rows scanned, one z-buffer test per covered
 pixel centre), so the result is bit-identical to this module's tensor code at a fraction of its
 cost. The tensor code remains the reference, and runs where the kernels do not apply: on CUDA,
-for float64 inputs, and where a gradient is needed. `prepare` compiles the kernels ahead of the
-first frame. With nvdiffrast installed and the inputs on CUDA, `rasterize` hands the work to it.
+for float64 inputs, and where a gradient is needed. With nvdiffrast installed and the inputs on
+CUDA, `rasterize` hands the work to it.
 """
 from __future__ import annotations
 
@@ -101,16 +101,6 @@ def sample_texture(texture: Tensor, uv: Tensor) -> Tensor:
     grid = uv.to(texture.dtype) * 2 - 1  # align_corners=False: -1 and 1 are the image's outer edges
     sampled = grid_sample(texture, grid, mode="bilinear", padding_mode="border", align_corners=False)
     return sampled.permute(0, 2, 3, 1)
-
-
-def prepare(device: str | torch.device) -> None:
-    """Compile (or load from numba's disk cache) the CPU kernels now, so that the first frame drawn
-    on `device` does not wait for them; nothing to do elsewhere."""
-    if torch.device(device).type != "cpu":
-        return
-    verts = torch.tensor([[[0.5, 0.5, 1.0], [3.5, 0.5, 1.0], [0.5, 3.5, 1.0]]])
-    faces = torch.tensor([[0, 1, 2]])
-    interpolate(verts, rasterize(verts, faces, 4, 4), faces)
 
 
 # ---- the compiled CPU rasterizer (kernels.py) -----------------------------------------------

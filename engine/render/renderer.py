@@ -24,7 +24,7 @@ from torch.nn.functional import interpolate as resize
 from engine.avatar.bundle import Avatar
 from engine.face import topology
 from engine.render.mesh import RenderMesh
-from engine.render.raster import Fragments, interpolate, prepare, rasterize, sample_texture
+from engine.render.raster import Fragments, interpolate, rasterize, sample_texture
 from engine.types import FaceParams
 
 WARP_GRID = 32  # the smooth outside displacement is solved on a coarse grid, then upsampled
@@ -85,8 +85,9 @@ class AvatarRenderer:
         self.pixels = torch.stack(torch.meshgrid(pixel, pixel, indexing="xy"), -1)  # [S, S, 2]
         self._eye_regions = _eye_regions(self.mesh)
         self._centre = self.mesh.model.identity.vertices.mean(0)
-        prepare(self.device)  # the compiled CPU kernels ready before the first frame:
-        self.composite(avatar.reference_params)  # the compositor's too
+        if self.device.type == "cpu":  # the compiled kernels (kernels.py) ready before the first frame:
+            self.composite(avatar.reference_params)  # the rasterizer's and the compositor's
+            self.attention(avatar.reference_params)  # interpolate's
 
     def screen(self, params: FaceParams) -> Tensor:
         """[N, V, 3]: pixel x, y and camera depth of every mesh vertex (the whole frame)."""
