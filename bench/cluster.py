@@ -38,6 +38,7 @@ from bench.sessions import (
     fps_row,
     held,
     looped_speech,
+    plot_capacity,
 )
 from engine.runtime import usable_cores
 from streaming.config import ServerConfig
@@ -218,17 +219,15 @@ def report(rows: list[dict], args: argparse.Namespace, load: float) -> None:
         hops.set_xlabel("frame size")
         hops.set_ylabel("ms per frame")
         hops.legend(fontsize=7)
-        for setup in dict.fromkeys(r["setup"] for r in rows if r["part"] == "capacity"):
-            series = [r for r in rows if r["part"] == "capacity" and r["setup"] == setup]
-            live.plot(
-                [r["sessions"] for r in series], [r["min_fps"] for r in series], marker="o", label=setup
-            )
+        added = [r for r in rows if r["part"] == "capacity"]  # sessions added one by one
+        by_setup = {
+            setup: [r for r in added if r["setup"] == setup]
+            for setup in dict.fromkeys(r["setup"] for r in added)
+        }
+        plot_capacity(live, by_setup, "concurrent speaking sessions")
         for r in rows:
             if r["part"] in ("delivery", "batching"):
                 live.scatter([r["sessions"]], [r["min_fps"]], marker="s", label=f"{r['part']}: {r['setup']}")
-        live.axhline(TARGET_FPS, color="tab:red", linestyle="--", linewidth=1, label=f"{TARGET_FPS} fps")
-        live.set_xlabel("concurrent speaking sessions")
-        live.set_ylabel("lowest received fps of a session")
         live.legend(fontsize=6)
 
     write_report(

@@ -12,6 +12,7 @@ Cases, by what speaks: the avatar's trained models when they exist; until then t
 (streaming.probe: the cost of everything but the models) and a stand-in of the real models'
 cost (the built-in features and a full-size FACIAL-GAN with random weights); and idle sessions.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -22,6 +23,7 @@ import time
 import aiohttp
 import numpy as np
 import torch
+from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from bench.live import BLOCK, PHRASES, Server, loopback_client, server_process, viewer
@@ -158,6 +160,15 @@ def held(rows: list[dict]) -> int:
     return max((r["sessions"] for r in rows if r["min_fps"] >= TARGET_FPS), default=0)
 
 
+def plot_capacity(ax: Axes, series: dict[str, list[dict]], xlabel: str) -> None:
+    """The lowest received fps against the number of sessions, a line per series of rows, and the target."""
+    for label, rows in series.items():
+        ax.plot([r["sessions"] for r in rows], [r["min_fps"] for r in rows], marker="o", label=label)
+    ax.axhline(TARGET_FPS, color="tab:red", linestyle="--", linewidth=1, label=f"{TARGET_FPS} fps")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("lowest received fps of a session")
+
+
 def run(args: argparse.Namespace) -> None:
     load = os.getloadavg()[0]
     loopback_client()
@@ -189,14 +200,8 @@ def run(args: argparse.Namespace) -> None:
 
     def plot(fig: Figure) -> None:
         ax = fig.add_subplot()
-        for speech in held_by:
-            series = [r for r in rows if r["speech"] == speech]
-            ax.plot(
-                [r["sessions"] for r in series], [r["min_fps"] for r in series], marker="o", label=speech[:60]
-            )
-        ax.axhline(TARGET_FPS, color="tab:red", linestyle="--", linewidth=1, label=f"{TARGET_FPS} fps")
-        ax.set_xlabel("concurrent sessions")
-        ax.set_ylabel("lowest received fps of a session")
+        series = {speech[:60]: [r for r in rows if r["speech"] == speech] for speech in held_by}
+        plot_capacity(ax, series, "concurrent sessions")
         ax.legend(fontsize=7)
 
     write_report(
