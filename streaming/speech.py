@@ -82,6 +82,9 @@ class SpeechModel:
         cls, features: FeatureExtractor, gan: Gan, rest: FaceParams, config: StreamConfig
     ) -> SpeechModel:
         """Features -> FACIAL-GAN's streaming animator around the avatar's rest face."""
+        # Made now, in the avatar's setup, not in a session's first frames.
+        features.prepare_streaming()
+        gan.tail(config.lookahead + config.stride)
 
         def new_animator(first_frame: int, idle: IdleMotion) -> Animator:
             return StreamingAnimator(

@@ -74,6 +74,9 @@ class _Echo(Gan):
         out[:, 0] = out[:, PRESS] = curve
         return out[-last:] if last else out
 
+    def tail(self, last):  # noqa: ANN001
+        return lambda padded, initial: self.window(padded, initial, last)
+
 
 PRESS = EXP_START + EXPRESSION_NAMES.index("mouthPress_L")
 
@@ -89,6 +92,18 @@ def test_the_lips_are_not_smoothed_away():
     for out in (offline, streamed):
         assert np.allclose(out[:, PRESS], features[:, 0], atol=1e-6)
         assert out[30:32, 0].max() < 0.9  # the pose is smoothed
+
+
+@pytest.mark.parametrize("last", [1, 3])
+def test_the_streaming_update_on_cpu_is_the_torch_window(last):
+    """Gan.tail (ONNX Runtime on CPU) = Gan.window (torch) for the window's last frames."""
+    gan, c = _gan(), CONFIG
+    padded = _features(c.window + c.local_window - 1, seed=1)
+    initial = np.random.default_rng(2).normal(size=NUM_PARAMS).astype(np.float32)
+    tail = gan.tail(last)
+    assert tail is gan.tail(last)  # made once
+    assert tail(padded, initial).shape == (last, NUM_PARAMS)
+    assert np.allclose(tail(padded, initial), gan.window(padded, initial, last), atol=1e-4)
 
 
 def test_streaming_is_independent_of_chunking_and_complete():

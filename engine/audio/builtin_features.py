@@ -10,13 +10,16 @@ end up to a step: lookahead_frames = 3 (100 ms) for the shipped model.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
+from threading import Lock
 
 import numpy as np
 import torch
 
 from engine.audio.features import FeatureError, FeatureExtractor, FeatureStream, num_frames, register
 from engine.audio.phones import NUM_PHONES
+from engine.onnx_cpu import OnnxFunction
 from engine.types import SAMPLE_RATE, frame_pts
 from models.phonetic import LogMel, PhoneticNet, load_phonetic
 
@@ -42,13 +45,29 @@ class BuiltinExtractor(FeatureExtractor):
         self.lookahead_frames = _lookahead_frames(config.step_samples, config.lookahead_samples)
         sine = np.sin(2 * np.pi * 1000 * np.arange(SAMPLE_RATE) / SAMPLE_RATE).astype(np.float32)
         self.full_scale_power = float(np.median(_band_power(LogMel(config).push(sine))))
+        self._live_step: OnnxFunction | None = None
+        self._live_step_lock = Lock()
 
     def _offline(self, audio: np.ndarray) -> np.ndarray:
-        stream = _StepStream(self)
+        stream = _StepStream(self, _TorchSteps(self.model))
         return np.concatenate([stream.process(audio), stream.finish()])
 
     def stream(self) -> FeatureStream:
-        return _BuiltinStream(self)
+        return _BuiltinStream(_StepStream(self, _OnnxSteps(self.live_step(), self.model)))
+
+    def prepare_streaming(self) -> None:
+        self.live_step()
+
+    def live_step(self) -> OnnxFunction:
+        """One network step through ONNX Runtime (engine/onnx_cpu.py): (mels [1, n_mels, stride],
+        *state) -> (logits [1, NUM_PHONES + 1, 1], *state), made once and shared by the streams."""
+        with self._live_step_lock:
+            if self._live_step is None:
+                c, state = self.model.config, self.model.initial_state()
+                names = ["mels"] + [f"state{i}" for i in range(len(state))]
+                example = (torch.zeros(1, c.n_mels, c.stride), *state)
+                self._live_step = OnnxFunction(_Step(self.model), example, names)
+            return self._live_step
 
 
 def _band_power(log_mels: np.ndarray) -> np.ndarray:
@@ -73,16 +92,60 @@ def _lookahead_frames(step_samples: int, lookahead_samples: int) -> int:
     return frames
 
 
+class _Step(torch.nn.Module):
+    """PhoneticNet.stream as a module of tensors, for export."""
+
+    def __init__(self, model: PhoneticNet) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, mels: torch.Tensor, *state: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        logits, new_state = self.model.stream(mels, list(state))
+        return (logits, *new_state)
+
+
+# normalised mels [steps * stride, n_mels] -> network outputs [steps, NUM_PHONES + 1] (float64),
+# carrying the network's state from call to call
+Steps = Callable[[np.ndarray], np.ndarray]
+
+
+class _TorchSteps:
+    """The network over many steps at once (offline input): one matrix product per layer."""
+
+    def __init__(self, model: PhoneticNet) -> None:
+        self.model, self.state = model, model.initial_state()
+
+    def __call__(self, mels: np.ndarray) -> np.ndarray:
+        with torch.no_grad():
+            logits, self.state = self.model.stream(torch.from_numpy(mels).T[None], self.state)
+        return logits[0].T.double().numpy()
+
+
+class _OnnxSteps:
+    """The network a step at a time through ONNX Runtime (live input: a step or two per push)."""
+
+    def __init__(self, step: OnnxFunction, model: PhoneticNet) -> None:
+        self.step, self.stride = step, model.config.stride
+        self.state = [s.numpy() for s in model.initial_state()]
+
+    def __call__(self, mels: np.ndarray) -> np.ndarray:
+        out = []
+        for step_mels in mels.reshape(-1, self.stride, mels.shape[1]):
+            logits, *self.state = self.step(np.ascontiguousarray(step_mels.T[None]), *self.state)
+            out.append(logits[0, :, 0])
+        return np.array(out, np.float64).reshape(-1, NUM_PHONES + 1)
+
+
 class _StepStream:
     """Audio -> network steps -> finished video-frame rows, for one contiguous input from sample 0."""
 
-    def __init__(self, extractor: BuiltinExtractor) -> None:
+    def __init__(self, extractor: BuiltinExtractor, network: Steps) -> None:
         self.model = extractor.model
         self.config = config = self.model.config
         self.full_scale_power = extractor.full_scale_power
         self.log_mel = LogMel(config)
         self.cmvn = self.model.cmvn()
-        self.state = self.model.initial_state()
+        self.network = network
         self.pending_mels = np.zeros((0, config.n_mels), np.float32)  # normalised, short of a step
         self.pending_power = np.zeros(0)  # band power of the same mel frames
         self.step_power = np.zeros(0)  # per step not yet described by the (delayed) network
@@ -104,9 +167,7 @@ class _StepStream:
             self.step_power = np.concatenate(
                 [self.step_power, power[:usable].reshape(-1, self.config.stride).mean(1)]
             )
-            with torch.no_grad():
-                logits, self.state = self.model.stream(torch.from_numpy(mels[:usable]).T[None], self.state)
-            out = logits[0].T.double().numpy()[self.to_skip :]  # [steps, NUM_PHONES + 1]
+            out = self.network(mels[:usable])[self.to_skip :]  # [steps, NUM_PHONES + 1]
             self.to_skip -= min(self.to_skip, usable // self.config.stride)
             self._add_steps(out)
         return self._ready_frames()
@@ -153,9 +214,9 @@ class _StepStream:
 
 
 class _BuiltinStream(FeatureStream):
-    def __init__(self, extractor: BuiltinExtractor) -> None:
-        super().__init__(extractor.dim)
-        self.steps = _StepStream(extractor)
+    def __init__(self, steps: _StepStream) -> None:
+        super().__init__(NUM_PHONES + 2)
+        self.steps = steps
 
     def _process(self, pcm: np.ndarray) -> np.ndarray:
         return self.steps.process(pcm)

@@ -140,6 +140,9 @@ class FeatureExtractor(ABC):
     def stream(self) -> FeatureStream:
         """A new stream for one live input."""
 
+    def prepare_streaming(self) -> None:  # noqa: B027 (most kinds have nothing to prepare)
+        """Make now what streams share and would otherwise make on first use (in a live frame)."""
+
 
 Factory = Callable[[str | None], FeatureExtractor]  # model file (None: the kind's default) -> extractor
 _FACTORIES: dict[str, Factory] = {}
