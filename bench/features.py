@@ -8,7 +8,13 @@ DeepSpeech rows use randomly initialised networks of the official full size (n_h
 parameters for 0.9.3, 122 M for 0.1.0), since no official model file can be downloaded here; the
 cost does not depend on the weights' values. 0.1.0 has no streaming row: its stream only answers at
 the end of input (bidirectional LSTM, utterance-wide normalisation), so it costs the same as offline.
+
+The next link of the live chain is timed too: FACIAL-GAN's streaming update (the default avatar's
+weights, look-ahead 1 + stride 1 = the last 2 frames of a 128-frame window, one update per video
+frame) through ONNX Runtime, as CPU sessions run it, and through eager torch; its real-time factor
+is the update's time over a frame's 33.3 ms.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -25,6 +31,8 @@ from engine.audio.deepspeech import DeepSpeechExtractor
 from engine.audio.deepspeech_import import ImportedDeepSpeech
 from engine.audio.features import FeatureError, FeatureExtractor, extractor
 from engine.audio.mfcc import TfMfccConfig
+from engine.avatar.bundle import load
+from engine.pipeline.animator import Gan, StreamConfig
 from engine.types import FPS, SAMPLE_RATE, AudioChunk
 from models.deepspeech import DeepSpeech, DeepSpeechConfig
 
@@ -71,6 +79,34 @@ def streaming(ex: FeatureExtractor, audio: np.ndarray) -> Callable[[], object]:
     return run
 
 
+def animator_rows(repeats: int) -> list[dict]:
+    """FACIAL-GAN's streaming update, ONNX Runtime and eager torch, per video frame."""
+    avatar = load("default")
+    gan = Gan.for_avatar(avatar, avatar.feature_kind)
+    c, last = gan.model.config, StreamConfig().latency_frames + 1
+    rng = np.random.default_rng(0)
+    padded = rng.random((c.window + c.local_window - 1, c.feature_dim), np.float32)
+    initial = np.zeros(c.num_params, np.float32)
+    updates = {
+        "onnxruntime": partial(gan.tail(last), padded, initial),
+        "torch eager": partial(gan.window, padded, initial, last),
+    }
+    rows = []
+    for name, update in updates.items():
+        row = time_case(
+            f"FACIAL-GAN streaming update, {name}",
+            update,
+            threads=1,
+            repeats=100 * repeats,
+            kind="facial-gan",
+            mode="streaming",
+            lookahead_ms=round(1000 * (last - 1) / FPS),
+        )
+        row["rtf"] = row["median_ms"] * FPS / 1000
+        rows.append(row)
+    return rows
+
+
 def run(args: argparse.Namespace) -> None:
     repeats = 1 if args.quick else 3
     audio = speech_like(SECONDS)
@@ -99,6 +135,7 @@ def run(args: argparse.Namespace) -> None:
             )
             row["rtf"] = row["median_ms"] / 1000 / SECONDS
             rows.append(row)
+    rows += animator_rows(repeats)
     notes = (
         f"Real-time factor = median compute time / audio duration ({SECONDS:g} s of synthetic speech-like "
         "audio), "
@@ -106,6 +143,8 @@ def run(args: argparse.Namespace) -> None:
         "DeepSpeech rows: randomly initialised full-size networks (no official model file is available here; "
         "the cost does not depend on the weights). DeepSpeech 0.1.0 streams only at end of input, so it has "
         "no streaming row. "
+        "FACIAL-GAN rows: one streaming update (the default avatar's weights, the last 2 frames of a window) "
+        "per video frame; real-time factor = its time / 33.3 ms. "
         f"Target (issue 4): built-in streaming <= {REAL_TIME_TARGET}. Command: python -m bench features"
     )
     if skipped:

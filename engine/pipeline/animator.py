@@ -146,8 +146,8 @@ class Gan:
 
     def tail(self, last: int) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
         """(padded [T + W - 1, F], initial [P]) -> offsets of the window's last `last` frames
-        [last, P], as window(); on CPU through ONNX Runtime (engine/onnx_cpu.py: 1.0 against 4.1 ms
-        a streamed frame), made once per `last` and shared by the streams."""
+        [last, P], as window(); on CPU through ONNX Runtime (engine/onnx_cpu.py: 0.95 against 3.6 ms,
+        `python -m bench features`), made once per `last` and shared by the streams."""
         with self._tails_lock:
             if last not in self._tails:
                 self._tails[last] = (
