@@ -3,7 +3,8 @@ lips that meet show lip, never the reference photo's teeth, and an opening jaw s
 
 The built-in avatar's photo smiles with its teeth showing between the inner lips. To see where a
 frame takes colour from those teeth, the photo's mouth opening is painted pure blue: a pixel of the
-mouth that is bluer than it is red draws at least a sixth of its colour from there.
+mouth that is bluer than it is red draws about a fifth of its colour or more from there
+(lips, skin, teeth and the cavity are all redder than blue).
 """
 from dataclasses import replace
 
