@@ -8,6 +8,11 @@ The face mesh has holes at the eyes and the mouth. Behind them:
 Every vertex has a texture coordinate in the reference photo and a `photo` weight: 1 where the
 reference photo shows that point (skin, eyes, and teeth where the photo's lips are apart), else
 the vertex shows its own procedural colour (teeth, cavity, tongue the photo does not show).
+
+Where the photo's lips are apart, its inner lip contour runs along the edge of the teeth, and a
+texture lookup there mixes in teeth texels: lips that close would show a pale line of the photo's
+teeth between them. So the inner contour's texture point moves off the opening onto the lip body;
+the photo's teeth show only on the teeth behind the lips.
 """
 from __future__ import annotations
 
@@ -24,6 +29,8 @@ TEETH = (0.93, 0.90, 0.84)
 CAVITY = (0.20, 0.06, 0.07)
 TONGUE = (0.70, 0.33, 0.36)
 EYE_DEPTH = 0.12  # model units the eyeball sits behind its contour
+LIPS_APART = 0.2  # model units: an inner-lip gap this wide in the photo shows what is behind the lips
+LIP_PULL = 1.0  # reference texels: a bilinear lookup's reach, off the photo's mouth opening
 JAW = EXPRESSION_NAMES.index("jawOpen")
 
 
@@ -65,6 +72,8 @@ class RenderMesh:
         reference = self.vertices(avatar.reference_params)[0]
         self.uv = camera.project(reference)[:, :2] / [camera.width, camera.height]
         self.uv[: topology.NUM_LANDMARKS] = avatar.uv
+        inner, uv = _inner_lip_uv(avatar)
+        self.uv[inner] = uv
 
     def vertices(self, params: FaceParams) -> np.ndarray:
         """[N, V, 3] camera space: the rigged surface, then the extra parts moved by head and jaw."""
@@ -72,6 +81,29 @@ class RenderMesh:
         surface = posed(self.model.shape(self.model.rig_weights(params)), r, t)
         extra = self.extra + params.exp[:, JAW, None, None] * self.extra_jaw
         return np.concatenate([surface, posed(extra, r, t)], 1)
+
+
+def _lips_apart(rest: np.ndarray) -> np.ndarray:
+    """[P] 0..1 per inner-lip pair (corner to corner): how far apart the lips are at rest, where the
+    reference photo shows teeth or the mouth's inside between them."""
+    regions = topology.regions()
+    gap = rest[regions.lips_inner_lower, 1] - rest[regions.lips_inner_upper, 1]
+    return np.clip(gap / LIPS_APART, 0.0, 1.0)
+
+
+def _inner_lip_uv(avatar: Avatar) -> tuple[np.ndarray, np.ndarray]:
+    """The inner lip contours' vertex indices [K] and texture coordinates [K, 2]: where the photo's
+    lips are apart, each point moves LIP_PULL texels (at most half way) towards its outer-contour
+    point, onto the lip body, so no lookup on the lips reaches the teeth texels of the opening."""
+    regions = topology.regions()
+    uv, texels = avatar.uv, np.array(avatar.reference.shape[1::-1], float)  # texels: (width, height)
+    inner = np.concatenate([regions.lips_inner_upper, regions.lips_inner_lower])
+    outer = np.concatenate([regions.lips_outer_upper, regions.lips_outer_lower])
+    apart = np.tile(_lips_apart(avatar.identity.vertices), 2)
+    across = (uv[outer] - uv[inner]) * texels  # [K, 2] in texels, from the opening across the lip
+    length = np.linalg.norm(across, axis=1, keepdims=True).clip(1e-9)
+    pull = np.minimum(LIP_PULL, length / 2) * apart[:, None]
+    return inner, uv[inner] + across / length * pull / texels
 
 
 def _eyeball(rest: np.ndarray, side: str) -> Part:
@@ -110,7 +142,7 @@ def _mouth_interior(rest: np.ndarray) -> list[Part]:
     upper, lower = rest[regions.lips_inner_upper], rest[regions.lips_inner_lower]
     middle = (upper + lower) / 2
     # Where the lips are apart at rest (a smile), the photo shows the teeth: keep its pixels there.
-    apart = np.clip((lower[:, 1] - upper[:, 1]) / 0.2, 0.0, 1.0)
+    apart = _lips_apart(rest)
 
     def row(
         base: np.ndarray, dy: float = 0.0, dz: float = 0.0, shrink: float = 1.0, y: np.ndarray | None = None
