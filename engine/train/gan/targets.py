@@ -50,7 +50,9 @@ BLENDED = ("jaw", "tuck", "funnel", "pucker", "spread")  # by dominance; closure
 # bilabials still opens the lips, and a bilabial between vowels still closes them.
 THETA = {"jaw": (14, 18), "tuck": (60, 60), "funnel": (8, 12), "pucker": (8, 12), "spread": (12, 14)}
 MUST_REACH = 6.0  # dominance of the lip tuck, a gesture that must be reached; vowels' own is 1
-LIP_PRESS = 1.0  # press at the centre of a closure, beyond the lips meeting at rest
+# Press at the centre of a closure, beyond the lips meeting at rest. At 1.0 the inner lips crossed
+# 0.5-0.9 model cm, and on the rendered frames the lower lip hid the upper one at every p/b/m.
+LIP_PRESS = 0.3
 MIN_HOLD_S = 0.1  # a lip tuck holds at least this long
 CLOSURE_HOLD_S = (0.06, 0.12)  # a bilabial closure lasts 60-120 ms
 CLOSURE_RAMP_S = 0.04  # the lips take ~40 ms to close or part
