@@ -1,5 +1,7 @@
 """Lip sync where the user sees it: held-out speech rendered through `speak` (offline and
-streaming), each video frame measured by MediaPipe.
+streaming, with its default renderer: the built-in avatar's R2V), and streaming through the direct
+compositor, which is what a live session on a CPU shows ("live compositor"); each video frame
+measured by MediaPipe.
 
     python -m bench lipsync [--quick]
 
@@ -11,14 +13,17 @@ utterances are joined with pauses. The lip gap of a frame is MediaPipe's inner-l
 Figures per source (synthetic, real) and mode:
 - lip gap vs the audio's loudness envelope (frame RMS): Pearson r of each clip, their mean at the
   best lag within +-MAX_LAG frames (lag > 0: the lips trail the sound), r >= 0.6 with |lag| <= 2;
+  also reported at that lag within speech only (the frames of the phones, pauses left out): how
+  far the mouth follows louder and softer syllables, not only speech against pause;
 - lips closed at p/b/m centres: gap < 10% of the clip's speech p90 at the centre frame or one
   either side (>= 90%);
 - vowel nuclei between two bilabials open: gap >= 40% of the p90 at the centre or one either side
   (>= 90%);
 - silence / speech: median gap in pauses (>= 0.3 s, 3 frames in from each end) over the speech
   p90 (<= 0.2).
-The plot: one clip's lip gap and envelope with its bilabials marked, and a strip of mouth crops.
+The plot: one clip's lip gap and envelope with its bilabials marked, and strips of mouth crops.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -38,6 +43,12 @@ from engine.types import FPS, SAMPLE_RATE
 from engine.video import read_frames
 
 MAX_LAG = 3
+# (row label, speak's mode, renderer)
+RUNS = (
+    ("offline", "offline", "auto"),
+    ("streaming", "streaming", "auto"),
+    ("live compositor", "streaming", "composite"),
+)
 CLOSED, OPEN = 0.1, 0.4  # of the clip's speech p90
 BILABIALS = frozenset(("P", "B", "M"))
 SILENCE = "SIL"
@@ -141,36 +152,46 @@ def envelope(audio: np.ndarray, n: int) -> np.ndarray:
     return np.array([np.sqrt(np.mean(audio[a:b] ** 2)) if b > a else 0.0 for a, b in pairs])
 
 
-def render(speaker: Speaker, clip: Clip, mode: str, work: Path) -> Measured:
-    path = work / f"{clip.source}_{mode}.mp4"
-    speak(speaker, clip.audio, str(path), mode)
+def render(speaker: Speaker, clip: Clip, run: tuple[str, str, str], work: Path) -> Measured:
+    label, mode, renderer = run
+    path = work / f"{clip.source}_{mode}_{renderer}.mp4"
+    speak(speaker, clip.audio, str(path), mode, renderer=renderer)
     frames = np.stack(list(read_frames(path)))
-    return Measured(clip, mode, lip_gaps(frames), envelope(clip.audio, len(frames)), frames)
+    return Measured(clip, label, lip_gaps(frames), envelope(clip.audio, len(frames)), frames)
 
 
 def _frames_of(segments: list, keep) -> list[tuple[str, int]]:  # noqa: ANN001
     return [(p, round((s + e) / 2 * FPS)) for p, s, e in segments if keep(p)]
 
 
-def speech_p90(m: Measured) -> float:
+def speech_frames(m: Measured) -> np.ndarray:
+    """[N] bool: the frames of the clip's phones (its pauses False)."""
     speech = np.zeros(len(m.gap), bool)
     for p, s, e in m.clip.segments:
         if p != SILENCE:
             speech[int(s * FPS) : int(np.ceil(e * FPS))] = True
-    return float(np.nanpercentile(m.gap[speech[: len(m.gap)]], 90))
+    return speech
 
 
-def correlation(group: list[Measured]) -> tuple[float, int]:
-    """(r, lag): the clips' mean Pearson r at the lag within +-MAX_LAG frames where it is best
-    (lag > 0: the lips trail the sound). Each clip is correlated on its own: recordings differ in
-    level, which says nothing about how wide a mouth opens."""
+def speech_p90(m: Measured) -> float:
+    return float(np.nanpercentile(m.gap[speech_frames(m)], 90))
+
+
+def correlation(
+    group: list[Measured], lags: range = range(-MAX_LAG, MAX_LAG + 1), speech_only: bool = False
+) -> tuple[float, int]:
+    """(r, lag): the clips' mean Pearson r at the lag in `lags` where it is best (lag > 0: the lips
+    trail the sound); speech_only: on the frames of the phones only. Each clip is correlated on its
+    own: recordings differ in level, which says nothing about how wide a mouth opens."""
     best = (-np.inf, 0)
-    for lag in range(-MAX_LAG, MAX_LAG + 1):
+    for lag in lags:
         rs = []
         for m in group:
             n = len(m.gap)
             g, e = m.gap[max(0, lag) : n + min(0, lag)], m.envelope[max(0, -lag) : n - max(0, lag)]
             ok = np.isfinite(g)
+            if speech_only:
+                ok &= speech_frames(m)[max(0, -lag) : n - max(0, lag)]
             rs.append(float(np.corrcoef(g[ok], e[ok])[0, 1]))
         best = max(best, (float(np.mean(rs)), lag))
     return best
@@ -210,6 +231,7 @@ def score(group: list[Measured]) -> dict:
         "seconds": round(len(gap) / FPS, 1),
         "r_gap_envelope": round(r, 3),
         "lag_frames": lag,
+        "r_within_speech": round(correlation(group, range(lag, lag + 1), speech_only=True)[0], 3),
         "closed_at_pbm": round(float(np.mean(closures < CLOSED)), 3),
         "pbm_count": len(closures),
         "open_between_bilabials": round(float(np.mean(nuclei >= OPEN)), 3) if len(nuclei) else None,
@@ -234,16 +256,16 @@ def run(args: argparse.Namespace) -> None:
     measured: list[Measured] = []
     with torch_threads(1), tempfile.TemporaryDirectory() as tmp:
         for clip in clips:
-            for mode in ("offline", "streaming"):
-                m = render(speaker, clip, mode, Path(tmp))
-                print(f"  {clip.name} {mode}: {len(m.gap)} frames", flush=True)
+            for run in RUNS:
+                m = render(speaker, clip, run, Path(tmp))
+                print(f"  {clip.name} {m.mode}: {len(m.gap)} frames", flush=True)
                 if m.clip is not clips[0]:  # only the first clip's frames are plotted
                     m.frames = m.frames[:0]
                 measured.append(m)
     rows = []
     for source in ("synthetic", "real"):
-        for mode in ("offline", "streaming"):
-            group = [m for m in measured if m.clip.source == source and m.mode == mode]
+        for label, _, _ in RUNS:
+            group = [m for m in measured if m.clip.source == source and m.mode == label]
             if group:
                 row = score(group)
                 row["pass"] = passes(row)
@@ -251,7 +273,10 @@ def run(args: argparse.Namespace) -> None:
                 print("  " + "  ".join(f"{k}={v}" for k, v in row.items()), flush=True)
     size = measured[0].frames.shape[1]
     notes = (
-        f"Clips: {', '.join(c.name for c in clips)}; avatar default, {size}x{size} frames from `speak`, "
+        f"Clips: {', '.join(c.name for c in clips)}; avatar default, {size}x{size} frames from `speak` "
+        "(offline and streaming: its default renderer, the avatar's R2V; live compositor: streaming "
+        "through the direct compositor, as a live session on a CPU); r_within_speech: r at the same lag "
+        "on the phones' frames only. "
         f"MediaPipe on the decoded MP4. Targets: r >= 0.6 with |lag| <= 2, closed >= 0.9, open >= 0.9, "
         f"silence/speech <= 0.2. `python -m bench lipsync{' --quick' if args.quick else ''}`"
     )
@@ -260,15 +285,15 @@ def run(args: argparse.Namespace) -> None:
                  plot=lambda fig: _plot(fig, first), results_dir=args.results_dir)  # fmt: skip
 
 
-def _plot(fig: Figure, pair: list[Measured]) -> None:
-    """The first clip's first seconds: lip gap (offline, streaming) and envelope, bilabial centres
-    marked; below, the offline mouth crops of its first bilabial sentence, one every frame."""
+def _plot(fig: Figure, runs: list[Measured]) -> None:
+    """The first clip's first seconds: lip gap (each run) and envelope, bilabial centres marked;
+    below, mouth crops of its first bilabial sentence, one every frame: offline, then live."""
     top, bottom = fig.subplots(2, 1, height_ratios=[2, 1])
-    m = pair[0]
+    m = runs[0]
     n = min(len(m.gap), 6 * FPS)
     t = np.arange(n) / FPS
     p90 = speech_p90(m)
-    for each, style in zip(pair, ("-", "--"), strict=True):
+    for each, style in zip(runs, ("-", "--", ":"), strict=True):
         top.plot(t, each.gap[:n] / p90, style, linewidth=1, label=f"lip gap / p90 ({each.mode})")
     top.plot(t, m.envelope[:n] / m.envelope.max(), color="gray", linewidth=0.8, label="envelope (max 1)")
     for _, i in _frames_of(m.clip.segments, lambda p: p in BILABIALS):
@@ -288,10 +313,15 @@ def _plot(fig: Figure, pair: list[Measured]) -> None:
     face = np.linalg.norm(lm[CHIN, :2] - lm[FOREHEAD, :2])
     half = int(0.2 * face)
     y0, x0 = int(np.clip(cy - half, 0, size - 2 * half)), int(np.clip(cx - half * 1.5, 0, size - 3 * half))
-    shown = range(start, min(start + 36, len(m.frames)))
-    crops = [m.frames[i, y0 : y0 + 2 * half, x0 : x0 + 3 * half] for i in shown]
-    rows = [np.concatenate(crops[k : k + 12], axis=1) for k in range(0, len(crops) - 11, 12)]
+    rows = []
+    for each in (m, runs[-1]):
+        shown = range(start, min(start + 24, len(each.frames)))
+        crops = [each.frames[i, y0 : y0 + 2 * half, x0 : x0 + 3 * half] for i in shown]
+        rows += [np.concatenate(crops[k : k + 12], axis=1) for k in range(0, len(crops) - 11, 12)]
     bottom.imshow(np.concatenate(rows, axis=0))
     bottom.set_axis_off()
-    bottom.set_title("mouth, offline, from the first word on (left to right, one frame each)", fontsize=7)
+    bottom.set_title(
+        f"mouth from the first word on, one frame each: {m.mode} (two rows), {runs[-1].mode} (two rows)",
+        fontsize=7,
+    )
     fig.set_size_inches(10, 8)
