@@ -83,7 +83,8 @@ def animator_rows(repeats: int) -> list[dict]:
     """FACIAL-GAN's streaming update, ONNX Runtime and eager torch, per video frame."""
     avatar = load("default")
     gan = Gan.for_avatar(avatar, avatar.feature_kind)
-    c, last = gan.model.config, StreamConfig().latency_frames + 1
+    c, config = gan.model.config, StreamConfig()
+    last = config.update_frames
     rng = np.random.default_rng(0)
     padded = rng.random((c.window + c.local_window - 1, c.feature_dim), np.float32)
     initial = np.zeros(c.num_params, np.float32)
@@ -100,7 +101,7 @@ def animator_rows(repeats: int) -> list[dict]:
             repeats=100 * repeats,
             kind="facial-gan",
             mode="streaming",
-            lookahead_ms=round(1000 * (last - 1) / FPS),
+            lookahead_ms=round(1000 * config.latency_frames / FPS),
         )
         row["rtf"] = row["median_ms"] * FPS / 1000
         rows.append(row)

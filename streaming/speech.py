@@ -84,7 +84,7 @@ class SpeechModel:
         """Features -> FACIAL-GAN's streaming animator around the avatar's rest face."""
         # Made now, in the avatar's setup, not in a session's first frames.
         features.prepare_streaming()
-        gan.tail(config.lookahead + config.stride)
+        gan.tail(config.update_frames)
 
         def new_animator(first_frame: int, idle: IdleMotion) -> Animator:
             return StreamingAnimator(

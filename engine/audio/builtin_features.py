@@ -53,7 +53,7 @@ class BuiltinExtractor(FeatureExtractor):
         return np.concatenate([stream.process(audio), stream.finish()])
 
     def stream(self) -> FeatureStream:
-        return _BuiltinStream(_StepStream(self, _OnnxSteps(self.live_step(), self.model)))
+        return _BuiltinStream(self.dim, _StepStream(self, _OnnxSteps(self.live_step(), self.model)))
 
     def prepare_streaming(self) -> None:
         self.live_step()
@@ -214,8 +214,8 @@ class _StepStream:
 
 
 class _BuiltinStream(FeatureStream):
-    def __init__(self, steps: _StepStream) -> None:
-        super().__init__(NUM_PHONES + 2)
+    def __init__(self, dim: int, steps: _StepStream) -> None:
+        super().__init__(dim)
         self.steps = steps
 
     def _process(self, pcm: np.ndarray) -> np.ndarray:

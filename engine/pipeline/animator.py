@@ -79,8 +79,13 @@ class StreamConfig:
             )
 
     @property
+    def update_frames(self) -> int:
+        """Frames an update predicts: the S it emits and the L of look-ahead after them."""
+        return self.stride + self.lookahead
+
+    @property
     def latency_frames(self) -> int:
-        return self.lookahead + self.stride - 1
+        return self.update_frames - 1
 
 
 @dataclass
@@ -90,8 +95,11 @@ class Gan:
     model: FacialGAN
     feature_kind: str
     silence: np.ndarray  # [F] the feature row of silence
-    _tails: dict[int, Callable[[np.ndarray, np.ndarray], np.ndarray]] = field(default_factory=dict)
-    _tails_lock: Lock = field(default_factory=Lock)
+    # Gan.tail's runners by `last`, made once and shared by the streams.
+    _tails: dict[int, Callable[[np.ndarray, np.ndarray], np.ndarray]] = field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
+    _tails_lock: Lock = field(default_factory=Lock, init=False, repr=False, compare=False)
 
     @classmethod
     def load(cls, path: str | Path, device: str = "cpu") -> Gan:
@@ -137,12 +145,17 @@ class Gan:
     def window(self, padded: np.ndarray, initial: np.ndarray, last: int | None = None) -> np.ndarray:
         """padded [T + W - 1, F] (each frame's local window around it) + initial [P] -> offsets
         [T, P], or of the last `last` frames only [last, P]."""
-        W, device = self.model.config.local_window, self.model.param_mean.device
-        windows = (
-            torch.from_numpy(np.ascontiguousarray(padded)).to(device).unfold(0, W, 1).transpose(1, 2)[None]
-        )  # [1, T, W, F]
-        start = torch.from_numpy(initial.astype(np.float32)).to(device)[None]  # [1, P]
+        device = self.model.param_mean.device
+        windows, start = (torch.from_numpy(a).to(device) for a in self._inputs(padded, initial))
         return self.model(windows, start, last)[0].cpu().numpy()
+
+    def _inputs(self, padded: np.ndarray, initial: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """padded [T + W - 1, F], initial [P] -> the generator's windows [1, T, W, F] and initial
+        [1, P], float32."""
+        windows = np.lib.stride_tricks.sliding_window_view(
+            padded.astype(np.float32), self.model.config.local_window, axis=0
+        )  # [T, F, W]
+        return np.ascontiguousarray(windows.transpose(0, 2, 1)[None]), initial.astype(np.float32)[None]
 
     def tail(self, last: int) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
         """(padded [T + W - 1, F], initial [P]) -> offsets of the window's last `last` frames
@@ -161,14 +174,7 @@ class Gan:
         c = self.model.config
         example = (torch.zeros(1, c.window, c.local_window, c.feature_dim), torch.zeros(1, c.num_params))
         tail = OnnxFunction(_Tail(self.model, last), example, ["windows", "initial"])
-
-        def run(padded: np.ndarray, initial: np.ndarray) -> np.ndarray:
-            windows = np.lib.stride_tricks.sliding_window_view(padded.astype(np.float32), c.local_window, 0)
-            return tail(  # [T, F, W] -> [1, T, W, F]
-                np.ascontiguousarray(windows.transpose(0, 2, 1)[None]), initial.astype(np.float32)[None]
-            )[0][0]
-
-        return run
+        return lambda padded, initial: tail(*self._inputs(padded, initial))[0][0]
 
 
 class _Tail(torch.nn.Module):
@@ -285,12 +291,12 @@ class StreamingAnimator:
     ):
         self.gan, self.rest, self.config, self.idle = gan, rest, config, idle
         c = gan.model.config
-        if config.lookahead + config.stride > c.window:
+        if config.update_frames > c.window:
             raise AnimatorError(
-                f"look-ahead + stride ({config.lookahead + config.stride}) exceed the window ({c.window} "
+                f"look-ahead + stride ({config.update_frames}) exceed the window ({c.window} "
                 "frames)"
             )
-        self.tail = gan.tail(config.stride + config.lookahead)
+        self.tail = gan.tail(config.update_frames)
         self.features = _Timeline(0, gan.silence)
         self.raw = _Timeline(
             0, np.zeros(c.num_params, np.float32)
@@ -318,13 +324,13 @@ class StreamingAnimator:
         real = self.received
         if real <= self.emitted:
             return FaceParams.neutral(0)
-        self.features.append(np.tile(self.gan.silence, (self.config.lookahead + self.config.stride, 1)))
-        out = self._updates(real + self.config.lookahead + self.config.stride)
+        self.features.append(np.tile(self.gan.silence, (self.config.update_frames, 1)))
+        out = self._updates(real + self.config.update_frames)
         return out[: real - (self.emitted - len(out))]
 
     def _updates(self, available: int) -> FaceParams:
         out = []
-        while available >= self.emitted + self.config.stride + self.config.lookahead:
+        while available >= self.emitted + self.config.update_frames:
             out.append(self._update())
         if not out:
             return FaceParams.neutral(0)
