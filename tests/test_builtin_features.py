@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from engine.audio import features
-from engine.audio.builtin_features import DEFAULT_WEIGHTS, BuiltinExtractor
+from engine.audio.builtin_features import DEFAULT_WEIGHTS, LOUDNESS_RANGE_DB, BuiltinExtractor
 from engine.audio.features import FeatureError, num_frames
 from engine.audio.phones import NUM_PHONES, PHONE_INDEX, SILENCE, VISEMES
 from engine.audio.tts import Voice
@@ -76,6 +76,21 @@ def test_silence_gives_silence(builtin):
     assert rows[:, PHONE_INDEX[SILENCE]].mean() > 0.9
     assert rows[:, NUM_PHONES].max() < 0.3  # not voiced
     assert rows[:, NUM_PHONES + 1].max() == 0  # no loudness
+
+
+def test_loudness_is_the_speakers_own_whatever_the_microphone_gain(builtin, speech):
+    audio = speech[0]
+    loudness = builtin.offline(audio)[:, NUM_PHONES + 1]
+    quiet = builtin.offline(audio * 10 ** (-30 / 20))[:, NUM_PHONES + 1]  # a microphone 30 dB lower
+    voiced = loudness > 0.5
+    assert voiced.mean() > 0.3
+    assert np.abs(quiet - loudness)[voiced].mean() < 0.03
+    middle = slice(len(audio) // 2, len(audio) // 2 + SAMPLE_RATE // 2)
+    softer = audio.copy()
+    softer[middle] *= 10 ** (-12 / 20)  # half a second 12 dB softer than the rest of the voice
+    frames = slice(num_frames(middle.start) + 4, num_frames(middle.stop) - 1)
+    dropped = loudness[frames] - builtin.offline(softer)[frames, NUM_PHONES + 1]
+    assert dropped[voiced[frames]].mean() > 6 / LOUDNESS_RANGE_DB
 
 
 def test_lip_shapes_of_an_unseen_voice(builtin, speech):

@@ -126,3 +126,16 @@ def test_every_phone_has_targets():
             continue
         row = gan_targets.phone_targets(p)
         assert set(row) == set(gan_targets.BLENDED)
+
+
+def test_the_jaw_opens_with_loudness_against_the_speakers_level_whatever_the_gain():
+    segs = _segments("AA AA AA AA AA", duration=0.3)
+    audio = _speech(segs[-1][2])
+    third = slice(int(segs[3][1] * SAMPLE_RATE), int(segs[3][2] * SAMPLE_RATE))
+    audio[third] *= 10 ** (-12 / 20)  # one syllable 12 dB quieter than the others
+    jaw = _exp(targets(segs, audio, TargetConfig()), "jawOpen")
+    centre = lambda i: _at(jaw, (segs[i][1] + segs[i][2]) / 2)  # noqa: E731
+    assert centre(3) < 0.6 * min(centre(2), centre(4))
+    assert centre(2) > 0.5 * gan_targets.phone_targets("AA")["jaw"][0]
+    quiet_microphone = _exp(targets(segs, audio * 0.05, TargetConfig()), "jawOpen")
+    np.testing.assert_allclose(quiet_microphone, jaw, atol=1e-5)

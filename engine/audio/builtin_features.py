@@ -3,7 +3,10 @@
 Feature row per video frame (dim = NUM_PHONES + 2 = 42):
   [0:40]  phone *probabilities* (PHONES order, SIL first; they sum to 1),
   [40]    voicing probability (vocal folds vibrating),
-  [41]    loudness in the 80-3800 Hz speech band, 0 at -80 dB .. 1 at a full-scale sine.
+  [41]    loudness in the 80-3800 Hz speech band against the speaker's running level
+          (engine/audio/loudness.py, from the voiced frames): 1 at that level or above, 0 at
+          LOUDNESS_RANGE_DB below it or before the first voiced frame. A microphone's gain does not
+          change it; a louder syllable than the voice's others does.
 The network runs at 50 steps/s; a frame averages the steps it overlaps, weighted by the overlap.
 Look-ahead: the network's delay (lookahead_steps, 80 ms by default) plus the rounding of a frame's
 end up to a step: lookahead_frames = 3 (100 ms) for the shipped model.
@@ -18,13 +21,14 @@ import numpy as np
 import torch
 
 from engine.audio.features import FeatureError, FeatureExtractor, FeatureStream, num_frames, register
+from engine.audio.loudness import RunningLevel
 from engine.audio.phones import NUM_PHONES
 from engine.onnx_cpu import OnnxFunction
 from engine.types import SAMPLE_RATE, frame_pts
 from models.phonetic import LogMel, PhoneticNet, load_phonetic
 
 DEFAULT_WEIGHTS = Path(__file__).resolve().parents[2] / "models" / "weights" / "phonetic_builtin.pt"
-LOUDNESS_RANGE_DB = 80.0
+LOUDNESS_RANGE_DB = 40.0
 
 
 class BuiltinExtractor(FeatureExtractor):
@@ -43,8 +47,6 @@ class BuiltinExtractor(FeatureExtractor):
             raise FeatureError(f"{path}: model made for {config.sample_rate} Hz / {config.num_phones} phones")
         self.dim = NUM_PHONES + 2
         self.lookahead_frames = _lookahead_frames(config.step_samples, config.lookahead_samples)
-        sine = np.sin(2 * np.pi * 1000 * np.arange(SAMPLE_RATE) / SAMPLE_RATE).astype(np.float32)
-        self.full_scale_power = float(np.median(_band_power(LogMel(config).push(sine))))
         self._live_step: OnnxFunction | None = None
         self._live_step_lock = Lock()
 
@@ -142,7 +144,6 @@ class _StepStream:
     def __init__(self, extractor: BuiltinExtractor, network: Steps) -> None:
         self.model = extractor.model
         self.config = config = self.model.config
-        self.full_scale_power = extractor.full_scale_power
         self.log_mel = LogMel(config)
         self.cmvn = self.model.cmvn()
         self.network = network
@@ -155,6 +156,7 @@ class _StepStream:
         self.frames_done = 0
         self.samples = 0
         self.frame_limit: int | None = None  # set at the end of input
+        self.level = RunningLevel()
 
     def process(self, pcm: np.ndarray) -> np.ndarray:
         self.samples += len(pcm)
@@ -208,8 +210,9 @@ class _StepStream:
             drop = frame_pts(self.frames_done) // step - self.first_step
             self.steps, self.first_step = self.steps[drop:], self.first_step + drop
         out = np.array(rows).reshape(-1, NUM_PHONES + 2)
-        db = 10 * np.log10(np.maximum(out[:, -1], 1e-12) / self.full_scale_power)
-        out[:, -1] = np.clip(1 + db / LOUDNESS_RANGE_DB, 0, 1)
+        db = 10 * np.log10(np.maximum(out[:, -1], 1e-12))  # any fixed reference: only differences count
+        relative_db = self.level.push(db, out[:, NUM_PHONES] > 0.5)
+        out[:, -1] = np.clip(1 + relative_db / LOUDNESS_RANGE_DB, 0, 1)
         return out.astype(np.float32)
 
 

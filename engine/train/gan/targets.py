@@ -19,14 +19,18 @@ closures merged into one long press in "maybe baby". The lips press at closures;
 anticipates across consonants because unrounded consonants have weak rounding dominance
 (Benguerel & Cowan 1974: anticipatory lip rounding spans several consonants). Diphthongs are two
 targets (AY = AA -> IH ...). Jaw opening follows vowel height (low vowels open most: Lindblom &
-Sundberg 1971); bilabials and sibilants keep the jaw nearly closed.
+Sundberg 1971); bilabials and sibilants keep the jaw nearly closed. The jaw opens as far as the voice
+is loud against the speaker's own running level (engine/audio/loudness.py): fully at that level, not at
+all JAW_SPAN_DB below it, so louder syllables open wider and the jaw rises between syllables, as
+the mouth area of real talkers follows the speech envelope (Chandrasekaran et al. 2009, "The
+natural statistics of audiovisual speech").
 
 Channels -> rig (engine/types.py EXPRESSION_NAMES):
-  jaw -> jawOpen;  closure -> mouthClose = jawOpen * closure (lips stay together while the jaw
-  moves) and mouthPress_L/R = LIP_PRESS * closure: every avatar rests with its lips together
-  (engine/face/rest.py), so at the centre of each bilabial they press;  tuck -> mouthLowerLipTuck
-  and funnel -> mouthFunnel, both scaled by (1 - closure) since they part the lips;  pucker -> mouthPucker;
-  spread -> mouthStretch_L/R.
+  jaw (times the loudness gain) -> jawOpen;  closure -> mouthClose = jawOpen * closure (lips stay
+  together while the jaw moves) and mouthPress_L/R = LIP_PRESS * closure: every avatar rests with
+  its lips together (engine/face/rest.py), so at the centre of each bilabial they press;
+  tuck -> mouthLowerLipTuck and funnel -> mouthFunnel, both scaled by (1 - closure) since they part
+  the lips;  pucker -> mouthPucker;  spread -> mouthStretch_L/R.
 Head motion, brows and blinks: engine/train/gan/prosody.py.
 """
 from __future__ import annotations
@@ -36,6 +40,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from engine.audio.features import num_frames
+from engine.audio.loudness import RunningLevel
 from engine.audio.phones import PHONE_INDEX, SILENCE, VISEME_GROUPS
 from engine.avatar.bundle import MotionStats
 from engine.train.gan import prosody as gan_prosody
@@ -58,6 +63,7 @@ CLOSURE_HOLD_S = (0.06, 0.12)  # a bilabial closure lasts 60-120 ms
 CLOSURE_RAMP_S = 0.04  # the lips take ~40 ms to close or part
 VOWEL_SHARE = 1 / 3  # a closure's hold and ramp each take at most this share of the way to a vowel centre
 STRETCH_SCALE = 0.6  # spread 1 -> mouthStretch 0.6 each side
+JAW_SPAN_DB = 20.0  # the jaw opens fully at the speaker's level and not at all this far below it
 
 # Jaw opening by vowel height (0 closed ... 1 the rig's widest "ah"). Close vowels still part the lips
 # visibly (a third to a half of an open vowel's gap), also between two bilabials.
@@ -172,6 +178,17 @@ def closures(parts: list[Segment], t: np.ndarray) -> np.ndarray:
     return out
 
 
+def loudness_gain(segments: list[Segment], energy_db: np.ndarray) -> np.ndarray:
+    """[n] factor 0..1 on the jaw opening: the level of each frame (energy_db [n]) against the
+    speaker's running level, which follows the vowels' frames."""
+    vowels = np.zeros(len(energy_db), bool)
+    for phone, start, end in _split_diphthongs(segments):
+        if phone in gan_prosody.VOWELS:
+            vowels[int(start * FPS) : int(np.ceil(end * FPS))] = True
+    relative_db = RunningLevel().push(energy_db, vowels)
+    return np.clip(1 + relative_db / JAW_SPAN_DB, 0, 1)
+
+
 def mouth(channels: dict[str, np.ndarray], config: TargetConfig) -> np.ndarray:
     """Articulatory channels -> rig-weight offsets [n, NUM_PARAMS] (only mouth columns set)."""
     n = len(channels["jaw"])
@@ -200,8 +217,10 @@ def targets(
             raise ValueError(f"bad phone segment ({phone!r}, {start}, {end})")
     n = num_frames(len(audio))
     rng = np.random.default_rng(config.seed)
-    out = mouth(viseme_channels(segments, n), config)
     prosody = gan_prosody.analyse(segments, audio, n)
+    channels = viseme_channels(segments, n)
+    channels["jaw"] = channels["jaw"] * loudness_gain(segments, prosody.energy_db)
+    out = mouth(channels, config)
     pose, brows = gan_prosody.head_motion(prosody, np.asarray(config.pose_std), rng)
     out[:, :6] = pose
     out[:, _col("browInnerUp")] = brows
