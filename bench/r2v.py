@@ -119,9 +119,11 @@ def run(args: argparse.Namespace) -> None:
         (r for r in rows if r["backend"] in backends and r["batch"] == 1), key=lambda r: r["median_ms"]
     )["backend"]
     streamed = {"threads": 1, "repeats": repeats, "batch": 1, "precision": "fp32"}
-    lite, compositor = _streaming_case(avatar, best, "r2v"), _streaming_case(avatar, "eager", "composite")
-    rows.append(time_case(f"lite 256 -> {DEFAULT_SIZE} ({best}, streaming)", lite, backend=best, **streamed))
-    rows.append(time_case(f"compositor -> {DEFAULT_SIZE}", compositor, backend="compositor", **streamed))
+    r2v_frame = _streaming_case(avatar, best, "r2v")
+    composite_frame = _streaming_case(avatar, "eager", "composite")
+    r2v_label = f"lite 256 -> {DEFAULT_SIZE} ({best}, streaming)"
+    rows.append(time_case(r2v_label, r2v_frame, backend=best, **streamed))
+    rows.append(time_case(f"compositor -> {DEFAULT_SIZE}", composite_frame, backend="compositor", **streamed))
     full = R2V(R2VConfig.full()).eval()  # untrained: speed only
     full_gmacs = count_gmacs(full, torch.zeros(1, full.config.in_channels, 512, 512))
     if not args.quick:
