@@ -50,6 +50,7 @@ from streaming.limits import PerClientWindow
 from streaming.metrics import CONTENT_TYPE, exposition, server_metrics
 from streaming.offer import Offer, OfferError, check_sdp
 from streaming.session import Session, SessionRegistry
+from streaming.vp8 import use_steady_vp8
 
 __all__ = ["ServerConfig", "create_app"]
 
@@ -68,6 +69,7 @@ OFFER_EXAMPLE = '{"sdp": "...", "type": "offer"}'
 def create_app(config: ServerConfig, avatar_factory: AvatarFactory | None = None) -> web.Application:
     """The server's app; `avatar_factory` makes the LiveAvatar of a name (default: bundles
     rendered by the engine, with their speech models when trained)."""
+    use_steady_vp8()
     app = web.Application(middlewares=[checked_request], client_max_size=config.max_body_bytes)
     app[CONFIG] = config
     app[SESSIONS] = SessionRegistry()

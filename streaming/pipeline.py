@@ -19,8 +19,9 @@ at p: lips and sound leave together, delayed by exactly `latency`. The latency c
 models must wait for (the feature look-ahead, the animator's, one frame), one input chunk, and a
 margin for compute and for input that arrives late (network jitter). Input that falls behind by
 more than the margin (its next chunk would be due in less than latency - margin) ends the
-utterance and starts a new one at now + latency, and the margin grows to cover that lateness
-(up to `max_margin_ms`): the session's own jitter buffer (streaming/jitter.py). It relaxes
+utterance, and the margin grows to cover that lateness (up to `max_margin_ms`): the session's own
+jitter buffer (streaming/jitter.py). A new utterance starts on the input's own schedule, later by
+what the margin grew (at now + latency if even the widest margin does not cover it). It relaxes
 again, halfway back to `margin_ms` at each new utterance that comes `relax_after_s` after the
 last late input.
 Input faster than real time is scheduled ahead, at most `max_ahead_s` (then the chain waits).

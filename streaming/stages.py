@@ -134,12 +134,18 @@ class ChunkStage(Processor[FromInput]):
         elif isinstance(frame, InputBlock):
             p = self.pipeline
             late = p.clock.now_samples() + p.latency - self.next_pts  # behind its time of arrival
+            resume_at = None
             if self.chunker is not None and p.jitter.is_late(late):
+                margin = p.margin
                 p.widen_margin(late)
-                await self._end()  # the input fell behind real time: start over at now + latency
+                await self._end()  # the input fell behind real time: start over
+                if not p.jitter.is_late(late):
+                    # On the input's own schedule, later only by what the margin grew: starting at
+                    # now + latency would add this lateness again on top of the margin that covers it.
+                    resume_at = self.next_pts + p.margin - margin
             if self.chunker is None:
                 assert self.start is not None, "the input's InputStart comes first"
-                self.next_pts = p.clock.now_samples() + p.latency
+                self.next_pts = p.clock.now_samples() + p.latency if resume_at is None else resume_at
                 self.chunker = LiveChunker(self.start.sample_rate, p.config.chunk_ms, self.next_pts)
             for chunk in await self.in_thread(self.chunker.push, frame.pcm):
                 await self._emit(chunk)

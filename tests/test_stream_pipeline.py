@@ -149,8 +149,8 @@ async def test_audio_faster_than_real_time_is_scheduled_ahead_at_most_max_ahead(
     await chain.pipeline.close()
 
 
-async def test_input_that_falls_behind_real_time_starts_again_at_now_plus_a_wider_latency():
-    chain = Chain(config=PipelineConfig(margin_ms=10, max_margin_ms=200))
+async def test_input_later_than_the_widest_margin_starts_again_at_now_plus_the_latency():
+    chain = Chain(config=PipelineConfig(margin_ms=10, max_margin_ms=50))
     speech = chain.pipeline.open_input(INPUT_RATE)
     await speech.push(tone_with_pauses(0, 0.1))
     latency = chain.pipeline.latency
@@ -158,13 +158,38 @@ async def test_input_that_falls_behind_real_time_starts_again_at_now_plus_a_wide
     resumed = chain.clock.now_samples()
     await speech.push(tone_with_pauses(0, 0.1))  # its next sample was due 0.1 s after the first
     await speech.end()
-    # the margin now covers that lateness (latency + 0.05 s), and the rest is stamped with it
+    # late by latency + 0.05 s, more than the widest margin: the rest starts at now + the wider latency
     await until(lambda: chain.pipeline.late_inputs == 1, "a late input")
-    assert latency + 0.05 * SAMPLE_RATE < chain.pipeline.margin <= 0.2 * SAMPLE_RATE
+    assert chain.pipeline.margin == 0.05 * SAMPLE_RATE
     await until(
         lambda: chain.audio.end_pts >= resumed + chain.pipeline.latency + 0.09 * SAMPLE_RATE, "second part"
     )
     assert chain.audio.late_samples == 0  # nothing was scheduled in the past
+    await chain.pipeline.close()
+
+
+async def test_input_a_little_late_keeps_its_schedule_later_only_by_what_the_margin_grew():
+    chain = Chain(config=PipelineConfig(margin_ms=10, max_margin_ms=200))
+    written = []  # (pts, samples) of each scheduled chunk
+    write = chain.audio.write
+    chain.audio.write = lambda chunk: (written.append((chunk.pts, len(chunk.pcm))), write(chunk))
+    part = tone_with_pauses(0, 0.1)
+    speech = chain.pipeline.open_input(INPUT_RATE)
+    await speech.push(part)
+    margin = chain.pipeline.margin
+    await asyncio.sleep(0.1 + 0.06)  # its next sample was due 0.1 s after the first: 60 ms late
+    await speech.push(part)
+    await speech.end()
+    await until(lambda: chain.pipeline.late_inputs == 1, "a late input")
+    grown = chain.pipeline.margin - margin
+    assert 0.06 * SAMPLE_RATE < grown < 0.2 * SAMPLE_RATE
+    both = 2 * len(part) * SAMPLE_RATE // INPUT_RATE
+    await until(lambda: sum(n for _, n in written) >= both, "second part")
+    ends = [pts + n for pts, n in written]
+    gaps = [pts - end for (pts, _), end in zip(written[1:], ends, strict=False) if pts != end]
+    # one gap, where the second part starts: the lateness is not added again on top of the margin
+    assert gaps == [grown]
+    assert chain.audio.late_samples == 0
     await chain.pipeline.close()
 
 
