@@ -4,12 +4,12 @@ ramps up.
 aiortc's Vp8Encoder makes a new libvpx context (a keyframe) whenever the receiver's bandwidth
 estimate (REMB) moves by 10%. The estimate starts low whatever the link and climbs ~12% every
 1.5 s, so each session remade its encoder ten times in its first 15 s, and on 2 cores each remake
-stalled the server's event loop 30-50 ms (measured: `python -m bench latency` with a stall watchdog),
+stalled the server's event loop 27-38 ms (measured: `python -m bench latency` with a stall watchdog),
 long enough to make the speech input late and widen every later utterance's latency.
 
-This encoder starts at the most aiortc sends (what a 512-px face needs) and follows the estimate
-down only when it falls (congestion), and back up once it has recovered by half again (or to the
-top), so a good link never remakes it and a congested one still gets a lower rate.
+This encoder starts at the most aiortc sends (1.5 Mbps) and follows the estimate down only when it
+falls (congestion), and back up once it has recovered by half again (or to the top), so a good link
+never remakes it and a congested one still gets a lower rate.
 """
 
 from __future__ import annotations
